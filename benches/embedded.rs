@@ -1,0 +1,114 @@
+//! Embedded-mode unary call, against the floor of the same round trip done
+//! by hand with tokio channels (a request through an mpsc queue, a spawned
+//! handler task, a oneshot reply), in one run. Prints p50, p99 and calls/s
+//! for both and the ratio Rotor/floor.
+//!
+//! `cargo bench --bench embedded` (add `-- --quick` for a short run).
+
+use std::time::{Duration, Instant};
+
+use rotor::prelude::*;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+struct Echo;
+
+#[derive(Serialize, Deserialize)]
+struct Payload {
+    data: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, thiserror::Error)]
+#[error("never")]
+struct Never;
+
+#[rotor::component(namespace = "bench")]
+impl Echo {
+    #[endpoint]
+    async fn echo(&self, req: Payload) -> Result<Payload, Never> {
+        Ok(req)
+    }
+}
+
+struct Stats {
+    p50: Duration,
+    p99: Duration,
+    per_sec: f64,
+}
+
+fn stats(mut samples: Vec<Duration>, total: Duration) -> Stats {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q) as usize];
+    Stats { p50: at(0.50), p99: at(0.99), per_sec: samples.len() as f64 / total.as_secs_f64() }
+}
+
+async fn measure<F, Fut>(calls: usize, mut call: F) -> Stats
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for _ in 0..calls / 10 {
+        call().await;
+    }
+    let mut samples = Vec::with_capacity(calls);
+    let start = Instant::now();
+    for _ in 0..calls {
+        let t = Instant::now();
+        call().await;
+        samples.push(t.elapsed());
+    }
+    stats(samples, start.elapsed())
+}
+
+type Job = (Payload, oneshot::Sender<Payload>);
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let calls = if quick { 5_000 } else { 50_000 };
+    let data = "x".repeat(64);
+
+    let rt = Runtime::embedded().await?;
+    let _server = rt.serve(Echo).await?;
+    let client = Echo::client(&rt).await?;
+    let rotor = measure(calls, || {
+        let client = client.clone();
+        let data = data.clone();
+        async move {
+            client.echo(Payload { data }).await.expect("echo");
+        }
+    })
+    .await;
+
+    let (tx, mut rx) = mpsc::channel::<Job>(1024);
+    tokio::spawn(async move {
+        while let Some((req, reply)) = rx.recv().await {
+            tokio::spawn(async move {
+                let _ = reply.send(req);
+            });
+        }
+    });
+    let floor = measure(calls, || {
+        let tx = tx.clone();
+        let data = data.clone();
+        async move {
+            let (reply_tx, reply_rx) = oneshot::channel();
+            tx.send((Payload { data }, reply_tx)).await.expect("send");
+            reply_rx.await.expect("reply");
+        }
+    })
+    .await;
+
+    println!("embedded unary, 64-byte payload, sequential, {calls} calls");
+    println!("{:<28} {:>10} {:>10} {:>12}", "", "p50", "p99", "calls/s");
+    for (name, s) in [("rotor typed client", &rotor), ("tokio channels (floor)", &floor)] {
+        println!("{name:<28} {:>10.1?} {:>10.1?} {:>12.0}", s.p50, s.p99, s.per_sec);
+    }
+    println!(
+        "ratio rotor/floor: p50 {:.2}x, p99 {:.2}x, calls/s {:.2}x",
+        rotor.p50.as_secs_f64() / floor.p50.as_secs_f64(),
+        rotor.p99.as_secs_f64() / floor.p99.as_secs_f64(),
+        rotor.per_sec / floor.per_sec
+    );
+    Ok(())
+}

@@ -1,0 +1,316 @@
+//! Code generation. The output stays thin: constants, a descriptor, a
+//! dispatch `match`, and a client whose methods are one call each into
+//! `::rotor::__private`.
+
+use proc_macro2::{Ident, Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use rotor_names as names;
+use syn::spanned::Spanned;
+use syn::{Item, ItemImpl, Type};
+
+use crate::ast::{ArgKind, Component, Endpoint, Output};
+use crate::attr;
+use crate::ctxt::Ctxt;
+use crate::valid;
+
+pub fn component(args: TokenStream, input: TokenStream) -> TokenStream {
+    let item = match syn::parse2::<Item>(input.clone()) {
+        Ok(item) => item,
+        Err(e) => return with_errors(input, e),
+    };
+    let mut item = match item {
+        Item::Impl(i) => i,
+        other => {
+            let err = syn::Error::new(
+                item_keyword_span(&other),
+                "`#[component]` goes on an inherent impl block, such as `impl Tokenizer { .. }`",
+            );
+            return with_errors(input, err);
+        }
+    };
+    let cx = Ctxt::default();
+    let args_span = attr::args_span(&args);
+    let component_attr = attr::parse_component(&cx, args);
+    let model = Component::from_impl(&cx, &item, component_attr);
+    valid::check(&cx, &model, args_span);
+    let generated = match cx.check() {
+        Ok(()) => Ok(generate(&model)),
+        Err(e) => Err(e),
+    };
+    strip_endpoint_attrs(&mut item);
+    match generated {
+        Ok(tokens) => quote!(#item #tokens),
+        Err(e) => with_errors(quote!(#item), e),
+    }
+}
+
+/// The user's item, followed by the errors: the item stays visible to the
+/// rest of the crate and to rust-analyzer.
+fn with_errors(item: TokenStream, err: syn::Error) -> TokenStream {
+    let errors = err.into_compile_error();
+    quote!(#item #errors)
+}
+
+fn item_keyword_span(item: &Item) -> Span {
+    match item {
+        Item::Struct(s) => s.struct_token.span,
+        Item::Enum(e) => e.enum_token.span,
+        Item::Fn(f) => f.sig.fn_token.span,
+        Item::Trait(t) => t.trait_token.span,
+        Item::Mod(m) => m.mod_token.span,
+        other => other.span(),
+    }
+}
+
+fn strip_endpoint_attrs(item: &mut ItemImpl) {
+    for impl_item in &mut item.items {
+        let attrs = match impl_item {
+            syn::ImplItem::Fn(f) => &mut f.attrs,
+            syn::ImplItem::Const(c) => &mut c.attrs,
+            syn::ImplItem::Type(t) => &mut t.attrs,
+            _ => continue,
+        };
+        attrs.retain(|a| !attr::is_endpoint(a));
+    }
+}
+
+fn generate(c: &Component) -> TokenStream {
+    let self_ty = &c.item.self_ty;
+    let ident = c.ident.expect("validated: named self type");
+    let client = format_ident!("{}Client", ident);
+    let namespace = c.attr.namespace.as_ref().expect("validated: namespace").value();
+    let name = match &c.attr.name {
+        Some(lit) => lit.value(),
+        None => names::snake_case(&ident.to_string()),
+    };
+    let service = names::service_name(&namespace, &name);
+    let is_static = c.attr.is_static.is_some();
+    let type_name = ident.to_string();
+    let labels = c.attr.labels.iter().map(|(k, v)| {
+        let k = k.to_string();
+        quote!((#k, #v))
+    });
+
+    let endpoints: Vec<EndpointGen> =
+        c.endpoints.iter().enumerate().map(|(i, ep)| EndpointGen::new(i, ep, &service)).collect();
+    let descriptors = endpoints.iter().map(EndpointGen::descriptor);
+    let subject_consts = endpoints.iter().map(EndpointGen::subject_const);
+    let arms = endpoints.iter().map(EndpointGen::dispatch_arm);
+    let client_methods = endpoints.iter().map(EndpointGen::client_method);
+    let assertions = endpoints.iter().map(EndpointGen::assertions);
+
+    let ns_doc = format!("Namespace of this component: `{namespace}`.");
+    let name_doc = format!("Name of this component: `{name}`.");
+    let service_doc = format!("NATS micro service name of this component: `{service}`.");
+    let client_doc = format!(
+        "Typed client of the `{namespace}/{name}` component ([`{ident}`]), made by \
+         [`{ident}::client`]. Cheap to clone; clones share the instance cache."
+    );
+
+    quote! {
+        impl #self_ty {
+            #[doc = #ns_doc]
+            pub const NAMESPACE: &'static str = #namespace;
+            #[doc = #name_doc]
+            pub const COMPONENT: &'static str = #name;
+            #[doc = #service_doc]
+            pub const SERVICE: &'static str = #service;
+            #(#subject_consts)*
+
+            /// A typed client of this component, routed through `rt`'s
+            /// discovery and transport.
+            pub async fn client(rt: &::rotor::Runtime) -> ::core::result::Result<#client, ::rotor::Error> {
+                ::rotor::__private::client::<Self>(rt).await
+            }
+        }
+
+        impl ::rotor::Service for #self_ty {
+            type Client = #client;
+            const DESCRIPTOR: &'static ::rotor::ComponentDescriptor = &::rotor::ComponentDescriptor {
+                namespace: #namespace,
+                name: #name,
+                service: #service,
+                type_name: #type_name,
+                labels: &[#(#labels),*],
+                is_static: #is_static,
+                endpoints: &[#(#descriptors),*],
+            };
+
+            fn handle(
+                self: ::rotor::__private::Arc<Self>,
+                endpoint: usize,
+                ctx: ::rotor::Context,
+                payload: ::rotor::__private::Bytes,
+            ) -> ::rotor::__private::BoxFuture<'static, ::rotor::__private::Reply> {
+                match endpoint {
+                    #(#arms)*
+                    _ => ::rotor::__private::unknown_endpoint(&ctx),
+                }
+            }
+
+            fn client(core: ::rotor::__private::ClientCore) -> #client {
+                #client { core }
+            }
+        }
+
+        ::rotor::__private::inventory::submit! {
+            ::rotor::__private::Registered(<#self_ty as ::rotor::Service>::DESCRIPTOR)
+        }
+
+        const _: () = { #(#assertions)* };
+
+        #[doc = #client_doc]
+        #[derive(Clone, Debug)]
+        pub struct #client {
+            core: ::rotor::__private::ClientCore,
+        }
+
+        impl #client {
+            #(#client_methods)*
+
+            /// The same client, sending every call to one instance.
+            pub fn direct(&self, instance: ::rotor::InstanceId) -> Self {
+                Self { core: self.core.direct(instance) }
+            }
+
+            /// The same client, choosing instances with `router`.
+            pub fn with_router(&self, router: ::rotor::Router) -> Self {
+                Self { core: self.core.with_router(router) }
+            }
+
+            /// The same client, with `timeout` for every call.
+            pub fn with_timeout(&self, timeout: ::core::time::Duration) -> Self {
+                Self { core: self.core.with_timeout(timeout) }
+            }
+
+            /// The untyped client underneath, for instance lists and waits.
+            pub fn core(&self) -> &::rotor::__private::ClientCore {
+                &self.core
+            }
+        }
+    }
+}
+
+struct EndpointGen<'a> {
+    index: usize,
+    ep: &'a Endpoint<'a>,
+    wire: String,
+    subject: String,
+    request: Option<&'a Type>,
+    ok: &'a Type,
+    err: &'a Type,
+}
+
+impl<'a> EndpointGen<'a> {
+    fn new(index: usize, ep: &'a Endpoint<'a>, service: &str) -> Self {
+        let wire = ep.wire_name();
+        let subject = names::endpoint_subject(service, &wire);
+        let Output::Result { ok, err } = &ep.output else { unreachable!("validated: returns Result") };
+        EndpointGen { index, ep, wire, subject, request: ep.request().map(|a| a.ty), ok, err }
+    }
+
+    fn method(&self) -> &Ident {
+        &self.ep.method.sig.ident
+    }
+
+    fn request_ty(&self) -> TokenStream {
+        match self.request {
+            Some(ty) => quote!(#ty),
+            None => quote!(()),
+        }
+    }
+
+    fn descriptor(&self) -> TokenStream {
+        let EndpointGen { wire, subject, ok, err, .. } = self;
+        let method = self.method().to_string();
+        let request = match self.request {
+            Some(ty) => tokens_text(ty),
+            None => "()".to_string(),
+        };
+        let (ok, err) = (tokens_text(ok), tokens_text(err));
+        quote! {
+            ::rotor::EndpointDescriptor {
+                name: #wire,
+                method: #method,
+                subject: #subject,
+                request: #request,
+                response: #ok,
+                error: #err,
+            }
+        }
+    }
+
+    fn subject_const(&self) -> TokenStream {
+        let name =
+            format_ident!("{}_SUBJECT", self.method().to_string().trim_start_matches("r#").to_uppercase());
+        let doc = format!(
+            "Queue-group subject of endpoint `{}` (answered by any instance): `{}`.",
+            self.wire, self.subject
+        );
+        let subject = &self.subject;
+        quote! {
+            #[doc = #doc]
+            pub const #name: &'static str = #subject;
+        }
+    }
+
+    fn dispatch_arm(&self) -> TokenStream {
+        let index = self.index;
+        let method = self.method();
+        let req_ty = self.request_ty();
+        let call_args = self.ep.args.iter().map(|a| match a.kind {
+            ArgKind::Context => quote!(ctx),
+            ArgKind::ContextRef => quote!(&ctx),
+            ArgKind::Request => quote!(req),
+        });
+        // Spanned on the method so that a handler future that is not `Send`
+        // is reported on the user's method, not on the attribute.
+        quote_spanned! {method.span()=>
+            #index => ::rotor::__private::unary(ctx, payload, move |ctx: ::rotor::Context, req: #req_ty| async move {
+                let _ = (&ctx, &req);
+                self.#method(#(#call_args),*).await
+            }),
+        }
+    }
+
+    fn client_method(&self) -> TokenStream {
+        let index = self.index;
+        let method = self.method();
+        let (ok, err) = (self.ok, self.err);
+        let docs = self.ep.method.attrs.iter().filter(|a| a.path().is_ident("doc"));
+        let (param, arg) = match self.request {
+            Some(ty) => (quote!(, req: #ty), quote!(&req)),
+            None => (quote!(), quote!(&())),
+        };
+        quote! {
+            #(#docs)*
+            pub async fn #method(&self #param) -> ::core::result::Result<#ok, ::rotor::CallError<#err>> {
+                self.core.unary(#index, #arg).await
+            }
+        }
+    }
+
+    /// Compile-time checks that the wire types are serde types, each spanned
+    /// on the user's type so the error points there.
+    fn assertions(&self) -> TokenStream {
+        let mut out = TokenStream::new();
+        if let Some(ty) = self.request {
+            out.extend(quote_spanned!(ty.span()=> ::rotor::__private::assert_request::<#ty>();));
+        }
+        let (ok, err) = (self.ok, self.err);
+        out.extend(quote_spanned!(ok.span()=> ::rotor::__private::assert_response::<#ok>();));
+        out.extend(quote_spanned!(err.span()=> ::rotor::__private::assert_error::<#err>();));
+        out
+    }
+}
+
+/// A type as the user wrote it, for descriptors and rustdoc.
+fn tokens_text(ty: &Type) -> String {
+    let s = quote!(#ty).to_string();
+    s.replace(" < ", "<")
+        .replace(" <", "<")
+        .replace("< ", "<")
+        .replace(" >", ">")
+        .replace(" ,", ",")
+        .replace(" :: ", "::")
+}

@@ -1,0 +1,219 @@
+//! Every rule a component must satisfy, each reported as an error spanned on
+//! the token at fault. All rules run; `Ctxt` reports their errors together.
+
+use std::collections::HashMap;
+
+use proc_macro2::Span;
+use quote::ToTokens;
+use rotor_names as names;
+use syn::{LitStr, Pat, Type};
+
+use crate::ast::{ArgKind, Component, Endpoint, Output, Receiver};
+use crate::ctxt::Ctxt;
+
+pub fn check(cx: &Ctxt, c: &Component, args_span: Span) {
+    check_impl(cx, c);
+    check_component_attr(cx, c, args_span);
+    let mut by_name: HashMap<String, &Endpoint> = HashMap::new();
+    for ep in &c.endpoints {
+        check_endpoint(cx, ep);
+        let wire = ep.wire_name();
+        if let Some(first) = by_name.get(&wire) {
+            cx.error_spanned_by(
+                name_token(ep),
+                format!(
+                    "two endpoints have the wire name `{wire}` (the other is `{}`); give one a \
+                     different `#[endpoint(name = \"...\")]`",
+                    first.method.sig.ident
+                ),
+            );
+        } else {
+            by_name.insert(wire, ep);
+        }
+    }
+    for attr in &c.stray_endpoint_attrs {
+        cx.error_spanned_by(attr, "`#[endpoint]` goes on an `async fn` method, once");
+    }
+    if c.endpoints.is_empty() && c.ident.is_some() {
+        cx.error_spanned_by(
+            &c.item.self_ty,
+            "this component has no endpoints; mark at least one `async fn` with `#[endpoint]`",
+        );
+    }
+}
+
+fn check_impl(cx: &Ctxt, c: &Component) {
+    let item = c.item;
+    if let Some((_, path, _)) = &item.trait_ {
+        cx.error_spanned_by(
+            path,
+            "`#[component]` goes on an inherent impl block (`impl MyType { .. }`), not a trait impl",
+        );
+    }
+    if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {
+        cx.error_spanned_by(
+            &item.generics,
+            "generic components are not supported: a component has one identity on the wire; \
+             implement it for a concrete type (a newtype or a type alias works)",
+        );
+    }
+    if c.ident.is_none() {
+        cx.error_spanned_by(&item.self_ty, "`#[component]` needs a named type, such as `impl Tokenizer`");
+    } else if let Type::Path(p) = &*item.self_ty {
+        if p.path.segments.last().is_some_and(|s| !s.arguments.is_none()) {
+            cx.error_spanned_by(
+                &item.self_ty,
+                "generic components are not supported: a component has one identity on the wire; \
+                 implement it for a concrete type",
+            );
+        }
+    }
+    if let Some(unsafety) = &item.unsafety {
+        cx.error_spanned_by(unsafety, "a component impl block cannot be `unsafe`");
+    }
+}
+
+fn check_name(cx: &Ctxt, lit: &LitStr, check: fn(&str) -> Result<(), names::NameError>) {
+    if let Err(e) = check(&lit.value()) {
+        cx.error_spanned_by(lit, e);
+    }
+}
+
+fn check_component_attr(cx: &Ctxt, c: &Component, args_span: Span) {
+    let attr = &c.attr;
+    match &attr.namespace {
+        Some(ns) => check_name(cx, ns, names::validate_namespace),
+        None => cx.syn_error(syn::Error::new(
+            args_span,
+            "missing namespace: write `#[component(namespace = \"my_namespace\")]`",
+        )),
+    }
+    match (&attr.name, c.ident) {
+        (Some(name), _) => check_name(cx, name, names::validate_component),
+        (None, Some(ident)) => {
+            let default = names::snake_case(&ident.to_string());
+            if let Err(e) = names::validate_component(&default) {
+                cx.error_spanned_by(
+                    ident,
+                    format!("the default component name `{default}` derived from this type is invalid ({}); give one with `name = \"...\"`", e.problem_text()),
+                );
+            }
+        }
+        (None, None) => {}
+    }
+    for (key, _) in &attr.labels {
+        if let Err(e) = names::validate_label(&key.to_string()) {
+            cx.error_spanned_by(key, e);
+        }
+    }
+}
+
+fn check_endpoint(cx: &Ctxt, ep: &Endpoint) {
+    let sig = &ep.method.sig;
+    match &ep.attr.name {
+        Some(lit) => check_name(cx, lit, names::validate_endpoint),
+        None => {
+            if let Err(e) = names::validate_endpoint(&ep.wire_name()) {
+                cx.error_spanned_by(
+                    &sig.ident,
+                    format!(
+                        "the method name is not a valid endpoint name ({}); rename it or give a \
+                         wire name with `#[endpoint(name = \"...\")]`",
+                        e.problem_text()
+                    ),
+                );
+            }
+        }
+    }
+    let method = sig.ident.to_string();
+    if names::RESERVED_CLIENT_METHODS.contains(&method.as_str()) {
+        cx.error_spanned_by(
+            &sig.ident,
+            format!(
+                "an endpoint method cannot be called `{method}`: the generated client has a method \
+                 of that name; rename the method and keep the wire name with \
+                 `#[endpoint(name = \"{method}\")]`"
+            ),
+        );
+    }
+    if sig.asyncness.is_none() {
+        cx.error_spanned_by(sig.fn_token, "an endpoint must be an `async fn`");
+    }
+    if let Some(t) = &sig.constness {
+        cx.error_spanned_by(t, "an endpoint cannot be a `const fn`");
+    }
+    if let Some(t) = &sig.unsafety {
+        cx.error_spanned_by(t, "an endpoint cannot be `unsafe`");
+    }
+    if let Some(abi) = &sig.abi {
+        cx.error_spanned_by(abi, "an endpoint cannot have an `extern` ABI");
+    }
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        cx.error_spanned_by(
+            &sig.generics,
+            "an endpoint cannot be generic: its request and response types are fixed on the wire",
+        );
+    }
+    match &ep.receiver {
+        Receiver::RefSelf => {}
+        Receiver::Other(r) => cx.error_spanned_by(
+            r,
+            "an endpoint takes `&self`: instances serve many requests at once; use interior \
+             mutability (a `Mutex` or atomics) for state",
+        ),
+        Receiver::Missing => {
+            cx.error_spanned_by(&sig.ident, "an endpoint takes `&self` as its first argument")
+        }
+    }
+    let mut seen_request = false;
+    let mut seen_context = false;
+    for arg in &ep.args {
+        if !is_simple_pattern(arg.pat) {
+            cx.error_spanned_by(
+                arg.pat,
+                "endpoint arguments must be plain identifiers (`req: Request`); destructure inside the body",
+            );
+        }
+        if let Type::ImplTrait(_) = arg.ty {
+            cx.error_spanned_by(arg.ty, "an endpoint argument cannot be `impl Trait`: name a concrete type");
+        }
+        match arg.kind {
+            ArgKind::Context | ArgKind::ContextRef if seen_context => {
+                cx.error_spanned_by(arg.ty, "an endpoint takes at most one `Context`");
+            }
+            ArgKind::Context | ArgKind::ContextRef => seen_context = true,
+            ArgKind::Request if seen_request => cx.error_spanned_by(
+                arg.pat,
+                "an endpoint takes one request argument (and optionally a `Context`); \
+                 put the fields in one request struct",
+            ),
+            ArgKind::Request => seen_request = true,
+        }
+    }
+    match &ep.output {
+        Output::Result { .. } => {}
+        Output::Other(ty) => cx.error_spanned_by(
+            ty,
+            "an endpoint returns `Result<Response, Error>`, where `Error` is an application \
+             error type that crosses the wire",
+        ),
+        Output::Unit => cx
+            .error_spanned_by(&sig.ident, "an endpoint returns `Result<Response, Error>`; add a return type"),
+    }
+}
+
+fn is_simple_pattern(pat: &Pat) -> bool {
+    match pat {
+        Pat::Ident(p) => p.by_ref.is_none() && p.subpat.is_none(),
+        Pat::Wild(_) => true,
+        _ => false,
+    }
+}
+
+/// The token to blame for the endpoint's wire name.
+fn name_token(ep: &Endpoint) -> proc_macro2::TokenStream {
+    match &ep.attr.name {
+        Some(lit) => lit.to_token_stream(),
+        None => ep.method.sig.ident.to_token_stream(),
+    }
+}

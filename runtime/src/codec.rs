@@ -1,0 +1,16 @@
+//! Payload encoding: JSON through serde_json. The wire version header (see
+//! [`wire`](crate::wire)) leaves room for another format later.
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Encodes a value.
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Bytes, serde_json::Error> {
+    serde_json::to_vec(value).map(Bytes::from)
+}
+
+/// Decodes a value. An empty payload decodes as JSON `null`, so `()` needs no bytes.
+pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, serde_json::Error> {
+    if payload.is_empty() { serde_json::from_slice(b"null") } else { serde_json::from_slice(payload) }
+}

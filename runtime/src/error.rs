@@ -1,0 +1,269 @@
+//! The error types: [`Error`] for the runtime (start-up, names, serving),
+//! [`TransportError`] for a call that did not reach a handler's answer, and
+//! [`CallError`] for what a typed client method returns.
+
+use std::time::Duration;
+
+use rotor_names::NameError;
+
+use crate::InstanceId;
+use crate::wire::ErrorKind;
+
+/// An error of the runtime itself: configuration, names, start-up checks,
+/// serving and discovery.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A name built at run time breaks the rules; the message quotes the rule.
+    #[error(transparent)]
+    Name(#[from] NameError),
+
+    /// Two components linked into this binary share a wire name.
+    #[error(
+        "{what} `{value}` is used by two components: {first} and {second}; rename one \
+         (`#[component(name = \"...\")]` or its namespace)"
+    )]
+    Collision {
+        /// `"service name"` or `"endpoint subject"`.
+        what: &'static str,
+        /// The colliding name.
+        value: String,
+        /// The first component, as `namespace/name (Type)`.
+        first: String,
+        /// The second component.
+        second: String,
+    },
+
+    /// This runtime already serves the component; one runtime (one lease) is
+    /// one instance.
+    #[error(
+        "{service} is already served by instance {instance} of this runtime; to serve another \
+         instance in the same process, use `Runtime::with_new_lease()`"
+    )]
+    AlreadyServing {
+        /// The service name.
+        service: String,
+        /// This runtime's instance id.
+        instance: InstanceId,
+    },
+
+    /// A discovery key exists already (create-only registration).
+    #[error("discovery key {key} is already registered; is another process using lease {instance}?")]
+    AlreadyRegistered {
+        /// The key.
+        key: String,
+        /// The lease it was registered under.
+        instance: InstanceId,
+    },
+
+    /// A configuration value is missing or wrong.
+    #[error("configuration: {0}")]
+    Config(String),
+
+    /// A call-level failure outside a typed call.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+}
+
+/// Why a call failed before the handler's answer reached the caller.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// Discovery knows no live instance of the endpoint.
+    #[error(
+        "no live instance of {endpoint}; start a server for it, or wait with \
+         `client.core().wait_for_instances()`"
+    )]
+    NoInstances {
+        /// `namespace/component/endpoint`.
+        endpoint: String,
+    },
+
+    /// A direct call named an instance that discovery does not list.
+    #[error("instance {instance} does not serve {endpoint} (not registered, or gone)")]
+    UnknownInstance {
+        /// `namespace/component/endpoint`.
+        endpoint: String,
+        /// The requested instance.
+        instance: InstanceId,
+    },
+
+    /// Nothing listens on the subject any more: the instance died or left.
+    #[error("no responders on {subject}{}", instance_suffix(*instance))]
+    NoResponders {
+        /// The subject the request went to.
+        subject: String,
+        /// The instance it was meant for, if routed to one.
+        instance: Option<InstanceId>,
+    },
+
+    /// No reply within the call's timeout.
+    #[error("no reply on {subject} within {after:?}{}; raise the timeout with `with_timeout`", instance_suffix(*instance))]
+    Timeout {
+        /// The subject the request went to.
+        subject: String,
+        /// The timeout.
+        after: Duration,
+        /// The instance it was meant for, if routed to one.
+        instance: Option<InstanceId>,
+    },
+
+    /// The server gave up on the request when its deadline passed.
+    #[error("deadline exceeded{}: {message}", instance_suffix(*instance))]
+    DeadlineExceeded {
+        /// The server's message.
+        message: String,
+        /// The instance.
+        instance: Option<InstanceId>,
+    },
+
+    /// The connection is gone.
+    #[error("disconnected: {0}")]
+    Disconnected(String),
+
+    /// A payload did not decode.
+    #[error("could not decode the {what}{}: {detail}", instance_suffix(*instance))]
+    Decode {
+        /// What failed to decode, such as `request of demo/greeter/hello`.
+        what: String,
+        /// The decoder's message.
+        detail: String,
+        /// The instance that sent or received it.
+        instance: Option<InstanceId>,
+    },
+
+    /// A payload could not be encoded.
+    #[error("could not encode the {what}: {detail}")]
+    Encode {
+        /// What failed to encode.
+        what: String,
+        /// The encoder's message.
+        detail: String,
+    },
+
+    /// A message is larger than the transport allows.
+    #[error(
+        "{what} is {size} bytes, over the transport's limit of {limit} bytes (max_payload); send less per message or raise the server's max_payload"
+    )]
+    Oversize {
+        /// `request` or `response`.
+        what: String,
+        /// Its size in bytes.
+        size: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
+
+    /// The server answered with an error that is not the application's own.
+    #[error("{kind:?} error (code {code}){}: {message}", instance_suffix(*instance))]
+    Remote {
+        /// Its kind.
+        kind: ErrorKind,
+        /// Its `Nats-Service-Error-Code`.
+        code: u16,
+        /// Its `Nats-Service-Error`.
+        message: String,
+        /// The instance that answered.
+        instance: Option<InstanceId>,
+    },
+}
+
+fn instance_suffix(instance: Option<InstanceId>) -> String {
+    match instance {
+        Some(id) => format!(" (instance {id})"),
+        None => String::new(),
+    }
+}
+
+impl TransportError {
+    /// The stable code of this failure, as in `Nats-Service-Error-Code`.
+    pub fn code(&self) -> u16 {
+        match self {
+            TransportError::Decode { .. } | TransportError::Encode { .. } => ErrorKind::Decode.code(),
+            TransportError::Oversize { .. } => ErrorKind::Oversize.code(),
+            TransportError::DeadlineExceeded { .. } => ErrorKind::Deadline.code(),
+            TransportError::Timeout { .. } => 408,
+            TransportError::UnknownInstance { .. } => ErrorKind::UnknownEndpoint.code(),
+            TransportError::NoInstances { .. }
+            | TransportError::NoResponders { .. }
+            | TransportError::Disconnected(_) => ErrorKind::Unavailable.code(),
+            TransportError::Remote { code, .. } => *code,
+        }
+    }
+
+    /// The instance the failure concerns, when one was chosen.
+    pub fn instance(&self) -> Option<InstanceId> {
+        match self {
+            TransportError::UnknownInstance { instance, .. } => Some(*instance),
+            TransportError::NoResponders { instance, .. }
+            | TransportError::Timeout { instance, .. }
+            | TransportError::DeadlineExceeded { instance, .. }
+            | TransportError::Decode { instance, .. }
+            | TransportError::Remote { instance, .. } => *instance,
+            _ => None,
+        }
+    }
+
+    pub(crate) fn at(mut self, id: InstanceId) -> Self {
+        match &mut self {
+            TransportError::NoResponders { instance, .. }
+            | TransportError::Timeout { instance, .. }
+            | TransportError::DeadlineExceeded { instance, .. }
+            | TransportError::Decode { instance, .. }
+            | TransportError::Remote { instance, .. } => *instance = Some(id),
+            _ => {}
+        }
+        self
+    }
+}
+
+/// What a typed client method returns on failure: the endpoint's own error
+/// type `E`, kept typed, or a [`TransportError`].
+#[derive(Debug, thiserror::Error)]
+pub enum CallError<E> {
+    /// The handler returned `Err(error)`.
+    #[error("instance {instance} answered with an application error: {error}")]
+    App {
+        /// The handler's error, decoded.
+        error: E,
+        /// The instance whose handler returned it.
+        instance: InstanceId,
+    },
+    /// The call failed outside the handler.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+}
+
+impl<E> CallError<E> {
+    /// The application error, if that is what this is.
+    pub fn app(&self) -> Option<&E> {
+        match self {
+            CallError::App { error, .. } => Some(error),
+            CallError::Transport(_) => None,
+        }
+    }
+
+    /// The application error by value, or `self` back.
+    pub fn into_app(self) -> Result<E, Self> {
+        match self {
+            CallError::App { error, .. } => Ok(error),
+            other => Err(other),
+        }
+    }
+
+    /// The transport error, if that is what this is.
+    pub fn transport(&self) -> Option<&TransportError> {
+        match self {
+            CallError::Transport(e) => Some(e),
+            CallError::App { .. } => None,
+        }
+    }
+
+    /// The instance that failed, when one was reached or chosen.
+    pub fn instance(&self) -> Option<InstanceId> {
+        match self {
+            CallError::App { instance, .. } => Some(*instance),
+            CallError::Transport(e) => e.instance(),
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! The engine behind Rotor's generated code: discovery, transport, serving,
+//! clients. Use it through the `rotor` crate.
+//!
+//! A [`Runtime`] is one instance identity on a [`Transport`](transport::Transport)
+//! and a [`Discovery`](discovery::Discovery). `rt.serve(value)` hosts a
+//! component; `Type::client(&rt)` makes its typed client.
+
+#![warn(missing_docs)]
+
+mod client;
+pub mod codec;
+mod context;
+pub mod discovery;
+mod error;
+mod guard;
+mod instance;
+pub mod names;
+mod registry;
+mod runtime;
+mod serve;
+mod service;
+pub mod transport;
+pub mod wire;
+
+#[doc(hidden)]
+pub mod __private;
+
+pub use client::{ClientCore, Router};
+pub use context::Context;
+pub use error::{CallError, Error, TransportError};
+pub use guard::Guard;
+pub use instance::InstanceId;
+pub use registry::{ComponentDescriptor, EndpointDescriptor, check as check_registry, components};
+pub use runtime::{Config, ENV_ETCD_ENDPOINTS, ENV_NATS_URL, Mode, Runtime, RuntimeBuilder};
+pub use serve::{ServeHandle, ShutdownReport};
+pub use service::Service;

@@ -1,0 +1,122 @@
+//! Names built at run time: namespaces, components and endpoints, checked by
+//! the same rules as the macros apply at compile time.
+
+pub use rotor_names::{
+    MAX_NAME_LEN, MAX_NAMESPACE_LEN, NAME_PATTERN, NameError, NameKind, Problem, endpoint_key_prefix,
+    endpoint_subject, instance_key, instance_subject, service_name, validate_component, validate_endpoint,
+    validate_label, validate_namespace,
+};
+
+use crate::client::{ClientCore, RouteSpec};
+use crate::{Error, InstanceId, Runtime};
+
+/// A namespace, such as `llm` or `llm.prod`.
+#[derive(Clone, Debug)]
+pub struct Namespace {
+    rt: Runtime,
+    name: String,
+}
+
+/// A component in a namespace.
+#[derive(Clone, Debug)]
+pub struct Component {
+    namespace: Namespace,
+    name: String,
+}
+
+/// An endpoint of a component.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    component: Component,
+    name: String,
+}
+
+impl Namespace {
+    pub(crate) fn new(rt: Runtime, name: &str) -> Result<Self, Error> {
+        validate_namespace(name)?;
+        Ok(Namespace { rt, name: name.to_string() })
+    }
+
+    /// The namespace, dots included.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A child namespace: `llm` then `prod` gives `llm.prod`.
+    pub fn namespace(&self, child: &str) -> Result<Namespace, Error> {
+        Namespace::new(self.rt.clone(), &format!("{}.{child}", self.name))
+    }
+
+    /// A component of this namespace.
+    pub fn component(&self, name: &str) -> Result<Component, Error> {
+        validate_component(name)?;
+        Ok(Component { namespace: self.clone(), name: name.to_string() })
+    }
+}
+
+impl Component {
+    /// The component name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its namespace.
+    pub fn namespace(&self) -> &Namespace {
+        &self.namespace
+    }
+
+    /// Its NATS micro service name.
+    pub fn service_name(&self) -> String {
+        service_name(&self.namespace.name, &self.name)
+    }
+
+    /// An endpoint of this component.
+    pub fn endpoint(&self, name: &str) -> Result<Endpoint, Error> {
+        validate_endpoint(name)?;
+        Ok(Endpoint { component: self.clone(), name: name.to_string() })
+    }
+}
+
+impl Endpoint {
+    /// The endpoint name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its component.
+    pub fn component(&self) -> &Component {
+        &self.component
+    }
+
+    /// The queue-group subject, answered by any instance.
+    pub fn subject(&self) -> String {
+        endpoint_subject(&self.component.service_name(), &self.name)
+    }
+
+    /// The subject of one instance.
+    pub fn instance_subject(&self, instance: InstanceId) -> String {
+        instance_subject(&self.component.service_name(), &self.name, instance.0)
+    }
+
+    /// The discovery key of one instance.
+    pub fn instance_key(&self, instance: InstanceId) -> String {
+        instance_key(&self.component.namespace.name, &self.component.name, &self.name, instance.0)
+    }
+
+    /// The discovery key prefix of every instance.
+    pub fn key_prefix(&self) -> String {
+        endpoint_key_prefix(&self.component.namespace.name, &self.component.name, &self.name)
+    }
+
+    /// An untyped client of this endpoint (endpoint number 0 of the returned
+    /// client), for callers that have no generated client: gateways, tools.
+    pub async fn client(&self) -> Result<ClientCore, Error> {
+        let spec = RouteSpec {
+            namespace: &self.component.namespace.name,
+            component: &self.component.name,
+            endpoint: &self.name,
+            is_static: false,
+        };
+        ClientCore::new(&self.component.namespace.rt, &[spec]).await
+    }
+}

@@ -1,0 +1,257 @@
+//! Hosting: bind the transport, register in discovery, dispatch requests to
+//! the component, and on shutdown undo it all in the opposite order while
+//! the requests already accepted finish.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::FutureExt;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::discovery::{InstanceRecord, TransportAddress};
+use crate::transport::{Binding, EndpointSpec, Incoming, ServiceSpec};
+use crate::wire::{ErrorKind, Message, header};
+use crate::{Context, Error, Guard, InstanceId, Runtime, Service, names};
+
+/// A served component. It serves until [`shutdown`](ServeHandle::shutdown)
+/// or until it is dropped.
+///
+/// Dropping it leaves discovery and stops taking requests at once; requests
+/// already accepted still run to completion in the background. `shutdown`
+/// does the same and then waits for them, up to the runtime's drain timeout.
+#[must_use = "the component stops serving when the handle is dropped"]
+pub struct ServeHandle<S> {
+    service: Arc<S>,
+    instance: InstanceId,
+    registrations: Vec<Guard>,
+    binding: Option<Guard>,
+    _claim: Guard,
+    dispatcher: Option<JoinHandle<()>>,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+    rt: Runtime,
+}
+
+/// What a graceful shutdown did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// `true` when every accepted request finished within the drain timeout;
+    /// `false` when the rest were cancelled.
+    pub drained: bool,
+}
+
+impl<S: Service> ServeHandle<S> {
+    /// The instance id this component is served under.
+    pub fn instance_id(&self) -> InstanceId {
+        self.instance
+    }
+
+    /// The served value.
+    pub fn service(&self) -> &Arc<S> {
+        &self.service
+    }
+
+    /// Requests being handled right now.
+    pub fn in_flight(&self) -> usize {
+        self.tracker.len()
+    }
+
+    /// Leaves discovery, stops taking requests, and waits for the accepted
+    /// ones up to the drain timeout; past it, cancels the rest.
+    pub async fn shutdown(mut self) -> ShutdownReport {
+        self.registrations.clear();
+        self.binding.take();
+        if let Some(dispatcher) = self.dispatcher.take() {
+            // Ends once every accepted request has been handed to a task.
+            let _ = dispatcher.await;
+        }
+        self.tracker.close();
+        let drain = self.rt.config().drain_timeout;
+        let drained = tokio::time::timeout(drain, self.tracker.wait()).await.is_ok();
+        if !drained {
+            tracing::warn!(service = S::DESCRIPTOR.service, instance = %self.instance, ?drain,
+                remaining = self.tracker.len(), "drain timeout passed; cancelling the remaining requests");
+            self.cancel.cancel();
+            self.tracker.wait().await;
+        }
+        ShutdownReport { drained }
+    }
+}
+
+impl<S> Drop for ServeHandle<S> {
+    fn drop(&mut self) {
+        // Order matters: leave routing before unsubscribing, so that no
+        // client picks an instance that no longer listens.
+        self.registrations.clear();
+        self.binding.take();
+    }
+}
+
+pub(crate) async fn serve<S: Service>(rt: &Runtime, service: Arc<S>) -> Result<ServeHandle<S>, Error> {
+    let desc = S::DESCRIPTOR;
+    let claim = rt.claim(desc.service)?;
+    let instance = rt.instance_id();
+    let engines = rt.engines();
+    let discovered = !desc.is_static && engines.discovery.is_some();
+
+    let spec = ServiceSpec {
+        name: desc.service.to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        instance,
+        endpoints: desc
+            .endpoints
+            .iter()
+            .map(|ep| {
+                let mut subjects = vec![ep.subject.to_string()];
+                if discovered {
+                    subjects.push(names::instance_subject(desc.service, ep.name, instance.0));
+                }
+                EndpointSpec {
+                    name: ep.name.to_string(),
+                    subjects,
+                    request_type: ep.request.to_string(),
+                    response_type: ep.response.to_string(),
+                }
+            })
+            .collect(),
+    };
+    // Listen first, register second: a client must never find an instance
+    // that cannot answer yet.
+    let Binding { incoming, guard } = engines.transport.bind(spec.clone()).await?;
+
+    let mut registrations = Vec::new();
+    if let (true, Some(discovery)) = (discovered, &engines.discovery) {
+        for (ep, ep_spec) in desc.endpoints.iter().zip(&spec.endpoints) {
+            let key = names::instance_key(desc.namespace, desc.name, ep.name, instance.0);
+            let record = InstanceRecord {
+                namespace: desc.namespace.to_string(),
+                component: desc.name.to_string(),
+                endpoint: ep.name.to_string(),
+                instance_id: instance,
+                transport: TransportAddress::NatsTcp(ep_spec.subjects[1].clone()),
+            };
+            registrations.push(discovery.register(instance, key, record).await?);
+        }
+    }
+
+    let tracker = TaskTracker::new();
+    let cancel = CancellationToken::new();
+    let dispatcher = Dispatcher {
+        service: service.clone(),
+        instance,
+        names: desc
+            .endpoints
+            .iter()
+            .map(|ep| [desc.namespace.into(), desc.name.into(), ep.name.into()])
+            .collect(),
+        tracker: tracker.clone(),
+        cancel: cancel.clone(),
+        max_payload: engines.transport.max_payload(),
+    };
+    let span =
+        tracing::info_span!("serve", namespace = desc.namespace, component = desc.name, instance = %instance);
+    let dispatcher = tokio::spawn(dispatcher.run(incoming).instrument(span));
+    tracing::info!(namespace = desc.namespace, component = desc.name, instance = %instance,
+        endpoints = desc.endpoints.len(), "serving");
+
+    Ok(ServeHandle {
+        service,
+        instance,
+        registrations,
+        binding: Some(guard),
+        _claim: claim,
+        dispatcher: Some(dispatcher),
+        tracker,
+        cancel,
+        rt: rt.clone(),
+    })
+}
+
+struct Dispatcher<S> {
+    service: Arc<S>,
+    instance: InstanceId,
+    names: Vec<[Arc<str>; 3]>,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+    max_payload: usize,
+}
+
+impl<S: Service> Dispatcher<S> {
+    async fn run(self, mut incoming: tokio::sync::mpsc::Receiver<Incoming>) {
+        while let Some(Incoming { endpoint, message, responder }) = incoming.recv().await {
+            let Some(names) = self.names.get(endpoint) else {
+                let reply =
+                    Message::error(ErrorKind::UnknownEndpoint, "no such endpoint", Default::default());
+                tokio::spawn(responder.respond(reply));
+                continue;
+            };
+            let deadline = message.timeout().map(|t| Instant::now() + t);
+            let ctx = Context::new(
+                self.instance,
+                names.clone(),
+                deadline,
+                self.cancel.child_token(),
+                message.headers,
+            );
+            let handler = S::handle(self.service.clone(), endpoint, ctx.clone(), message.payload);
+            let (instance, max_payload) = (self.instance, self.max_payload);
+            self.tracker.spawn(async move {
+                let mut reply = run_handler(handler, &ctx).await;
+                if reply.size() > max_payload {
+                    let text = format!(
+                        "the response is {} bytes, over the transport's limit of {max_payload} bytes (max_payload)",
+                        reply.size()
+                    );
+                    reply = Message::error(ErrorKind::Oversize, &text, Default::default());
+                }
+                reply.headers.insert(header::INSTANCE, instance.to_string());
+                if let Err(e) = responder.respond(reply).await {
+                    tracing::warn!(error = %e, "could not send a reply");
+                }
+            });
+        }
+    }
+}
+
+/// Runs a handler until it finishes, panics, passes its deadline, or is
+/// cancelled by shutdown; each ending gives a reply.
+async fn run_handler(handler: futures::future::BoxFuture<'static, Message>, ctx: &Context) -> Message {
+    let deadline = async {
+        match ctx.deadline() {
+            Some(d) => tokio::time::sleep_until(d.into()).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        biased;
+        outcome = AssertUnwindSafe(handler).catch_unwind() => match outcome {
+            Ok(reply) => reply,
+            Err(panic) => {
+                let text = panic_message(&panic);
+                tracing::error!(endpoint = ctx.endpoint(), panic = %text, "handler panicked");
+                Message::error(ErrorKind::Internal, &format!("the handler panicked: {text}"), Default::default())
+            }
+        },
+        () = deadline => {
+            ctx.cancel_token().cancel();
+            Message::error(ErrorKind::Deadline, "the request's deadline passed; the handler was cancelled", Default::default())
+        }
+        () = ctx.cancelled() => {
+            Message::error(ErrorKind::Unavailable, "the instance shut down before the handler finished", Default::default())
+        }
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}

@@ -1,0 +1,27 @@
+//! The trait `#[component]` implements.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+
+use crate::wire::Message;
+use crate::{ComponentDescriptor, Context};
+
+/// A type that `#[rotor::component]` turned into a service. Implemented by
+/// the macro; not meant to be implemented by hand.
+pub trait Service: Send + Sync + Sized + 'static {
+    /// The generated typed client, `{Type}Client`.
+    type Client;
+
+    /// Names, endpoints and types, as the macro saw them.
+    const DESCRIPTOR: &'static ComponentDescriptor;
+
+    /// Runs endpoint number `endpoint` on an encoded request.
+    #[doc(hidden)]
+    fn handle(self: Arc<Self>, endpoint: usize, ctx: Context, payload: Bytes) -> BoxFuture<'static, Message>;
+
+    /// Wraps an untyped client into the typed one.
+    #[doc(hidden)]
+    fn client(core: crate::ClientCore) -> Self::Client;
+}

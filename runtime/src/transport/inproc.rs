@@ -1,0 +1,152 @@
+//! The in-process transport of the embedded mode.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::{self, BoxFuture};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Binding, Incoming, Respond, ServiceSpec, Transport};
+use crate::wire::Message;
+use crate::{Error, Guard, TransportError};
+
+/// NATS's default `max_payload`; the embedded mode enforces the same limit
+/// so that code tested here does not fail for the first time on a server.
+pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
+
+/// How many accepted requests may wait for a served component's dispatcher.
+const QUEUE_DEPTH: usize = 1024;
+
+/// Requests and replies through channels inside this process, with NATS's
+/// semantics: queue groups, "no responders", a payload limit.
+#[derive(Clone)]
+pub struct InProcess {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    subjects: Mutex<HashMap<String, Vec<Subscriber>>>,
+    next_id: AtomicU64,
+    max_payload: usize,
+}
+
+#[derive(Clone)]
+struct Subscriber {
+    id: u64,
+    endpoint: usize,
+    tx: mpsc::Sender<Incoming>,
+}
+
+impl Default for InProcess {
+    fn default() -> Self {
+        Self::with_max_payload(DEFAULT_MAX_PAYLOAD)
+    }
+}
+
+impl InProcess {
+    /// A transport with NATS's default payload limit.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A transport with the given payload limit, in bytes.
+    pub fn with_max_payload(max_payload: usize) -> Self {
+        InProcess {
+            inner: Arc::new(Inner { subjects: Mutex::default(), next_id: AtomicU64::new(1), max_payload }),
+        }
+    }
+
+    fn subjects(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Subscriber>>> {
+        self.inner.subjects.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One subscriber of `subject`, picked at random as a NATS queue group does.
+    fn pick(&self, subject: &str) -> Option<Subscriber> {
+        let subjects = self.subjects();
+        let subs = subjects.get(subject)?;
+        subs.get(fastrand::usize(..subs.len())).cloned()
+    }
+}
+
+struct Reply(oneshot::Sender<Message>);
+
+impl Respond for Reply {
+    fn respond(self: Box<Self>, reply: Message) -> BoxFuture<'static, Result<(), TransportError>> {
+        // The caller may have given up; that is not the server's error.
+        let _ = self.0.send(reply);
+        Box::pin(future::ready(Ok(())))
+    }
+}
+
+impl Transport for InProcess {
+    fn bind(&self, spec: ServiceSpec) -> BoxFuture<'_, Result<Binding, Error>> {
+        let (tx, incoming) = mpsc::channel(QUEUE_DEPTH);
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut subjects = self.subjects();
+        let mut bound = Vec::new();
+        for (endpoint, ep) in spec.endpoints.iter().enumerate() {
+            for subject in &ep.subjects {
+                subjects.entry(subject.clone()).or_default().push(Subscriber {
+                    id,
+                    endpoint,
+                    tx: tx.clone(),
+                });
+                bound.push(subject.clone());
+            }
+        }
+        drop(subjects);
+        let this = self.clone();
+        let guard = Guard::new(move || {
+            let mut subjects = this.subjects();
+            for subject in bound {
+                if let Some(subs) = subjects.get_mut(&subject) {
+                    subs.retain(|s| s.id != id);
+                    if subs.is_empty() {
+                        subjects.remove(&subject);
+                    }
+                }
+            }
+        });
+        Box::pin(future::ready(Ok(Binding { incoming, guard })))
+    }
+
+    fn request(
+        &self,
+        subject: String,
+        message: Message,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<Message, TransportError>> {
+        Box::pin(async move {
+            let size = message.size();
+            if size > self.inner.max_payload {
+                return Err(TransportError::Oversize {
+                    what: "request".into(),
+                    size,
+                    limit: self.inner.max_payload,
+                });
+            }
+            let no_responders = || TransportError::NoResponders { subject: subject.clone(), instance: None };
+            let sub = self.pick(&subject).ok_or_else(no_responders)?;
+            let (reply_tx, reply_rx) = oneshot::channel();
+            let incoming = Incoming { endpoint: sub.endpoint, message, responder: Box::new(Reply(reply_tx)) };
+            let exchange = async {
+                sub.tx.send(incoming).await.map_err(|_| no_responders())?;
+                // A dropped responder means the instance went away with the
+                // request unanswered, which NATS reports as no responders.
+                reply_rx.await.map_err(|_| no_responders())
+            };
+            match tokio::time::timeout(timeout, exchange).await {
+                Ok(result) => result,
+                Err(_) => {
+                    Err(TransportError::Timeout { subject: subject.clone(), after: timeout, instance: None })
+                }
+            }
+        })
+    }
+
+    fn max_payload(&self) -> usize {
+        self.inner.max_payload
+    }
+}

@@ -1,0 +1,87 @@
+//! Transport: carries requests to instances and replies back.
+//!
+//! Two implementations: NATS for real deployments, and [`InProcess`] for the
+//! embedded mode. Both give queue-group delivery (one subscriber of a subject
+//! gets each request), a "no responders" answer when nobody listens, and the
+//! same payload limit semantics.
+
+mod inproc;
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::sync::mpsc;
+
+pub use inproc::InProcess;
+
+use crate::wire::Message;
+use crate::{Error, Guard, InstanceId, TransportError};
+
+/// What a served component listens on.
+#[derive(Clone, Debug)]
+pub struct ServiceSpec {
+    /// The NATS micro service name.
+    pub name: String,
+    /// The service version (the crate's version).
+    pub version: String,
+    /// The instance being served.
+    pub instance: InstanceId,
+    /// One entry per endpoint, in the order of the component's descriptor.
+    pub endpoints: Vec<EndpointSpec>,
+}
+
+/// One endpoint of a [`ServiceSpec`].
+#[derive(Clone, Debug)]
+pub struct EndpointSpec {
+    /// Wire name.
+    pub name: String,
+    /// Subjects it answers on: the queue-group subject and, for discovered
+    /// components, the per-instance subject.
+    pub subjects: Vec<String>,
+    /// Request type name, for service metadata.
+    pub request_type: String,
+    /// Response type name, for service metadata.
+    pub response_type: String,
+}
+
+/// A request delivered to a served component.
+pub struct Incoming {
+    /// Index of the endpoint in the [`ServiceSpec`].
+    pub endpoint: usize,
+    /// The request.
+    pub message: Message,
+    /// Sends the reply.
+    pub responder: Box<dyn Respond>,
+}
+
+/// Sends one reply to one request.
+pub trait Respond: Send + 'static {
+    /// Sends `reply`.
+    fn respond(self: Box<Self>, reply: Message) -> BoxFuture<'static, Result<(), TransportError>>;
+}
+
+/// A live subscription: requests arrive on `incoming` until `guard` is
+/// dropped; requests accepted before that are still delivered.
+pub struct Binding {
+    /// The requests.
+    pub incoming: mpsc::Receiver<Incoming>,
+    /// Unsubscribes when dropped.
+    pub guard: Guard,
+}
+
+/// Moves requests and replies.
+pub trait Transport: Send + Sync + 'static {
+    /// Starts listening for a service's requests.
+    fn bind(&self, spec: ServiceSpec) -> BoxFuture<'_, Result<Binding, Error>>;
+
+    /// Sends a request to `subject` and waits up to `timeout` for the reply.
+    fn request(
+        &self,
+        subject: String,
+        message: Message,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<Message, TransportError>>;
+
+    /// The largest message the transport carries, in bytes.
+    fn max_payload(&self) -> usize;
+}

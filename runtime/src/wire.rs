@@ -1,0 +1,189 @@
+//! What crosses the wire: messages, headers, and the stable error codes.
+//!
+//! Every request and reply carries `Rotor-Wire: 1`, so a later format can be
+//! told apart. Failures are replies with the NATS micro error headers
+//! (`Nats-Service-Error`, `Nats-Service-Error-Code`) plus `Rotor-Error`, the
+//! machine-readable kind.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+/// Version of the wire format this build speaks.
+pub const WIRE_VERSION: &str = "1";
+
+/// Header names.
+pub mod header {
+    /// Wire format version.
+    pub const WIRE: &str = "Rotor-Wire";
+    /// Error message (NATS micro convention).
+    pub const SERVICE_ERROR: &str = "Nats-Service-Error";
+    /// Error code (NATS micro convention); see [`ErrorKind::code`](super::ErrorKind::code).
+    pub const SERVICE_ERROR_CODE: &str = "Nats-Service-Error-Code";
+    /// Error kind, one of [`ErrorKind::as_str`](super::ErrorKind::as_str).
+    pub const ERROR_KIND: &str = "Rotor-Error";
+    /// Time the caller still waits, in milliseconds; the server cancels the
+    /// handler when it passes.
+    pub const TIMEOUT_MS: &str = "Rotor-Timeout-Ms";
+    /// The instance that produced a reply.
+    pub const INSTANCE: &str = "Rotor-Instance";
+}
+
+/// Why a server answered with an error instead of a response. The codes are
+/// stable: tools and dashboards may rely on them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The handler returned `Err(e)`; the body is `e` encoded.
+    Application,
+    /// The request payload did not decode as the endpoint's request type.
+    Decode,
+    /// No endpoint of that name on the service.
+    UnknownEndpoint,
+    /// A message exceeded the transport's payload limit.
+    Oversize,
+    /// The handler panicked; the server keeps serving.
+    Internal,
+    /// The instance is shutting down.
+    Unavailable,
+    /// The request's deadline passed before the handler finished.
+    Deadline,
+}
+
+impl ErrorKind {
+    /// The `Nats-Service-Error-Code` value.
+    pub fn code(self) -> u16 {
+        match self {
+            ErrorKind::Decode => 400,
+            ErrorKind::UnknownEndpoint => 404,
+            ErrorKind::Oversize => 413,
+            ErrorKind::Application => 422,
+            ErrorKind::Internal => 500,
+            ErrorKind::Unavailable => 503,
+            ErrorKind::Deadline => 504,
+        }
+    }
+
+    /// The `Rotor-Error` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Application => "application",
+            ErrorKind::Decode => "decode",
+            ErrorKind::UnknownEndpoint => "unknown-endpoint",
+            ErrorKind::Oversize => "oversize",
+            ErrorKind::Internal => "internal",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Deadline => "deadline",
+        }
+    }
+
+    /// The kind named by a `Rotor-Error` value.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            ErrorKind::Application,
+            ErrorKind::Decode,
+            ErrorKind::UnknownEndpoint,
+            ErrorKind::Oversize,
+            ErrorKind::Internal,
+            ErrorKind::Unavailable,
+            ErrorKind::Deadline,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// Message headers, in order. Small: a handful of entries per message.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Headers(Vec<(Cow<'static, str>, String)>);
+
+impl Headers {
+    /// No headers.
+    pub fn new() -> Self {
+        Headers(Vec::new())
+    }
+
+    /// Sets `name` to `value`, replacing an earlier value.
+    pub fn insert(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<String>) {
+        let name = name.into();
+        let value = value.into();
+        match self.0.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(&name)) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((name, value)),
+        }
+    }
+
+    /// The value of `name`, compared without regard to case.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// Every header, in insertion order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(n, v)| (n.as_ref(), v.as_str()))
+    }
+}
+
+/// A request or a reply: headers and an encoded payload.
+#[derive(Clone, Debug, Default)]
+pub struct Message {
+    /// The headers.
+    pub headers: Headers,
+    /// The payload, encoded by [`codec`](crate::codec).
+    pub payload: Bytes,
+}
+
+impl Message {
+    /// A request carrying `payload`, with the caller's remaining time.
+    pub fn request(payload: Bytes, timeout: Option<Duration>) -> Self {
+        let mut headers = Headers::new();
+        headers.insert(header::WIRE, WIRE_VERSION);
+        if let Some(t) = timeout {
+            headers.insert(header::TIMEOUT_MS, t.as_millis().max(1).to_string());
+        }
+        Message { headers, payload }
+    }
+
+    /// A successful reply.
+    pub fn ok(payload: Bytes) -> Self {
+        let mut headers = Headers::new();
+        headers.insert(header::WIRE, WIRE_VERSION);
+        Message { headers, payload }
+    }
+
+    /// A failure reply: `message` for people, `kind` and its code for programs,
+    /// `payload` for the typed application error when there is one.
+    pub fn error(kind: ErrorKind, message: &str, payload: Bytes) -> Self {
+        let mut headers = Headers::new();
+        headers.insert(header::WIRE, WIRE_VERSION);
+        headers.insert(header::SERVICE_ERROR, one_line(message));
+        headers.insert(header::SERVICE_ERROR_CODE, kind.code().to_string());
+        headers.insert(header::ERROR_KIND, kind.as_str());
+        Message { headers, payload }
+    }
+
+    /// The error kind of a failure reply; `None` for a success.
+    pub fn error_kind(&self) -> Option<ErrorKind> {
+        self.headers.get(header::ERROR_KIND).and_then(ErrorKind::parse).or_else(|| {
+            // A NATS micro error from a non-Rotor responder still counts.
+            self.headers.get(header::SERVICE_ERROR_CODE).map(|_| ErrorKind::Internal)
+        })
+    }
+
+    /// The caller's remaining time, from the request headers.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.headers.get(header::TIMEOUT_MS)?.parse().ok().map(Duration::from_millis)
+    }
+
+    /// Size on the wire, for limits: payload plus headers.
+    pub fn size(&self) -> usize {
+        self.payload.len() + self.headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum::<usize>()
+    }
+}
+
+/// Header values are single lines; keep the first line of long messages.
+fn one_line(s: &str) -> String {
+    let line = s.lines().next().unwrap_or("");
+    line.chars().take(1024).collect()
+}

@@ -1,0 +1,47 @@
+//! # Rotor
+//!
+//! Two attribute macros turn an ordinary `impl` block into a distributed
+//! service: `#[component(namespace = "ns")]` on the block and `#[endpoint]`
+//! on its async methods. Names are checked at compile time; every component
+//! gets a typed client.
+//!
+//! ```
+//! use rotor::prelude::*;
+//! use serde::{Deserialize, Serialize};
+//!
+//! struct Greeter;
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Hello { name: String }
+//!
+//! #[derive(Debug, Serialize, Deserialize, thiserror::Error)]
+//! #[error("nobody to greet")]
+//! struct Nobody;
+//!
+//! #[rotor::component(namespace = "demo")]
+//! impl Greeter {
+//!     #[endpoint]
+//!     async fn hello(&self, req: Hello) -> Result<String, Nobody> {
+//!         if req.name.is_empty() { Err(Nobody) } else { Ok(format!("hello, {}", req.name)) }
+//!     }
+//! }
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let rt = Runtime::embedded().await?;
+//! let _server = rt.serve(Greeter).await?;
+//! let client = Greeter::client(&rt).await?;
+//! assert_eq!(client.hello(Hello { name: "rotor".into() }).await?, "hello, rotor");
+//! assert!(client.hello(Hello { name: "".into() }).await.unwrap_err().app().is_some());
+//! # Ok(()) }
+//! ```
+//!
+//! See the book for the model, the names on the wire, and the runtime modes.
+
+pub use rotor_macros::{component, endpoint};
+pub use rotor_runtime::*;
+
+/// What most programs need: the macros, the runtime, the context and the
+/// error types.
+pub mod prelude {
+    pub use crate::{CallError, Context, InstanceId, Router, Runtime, TransportError, component, endpoint};
+}
