@@ -14,6 +14,8 @@ use crate::ctxt::Ctxt;
 #[derive(Default)]
 pub struct ComponentAttr {
     pub namespace: Option<LitStr>,
+    /// `namespace = ...` was written, even if its value was not a string.
+    pub namespace_given: bool,
     pub name: Option<LitStr>,
     pub labels: Vec<(Ident, LitStr)>,
     pub is_static: Option<Ident>,
@@ -58,6 +60,7 @@ pub fn parse_component(cx: &Ctxt, args: TokenStream) -> ComponentAttr {
     let parser = syn::meta::parser(|meta| {
         let key = key_of(&meta);
         if meta.path.is_ident("namespace") {
+            attr.namespace_given = true;
             if let Some(v) = string_value(cx, &meta, &key)? {
                 set_once(cx, &mut attr.namespace, &key, v, "component");
             }

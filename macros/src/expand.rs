@@ -97,7 +97,6 @@ fn generate(c: &Component) -> TokenStream {
     let subject_consts = endpoints.iter().map(EndpointGen::subject_const);
     let arms = endpoints.iter().map(EndpointGen::dispatch_arm);
     let client_methods = endpoints.iter().map(EndpointGen::client_method);
-    let assertions = endpoints.iter().map(EndpointGen::assertions);
 
     let ns_doc = format!("Namespace of this component: `{namespace}`.");
     let name_doc = format!("Name of this component: `{name}`.");
@@ -156,8 +155,6 @@ fn generate(c: &Component) -> TokenStream {
         ::rotor::__private::inventory::submit! {
             ::rotor::__private::Registered(<#self_ty as ::rotor::Service>::DESCRIPTOR)
         }
-
-        const _: () = { #(#assertions)* };
 
         #[doc = #client_doc]
         #[derive(Clone, Debug)]
@@ -254,10 +251,24 @@ impl<'a> EndpointGen<'a> {
         }
     }
 
+    /// The three codecs, each built by a call spanned on the user's type, so
+    /// that a type that is not a serde type is reported there, once.
+    fn codecs(&self) -> TokenStream {
+        let req = match self.request {
+            Some(ty) => quote_spanned!(ty.span()=> ::rotor::__private::request_codec::<#ty>()),
+            None => quote!(::rotor::__private::request_codec::<()>()),
+        };
+        let (ok, err) = (self.ok, self.err);
+        let ok = quote_spanned!(ok.span()=> ::rotor::__private::response_codec::<#ok>());
+        let err = quote_spanned!(err.span()=> ::rotor::__private::error_codec::<#err>());
+        quote!((#req, #ok, #err))
+    }
+
     fn dispatch_arm(&self) -> TokenStream {
         let index = self.index;
         let method = self.method();
         let req_ty = self.request_ty();
+        let codecs = self.codecs();
         let call_args = self.ep.args.iter().map(|a| match a.kind {
             ArgKind::Context => quote!(ctx),
             ArgKind::ContextRef => quote!(&ctx),
@@ -265,11 +276,14 @@ impl<'a> EndpointGen<'a> {
         });
         // Spanned on the method so that a handler future that is not `Send`
         // is reported on the user's method, not on the attribute.
-        quote_spanned! {method.span()=>
-            #index => ::rotor::__private::unary(ctx, payload, move |ctx: ::rotor::Context, req: #req_ty| async move {
+        let handler = quote_spanned! {method.span()=>
+            move |ctx: ::rotor::Context, req: #req_ty| async move {
                 let _ = (&ctx, &req);
                 self.#method(#(#call_args),*).await
-            }),
+            }
+        };
+        quote! {
+            #index => ::rotor::__private::unary(ctx, payload, #codecs, #handler),
         }
     }
 
@@ -277,6 +291,7 @@ impl<'a> EndpointGen<'a> {
         let index = self.index;
         let method = self.method();
         let (ok, err) = (self.ok, self.err);
+        let codecs = self.codecs();
         let docs = self.ep.method.attrs.iter().filter(|a| a.path().is_ident("doc"));
         let (param, arg) = match self.request {
             Some(ty) => (quote!(, req: #ty), quote!(&req)),
@@ -285,22 +300,9 @@ impl<'a> EndpointGen<'a> {
         quote! {
             #(#docs)*
             pub async fn #method(&self #param) -> ::core::result::Result<#ok, ::rotor::CallError<#err>> {
-                self.core.unary(#index, #arg).await
+                ::rotor::__private::call(&self.core, #index, #arg, #codecs).await
             }
         }
-    }
-
-    /// Compile-time checks that the wire types are serde types, each spanned
-    /// on the user's type so the error points there.
-    fn assertions(&self) -> TokenStream {
-        let mut out = TokenStream::new();
-        if let Some(ty) = self.request {
-            out.extend(quote_spanned!(ty.span()=> ::rotor::__private::assert_request::<#ty>();));
-        }
-        let (ok, err) = (self.ok, self.err);
-        out.extend(quote_spanned!(ok.span()=> ::rotor::__private::assert_response::<#ok>();));
-        out.extend(quote_spanned!(err.span()=> ::rotor::__private::assert_error::<#err>();));
-        out
     }
 }
 

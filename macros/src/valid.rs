@@ -22,8 +22,8 @@ pub fn check(cx: &Ctxt, c: &Component, args_span: Span) {
             cx.error_spanned_by(
                 name_token(ep),
                 format!(
-                    "two endpoints have the wire name `{wire}` (the other is `{}`); give one a \
-                     different `#[endpoint(name = \"...\")]`",
+                    "two endpoints have the wire name `{wire}` (the other is method `{}`); give one \
+                     a different `#[endpoint(name = \"...\")]`",
                     first.method.sig.ident
                 ),
             );
@@ -34,7 +34,7 @@ pub fn check(cx: &Ctxt, c: &Component, args_span: Span) {
     for attr in &c.stray_endpoint_attrs {
         cx.error_spanned_by(attr, "`#[endpoint]` goes on an `async fn` method, once");
     }
-    if c.endpoints.is_empty() && c.ident.is_some() {
+    if c.endpoints.is_empty() && c.ident.is_some() && c.item.trait_.is_none() {
         cx.error_spanned_by(
             &c.item.self_ty,
             "this component has no endpoints; mark at least one `async fn` with `#[endpoint]`",
@@ -59,14 +59,6 @@ fn check_impl(cx: &Ctxt, c: &Component) {
     }
     if c.ident.is_none() {
         cx.error_spanned_by(&item.self_ty, "`#[component]` needs a named type, such as `impl Tokenizer`");
-    } else if let Type::Path(p) = &*item.self_ty {
-        if p.path.segments.last().is_some_and(|s| !s.arguments.is_none()) {
-            cx.error_spanned_by(
-                &item.self_ty,
-                "generic components are not supported: a component has one identity on the wire; \
-                 implement it for a concrete type",
-            );
-        }
     }
     if let Some(unsafety) = &item.unsafety {
         cx.error_spanned_by(unsafety, "a component impl block cannot be `unsafe`");
@@ -83,6 +75,7 @@ fn check_component_attr(cx: &Ctxt, c: &Component, args_span: Span) {
     let attr = &c.attr;
     match &attr.namespace {
         Some(ns) => check_name(cx, ns, names::validate_namespace),
+        None if attr.namespace_given => {}
         None => cx.syn_error(syn::Error::new(
             args_span,
             "missing namespace: write `#[component(namespace = \"my_namespace\")]`",

@@ -1,5 +1,10 @@
 //! What the macro-generated code calls. Not a public API: it may change in
 //! any release.
+//!
+//! The wire types reach the helpers through codecs made by
+//! [`request_codec`], [`response_codec`] and [`error_codec`], whose calls the
+//! macro spans on the user's types: a type that is not a serde type is then
+//! reported once, on that type, with a message that says what to derive.
 
 use std::fmt::Display;
 use std::future::Future;
@@ -17,19 +22,60 @@ use crate::client::RouteSpec;
 pub use crate::registry::Registered;
 pub use crate::wire::Message as Reply;
 use crate::wire::{ErrorKind, Message};
-use crate::{Context, Error, Runtime, Service, codec};
+use crate::{CallError, Context, Error, Runtime, Service, codec};
+
+type Encode<T> = fn(&T) -> Result<Bytes, serde_json::Error>;
+type Decode<T> = fn(&[u8]) -> Result<T, serde_json::Error>;
+
+/// How one wire type is encoded and decoded.
+pub struct Codec<T> {
+    encode: Encode<T>,
+    decode: Decode<T>,
+}
+
+/// How an application error is encoded, decoded and described.
+pub struct ErrorCodec<E> {
+    codec: Codec<E>,
+    describe: fn(&E) -> String,
+}
+
+/// The codec of a request type; the bound is the compile-time check.
+pub fn request_codec<T: WireRequest>() -> Codec<T> {
+    Codec { encode: codec::encode::<T>, decode: codec::decode::<T> }
+}
+
+/// The codec of a response type; the bound is the compile-time check.
+pub fn response_codec<T: WireResponse>() -> Codec<T> {
+    Codec { encode: codec::encode::<T>, decode: codec::decode::<T> }
+}
+
+/// The codec of an application error type; the bound is the compile-time check.
+pub fn error_codec<E: WireError>() -> ErrorCodec<E> {
+    ErrorCodec {
+        codec: Codec { encode: codec::encode::<E>, decode: codec::decode::<E> },
+        describe: E::to_string,
+    }
+}
 
 /// Decodes the request, runs the handler, encodes its result.
-pub fn unary<Req, Resp, E, F, Fut>(ctx: Context, payload: Bytes, handler: F) -> BoxFuture<'static, Message>
+pub fn unary<Req, Resp, E, F, Fut>(
+    ctx: Context,
+    payload: Bytes,
+    codecs: (Codec<Req>, Codec<Resp>, ErrorCodec<E>),
+    handler: F,
+) -> BoxFuture<'static, Message>
 where
-    Req: DeserializeOwned + Send + 'static,
-    Resp: Serialize,
-    E: Serialize + Display,
+    Req: Send + 'static,
+    Resp: Send + 'static,
+    E: Send + 'static,
     F: FnOnce(Context, Req) -> Fut + Send + 'static,
     Fut: Future<Output = Result<Resp, E>> + Send + 'static,
 {
+    let (request, response, error) = codecs;
+    // Decoding runs in the request's own task, not the dispatcher's, and
+    // under the same panic guard as the handler.
     Box::pin(async move {
-        let request = match codec::decode::<Req>(&payload) {
+        let request = match (request.decode)(&payload) {
             Ok(r) => r,
             Err(e) => {
                 let text = format!(
@@ -43,24 +89,34 @@ where
             }
         };
         match handler(ctx, request).await {
-            Ok(response) => match codec::encode(&response) {
+            Ok(value) => match (response.encode)(&value) {
                 Ok(bytes) => Message::ok(bytes),
-                Err(e) => Message::error(
-                    ErrorKind::Internal,
-                    &format!("could not encode the response: {e}"),
-                    Bytes::new(),
-                ),
+                Err(e) => internal(format!("could not encode the response: {e}")),
             },
-            Err(error) => match codec::encode(&error) {
-                Ok(bytes) => Message::error(ErrorKind::Application, &error.to_string(), bytes),
-                Err(e) => Message::error(
-                    ErrorKind::Internal,
-                    &format!("could not encode the error `{error}`: {e}"),
-                    Bytes::new(),
-                ),
-            },
+            Err(app) => {
+                let text = (error.describe)(&app);
+                match (error.codec.encode)(&app) {
+                    Ok(bytes) => Message::error(ErrorKind::Application, &text, bytes),
+                    Err(e) => internal(format!("could not encode the error `{text}`: {e}")),
+                }
+            }
         }
     })
+}
+
+fn internal(text: String) -> Message {
+    Message::error(ErrorKind::Internal, &text, Bytes::new())
+}
+
+/// A typed call from a generated client.
+pub async fn call<Req, Resp, E>(
+    core: &ClientCore,
+    endpoint: usize,
+    request: &Req,
+    codecs: (Codec<Req>, Codec<Resp>, ErrorCodec<E>),
+) -> Result<Resp, CallError<E>> {
+    let (req, resp, err) = codecs;
+    core.unary_with(endpoint, (req.encode)(request), resp.decode, err.codec.decode).await
 }
 
 /// The reply to an endpoint number the component does not have.
@@ -91,7 +147,7 @@ pub async fn client<S: Service>(rt: &Runtime) -> Result<S::Client, Error> {
     label = "request type of an `#[endpoint]`",
     note = "derive them: `#[derive(serde::Serialize, serde::Deserialize)]`"
 )]
-pub trait WireRequest {}
+pub trait WireRequest: Serialize + DeserializeOwned + Send + 'static {}
 impl<T: Serialize + DeserializeOwned + Send + 'static> WireRequest for T {}
 
 /// A type that can be an endpoint's response.
@@ -100,7 +156,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> WireRequest for T {}
     label = "response type of an `#[endpoint]`",
     note = "derive them: `#[derive(serde::Serialize, serde::Deserialize)]`"
 )]
-pub trait WireResponse {}
+pub trait WireResponse: Serialize + DeserializeOwned + Send + 'static {}
 impl<T: Serialize + DeserializeOwned + Send + 'static> WireResponse for T {}
 
 /// A type that can be an endpoint's application error.
@@ -109,12 +165,5 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> WireResponse for T {}
     label = "error type of an `#[endpoint]`",
     note = "derive serde's traits and implement `Display` (for example with `thiserror::Error`)"
 )]
-pub trait WireError {}
+pub trait WireError: Serialize + DeserializeOwned + Display + Send + 'static {}
 impl<T: Serialize + DeserializeOwned + Display + Send + 'static> WireError for T {}
-
-/// Compile-time check, spanned on the user's request type.
-pub const fn assert_request<T: WireRequest>() {}
-/// Compile-time check, spanned on the user's response type.
-pub const fn assert_response<T: WireResponse>() {}
-/// Compile-time check, spanned on the user's error type.
-pub const fn assert_error<T: WireError>() {}

@@ -155,13 +155,26 @@ impl ClientCore {
         Resp: DeserializeOwned,
         E: DeserializeOwned,
     {
+        self.unary_with(endpoint, codec::encode(request), codec::decode::<Resp>, codec::decode::<E>).await
+    }
+
+    /// [`unary`](Self::unary) with the codec chosen by the caller; the
+    /// generated clients pass theirs so that a type error in a wire type is
+    /// reported once, on the user's type.
+    pub(crate) async fn unary_with<Resp, E>(
+        &self,
+        endpoint: usize,
+        payload: Result<Bytes, serde_json::Error>,
+        decode_ok: fn(&[u8]) -> Result<Resp, serde_json::Error>,
+        decode_err: fn(&[u8]) -> Result<E, serde_json::Error>,
+    ) -> Result<Resp, CallError<E>> {
         let route = self.route(endpoint)?;
-        let payload = codec::encode(request).map_err(|e| TransportError::Encode {
+        let payload = payload.map_err(|e| TransportError::Encode {
             what: format!("request of {}", route.label),
             detail: e.to_string(),
         })?;
         let (reply, instance) = self.round_trip(route, payload).await?;
-        decode_reply(route, reply, instance)
+        decode_reply(route, reply, instance, decode_ok, decode_err)
     }
 
     /// Sends an encoded request to endpoint number `endpoint` and returns the
@@ -238,22 +251,24 @@ impl ClientCore {
 }
 
 /// A reply as the endpoint's response, its typed error, or a transport error.
-fn decode_reply<Resp: DeserializeOwned, E: DeserializeOwned>(
+fn decode_reply<Resp, E>(
     route: &Route,
     reply: Message,
     instance: Option<InstanceId>,
+    decode_ok: fn(&[u8]) -> Result<Resp, serde_json::Error>,
+    decode_err: fn(&[u8]) -> Result<E, serde_json::Error>,
 ) -> Result<Resp, CallError<E>> {
-    let decode_err =
+    let failure =
         |what: String, e: serde_json::Error| TransportError::Decode { what, detail: e.to_string(), instance };
     let Some(kind) = reply.error_kind() else {
-        return codec::decode(&reply.payload)
-            .map_err(|e| decode_err(format!("response of {}", route.label), e).into());
+        return decode_ok(&reply.payload)
+            .map_err(|e| failure(format!("response of {}", route.label), e).into());
     };
     let message = reply.headers.get(header::SERVICE_ERROR).unwrap_or("").to_string();
     let err = match kind {
         ErrorKind::Application => {
-            let error = codec::decode(&reply.payload)
-                .map_err(|e| decode_err(format!("application error of {}", route.label), e))?;
+            let error = decode_err(&reply.payload)
+                .map_err(|e| failure(format!("application error of {}", route.label), e))?;
             return Err(CallError::App { error, instance: instance.unwrap_or(InstanceId(0)) });
         }
         ErrorKind::Decode => TransportError::Decode {

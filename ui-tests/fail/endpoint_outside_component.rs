@@ -1,0 +1,17 @@
+use rotor::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Serialize, Deserialize, thiserror::Error)]
+#[error("failed")]
+struct Failed;
+
+struct Service;
+
+impl Service {
+    #[endpoint]
+    async fn ping(&self) -> Result<(), Failed> {
+        Ok(())
+    }
+}
+
+fn main() {}

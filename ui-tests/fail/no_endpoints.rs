@@ -1,0 +1,15 @@
+use rotor::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Serialize, Deserialize, thiserror::Error)]
+#[error("failed")]
+struct Failed;
+
+struct Service;
+
+#[component(namespace = "llm")]
+impl Service {
+    async fn helper(&self) {}
+}
+
+fn main() {}

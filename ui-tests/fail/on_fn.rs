@@ -1,0 +1,15 @@
+use rotor::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Serialize, Deserialize, thiserror::Error)]
+#[error("failed")]
+struct Failed;
+
+struct Service;
+
+#[component(namespace = "llm")]
+async fn ping() -> Result<(), Failed> {
+    Ok(())
+}
+
+fn main() {}

@@ -1,0 +1,13 @@
+use rotor::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Serialize, Deserialize, thiserror::Error)]
+#[error("failed")]
+struct Failed;
+
+struct Service;
+
+#[component(namespace = "llm")]
+struct Other;
+
+fn main() {}
