@@ -45,3 +45,8 @@ pub use rotor_runtime::*;
 pub mod prelude {
     pub use crate::{CallError, Context, InstanceId, Router, Runtime, TransportError, component, endpoint};
 }
+
+/// The README's example, compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

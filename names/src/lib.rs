@@ -136,8 +136,14 @@ impl NameError {
                 format!("{} {:?} is {len} bytes long; the maximum is {max}", self.kind, self.name)
             }
             Problem::InvalidChar { ch, at } => {
-                let hint = if ch.is_ascii_uppercase() {
-                    format!(" (use lower case: {:?})", self.name.to_ascii_lowercase())
+                let lower = self.name.to_ascii_lowercase();
+                let lower_is_valid = match self.kind {
+                    NameKind::Namespace => validate_namespace(&lower).is_ok(),
+                    NameKind::Component | NameKind::Endpoint => validate_name(self.kind, &lower).is_ok(),
+                    NameKind::Label => false,
+                };
+                let hint = if ch.is_ascii_uppercase() && lower_is_valid {
+                    format!(" (use lower case: {lower:?})")
                 } else {
                     String::new()
                 };

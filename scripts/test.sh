@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what the tests need when it is missing, then runs every test:
+# unit, integration (against real etcd and nats-server), compile-pass and
+# compile-fail cases, doc tests, the examples, and the book.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]}"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}"
+fi
+if ! command -v mdbook >/dev/null 2>&1; then
+  echo "installing mdbook"
+  cargo install mdbook --locked --quiet
+fi
+
+# Benchmarks print figures and are run on purpose (`cargo bench`); here they
+# are only built, so that they cannot rot.
+cargo build --workspace --benches --quiet
+cargo test --workspace
+cargo run --quiet --example quickstart
+mdbook build book
