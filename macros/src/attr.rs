@@ -6,7 +6,7 @@
 use proc_macro2::{Span, TokenStream};
 use syn::meta::ParseNestedMeta;
 use syn::parse::Parser;
-use syn::{Attribute, Ident, Lit, LitStr};
+use syn::{Attribute, Ident, Lit, LitBool, LitStr};
 
 use crate::ctxt::Ctxt;
 
@@ -25,10 +25,11 @@ pub struct ComponentAttr {
 #[derive(Default)]
 pub struct EndpointAttr {
     pub name: Option<LitStr>,
+    pub idempotent: Option<LitBool>,
 }
 
 const COMPONENT_KEYS: &str = "`namespace`, `name`, `labels` or `static`";
-const ENDPOINT_KEYS: &str = "`name`";
+const ENDPOINT_KEYS: &str = "`name` or `idempotent`";
 
 /// Sets `slot` once; a second occurrence is an error on the key.
 fn set_once<T>(cx: &Ctxt, slot: &mut Option<T>, key: &Ident, value: T, attr: &str) {
@@ -46,6 +47,18 @@ fn string_value(cx: &Ctxt, meta: &ParseNestedMeta, key: &Ident) -> syn::Result<O
         Lit::Str(s) => Ok(Some(s)),
         other => {
             cx.error_spanned_by(&other, format!("`{key}` takes a string literal, as in `{key} = \"...\"`"));
+            Ok(None)
+        }
+    }
+}
+
+/// The value of `key = true|false`, or an error spanned on the value.
+fn bool_value(cx: &Ctxt, meta: &ParseNestedMeta, key: &Ident) -> syn::Result<Option<LitBool>> {
+    let value = meta.value()?;
+    match value.parse::<Lit>()? {
+        Lit::Bool(b) => Ok(Some(b)),
+        other => {
+            cx.error_spanned_by(&other, format!("`{key}` takes `true` or `false`, as in `{key} = false`"));
             Ok(None)
         }
     }
@@ -120,6 +133,10 @@ pub fn parse_endpoint(cx: &Ctxt, attr: &Attribute) -> EndpointAttr {
         if meta.path.is_ident("name") {
             if let Some(v) = string_value(cx, &meta, &key)? {
                 set_once(cx, &mut out.name, &key, v, "endpoint");
+            }
+        } else if meta.path.is_ident("idempotent") {
+            if let Some(v) = bool_value(cx, &meta, &key)? {
+                set_once(cx, &mut out.idempotent, &key, v, "endpoint");
             }
         } else {
             cx.error_spanned_by(

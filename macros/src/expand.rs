@@ -129,6 +129,7 @@ fn generate(c: &Component) -> TokenStream {
                 namespace: #namespace,
                 name: #name,
                 service: #service,
+                version: ::core::env!("CARGO_PKG_VERSION"),
                 type_name: #type_name,
                 labels: &[#(#labels),*],
                 is_static: #is_static,
@@ -180,6 +181,12 @@ fn generate(c: &Component) -> TokenStream {
                 Self { core: self.core.with_timeout(timeout) }
             }
 
+            /// The same client, retrying an idempotent call on another
+            /// instance up to `retries` times when its instance is gone.
+            pub fn with_retries(&self, retries: u32) -> Self {
+                Self { core: self.core.with_retries(retries) }
+            }
+
             /// The untyped client underneath, for instance lists and waits.
             pub fn core(&self) -> &::rotor::__private::ClientCore {
                 &self.core
@@ -225,6 +232,7 @@ impl<'a> EndpointGen<'a> {
             None => "()".to_string(),
         };
         let (ok, err) = (tokens_text(ok), tokens_text(err));
+        let idempotent = self.ep.attr.idempotent.as_ref().is_none_or(|b| b.value);
         quote! {
             ::rotor::EndpointDescriptor {
                 name: #wire,
@@ -233,6 +241,7 @@ impl<'a> EndpointGen<'a> {
                 request: #request,
                 response: #ok,
                 error: #err,
+                idempotent: #idempotent,
             }
         }
     }

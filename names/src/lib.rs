@@ -41,6 +41,7 @@ pub const RESERVED_CLIENT_METHODS: &[&str] = &[
     "new",
     "routed",
     "wait_for_instances",
+    "with_retries",
     "with_router",
     "with_timeout",
 ];

@@ -85,7 +85,7 @@ where
                     ctx.endpoint(),
                     std::any::type_name::<Req>()
                 );
-                return Message::error(ErrorKind::Decode, &text, Bytes::new());
+                return Message::error(ErrorKind::Decode, &text);
             }
         };
         match handler(ctx, request).await {
@@ -96,7 +96,7 @@ where
             Err(app) => {
                 let text = (error.describe)(&app);
                 match (error.codec.encode)(&app) {
-                    Ok(bytes) => Message::error(ErrorKind::Application, &text, bytes),
+                    Ok(bytes) => Message::app_error(&text, &bytes),
                     Err(e) => internal(format!("could not encode the error `{text}`: {e}")),
                 }
             }
@@ -105,7 +105,7 @@ where
 }
 
 fn internal(text: String) -> Message {
-    Message::error(ErrorKind::Internal, &text, Bytes::new())
+    Message::error(ErrorKind::Internal, &text)
 }
 
 /// A typed call from a generated client.
@@ -122,7 +122,7 @@ pub async fn call<Req, Resp, E>(
 /// The reply to an endpoint number the component does not have.
 pub fn unknown_endpoint(ctx: &Context) -> BoxFuture<'static, Message> {
     let text = format!("{}/{} has no endpoint {}", ctx.namespace(), ctx.component(), ctx.endpoint());
-    Box::pin(std::future::ready(Message::error(ErrorKind::UnknownEndpoint, &text, Bytes::new())))
+    Box::pin(std::future::ready(Message::error(ErrorKind::UnknownEndpoint, &text)))
 }
 
 /// The typed client of `S`.
@@ -136,6 +136,7 @@ pub async fn client<S: Service>(rt: &Runtime) -> Result<S::Client, Error> {
             component: desc.name,
             endpoint: ep.name,
             is_static: desc.is_static,
+            idempotent: ep.idempotent,
         })
         .collect();
     Ok(S::client(ClientCore::new(rt, &specs).await?))

@@ -1,17 +1,18 @@
 //! Clients: the instance cache fed by discovery, routing, and the round trip
 //! under every typed client method.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
-use crate::discovery::InstanceList;
+use crate::discovery::{InstanceList, InstanceRecord};
 use crate::wire::{ErrorKind, Message, header};
 use crate::{CallError, Error, InstanceId, Runtime, TransportError, codec, names};
 
@@ -24,6 +25,9 @@ pub enum Router {
     RoundRobin,
     /// An instance chosen uniformly at random.
     Random,
+    /// Two instances at random, then the one with fewer calls in flight from
+    /// this client ("power of two choices").
+    PowerOfTwo,
 }
 
 /// The untyped client beneath every generated `{Type}Client`: one route per
@@ -34,11 +38,23 @@ pub struct ClientCore {
     target: Option<InstanceId>,
     router: Router,
     timeout: Option<Duration>,
+    retries: Option<u32>,
 }
 
 struct Shared {
     rt: Runtime,
     routes: Box<[Route]>,
+}
+
+/// What a client knows beyond discovery about one route's instances.
+#[derive(Default)]
+struct Health {
+    /// Instances that answered "no responders", and since when. They leave
+    /// rotation at once, before their lease lapses, and come back only if
+    /// discovery still lists them a lease TTL later.
+    evicted: HashMap<InstanceId, Instant>,
+    /// Calls in flight from this client, for [`Router::PowerOfTwo`].
+    in_flight: HashMap<InstanceId, usize>,
 }
 
 /// Where one endpoint's calls go.
@@ -51,6 +67,14 @@ pub(crate) struct Route {
     /// `None` for static components and runtimes without discovery.
     instances: Option<watch::Receiver<InstanceList>>,
     next: AtomicUsize,
+    idempotent: bool,
+    health: Mutex<Health>,
+}
+
+impl Route {
+    fn health(&self) -> std::sync::MutexGuard<'_, Health> {
+        self.health.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// An endpoint to route to, as the client is built.
@@ -59,6 +83,7 @@ pub(crate) struct RouteSpec<'a> {
     pub component: &'a str,
     pub endpoint: &'a str,
     pub is_static: bool,
+    pub idempotent: bool,
 }
 
 impl fmt::Debug for ClientCore {
@@ -90,6 +115,8 @@ impl ClientCore {
                 endpoint: s.endpoint.to_string(),
                 instances,
                 next: AtomicUsize::new(0),
+                idempotent: s.idempotent,
+                health: Mutex::default(),
             });
         }
         Ok(ClientCore {
@@ -97,6 +124,7 @@ impl ClientCore {
             target: None,
             router: Router::default(),
             timeout: None,
+            retries: None,
         })
     }
 
@@ -113,6 +141,12 @@ impl ClientCore {
     /// The same client, with `timeout` for every call.
     pub fn with_timeout(&self, timeout: Duration) -> Self {
         ClientCore { timeout: Some(timeout), ..self.clone() }
+    }
+
+    /// The same client, retrying an idempotent call on another instance up
+    /// to `retries` times when its instance is gone.
+    pub fn with_retries(&self, retries: u32) -> Self {
+        ClientCore { retries: Some(retries), ..self.clone() }
     }
 
     /// The instances serving every endpoint of the component, as discovery
@@ -202,24 +236,44 @@ impl ClientCore {
         route: &Route,
         payload: Bytes,
     ) -> Result<(Message, Option<InstanceId>), TransportError> {
-        let timeout = self.timeout.unwrap_or(self.shared.rt.config().request_timeout);
-        let (subject, instance) = self.pick(route)?;
-        let message = Message::request(payload, Some(timeout));
+        let config = self.shared.rt.config();
+        let timeout = self.timeout.unwrap_or(config.request_timeout);
+        let retries = if route.idempotent && self.target.is_none() {
+            self.retries.unwrap_or(config.retries)
+        } else {
+            0
+        };
+        let started = Instant::now();
         let transport = &self.shared.rt.engines().transport;
-        match transport.request(subject, message, timeout).await {
-            Ok(reply) => {
-                let answered = reply
-                    .headers
-                    .get(header::INSTANCE)
-                    .and_then(|h| i64::from_str_radix(h, 16).ok())
-                    .map(InstanceId)
-                    .or(instance);
-                Ok((reply, answered))
+        let mut attempt = 0;
+        loop {
+            let left = timeout.saturating_sub(started.elapsed());
+            let (subject, instance) = self.pick(route)?;
+            let message = Message::request(payload.clone(), Some(left));
+            let _in_flight = (self.router == Router::PowerOfTwo).then(|| InFlight::start(route, instance));
+            let result = transport.request(subject, message, left).await;
+            match (result, instance) {
+                (Ok(reply), _) => {
+                    let answered = reply
+                        .headers
+                        .get(header::INSTANCE)
+                        .and_then(|h| i64::from_str_radix(h, 16).ok())
+                        .map(InstanceId)
+                        .or(instance);
+                    return Ok((reply, answered));
+                }
+                (Err(e @ TransportError::NoResponders { .. }), Some(id)) => {
+                    // Gone before its lease lapsed: out of rotation now.
+                    route.health().evicted.insert(id, Instant::now());
+                    tracing::debug!(endpoint = %route.label, instance = %id, "no responders; evicted");
+                    if attempt >= retries {
+                        return Err(e.at(id));
+                    }
+                    attempt += 1;
+                }
+                (Err(e), Some(id)) => return Err(e.at(id)),
+                (Err(e), None) => return Err(e),
             }
-            Err(e) => Err(match instance {
-                Some(id) => e.at(id),
-                None => e,
-            }),
         }
     }
 
@@ -238,15 +292,58 @@ impl ClientCore {
                 None => Err(TransportError::UnknownInstance { endpoint: route.label.clone(), instance: id }),
             };
         }
-        if list.is_empty() {
+        let mut health = route.health();
+        if !health.evicted.is_empty() {
+            let readmit_after = self.shared.rt.config().lease_ttl;
+            health.evicted.retain(|id, since| {
+                since.elapsed() < readmit_after && list.iter().any(|r| r.instance_id == *id)
+            });
+        }
+        let live: Vec<&InstanceRecord> =
+            list.iter().filter(|r| !health.evicted.contains_key(&r.instance_id)).collect();
+        if live.is_empty() {
             return Err(TransportError::NoInstances { endpoint: route.label.clone() });
         }
-        let index = match self.router {
-            Router::RoundRobin => route.next.fetch_add(1, Ordering::Relaxed) % list.len(),
-            Router::Random => fastrand::usize(..list.len()),
+        let record = match self.router {
+            Router::RoundRobin => live[route.next.fetch_add(1, Ordering::Relaxed) % live.len()],
+            Router::Random => live[fastrand::usize(..live.len())],
+            Router::PowerOfTwo => {
+                let a = live[fastrand::usize(..live.len())];
+                let b = live[fastrand::usize(..live.len())];
+                let load = |r: &InstanceRecord| health.in_flight.get(&r.instance_id).copied().unwrap_or(0);
+                if load(b) < load(a) { b } else { a }
+            }
         };
-        let record = &list[index];
         Ok((record.transport.subject().to_string(), Some(record.instance_id)))
+    }
+}
+
+/// Counts a call in flight to one instance while it lives.
+struct InFlight<'a> {
+    route: &'a Route,
+    instance: Option<InstanceId>,
+}
+
+impl<'a> InFlight<'a> {
+    fn start(route: &'a Route, instance: Option<InstanceId>) -> Self {
+        if let Some(id) = instance {
+            *route.health().in_flight.entry(id).or_default() += 1;
+        }
+        InFlight { route, instance }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.instance {
+            let mut health = self.route.health();
+            if let Some(n) = health.in_flight.get_mut(&id) {
+                *n -= 1;
+                if *n == 0 {
+                    health.in_flight.remove(&id);
+                }
+            }
+        }
     }
 }
 
@@ -267,7 +364,8 @@ fn decode_reply<Resp, E>(
     let message = reply.headers.get(header::SERVICE_ERROR).unwrap_or("").to_string();
     let err = match kind {
         ErrorKind::Application => {
-            let error = decode_err(&reply.payload)
+            let body = reply.headers.get(header::ERROR_BODY).unwrap_or("");
+            let error = decode_err(body.as_bytes())
                 .map_err(|e| failure(format!("application error of {}", route.label), e))?;
             return Err(CallError::App { error, instance: instance.unwrap_or(InstanceId(0)) });
         }

@@ -56,6 +56,42 @@ pub enum Error {
         instance: InstanceId,
     },
 
+    /// A server could not be reached at start-up.
+    #[error(
+        "cannot reach {engine} at {address} (set by {source_of_address}): {detail}; is the server \
+         running, and is the address right?"
+    )]
+    Unreachable {
+        /// `NATS` or `etcd`.
+        engine: &'static str,
+        /// The address tried.
+        address: String,
+        /// The variable (or builder) that gave the address.
+        source_of_address: String,
+        /// What went wrong.
+        detail: String,
+    },
+
+    /// The lease was revoked; nothing can be registered under it any more.
+    #[error("lease {instance} has been revoked; this runtime was shut down")]
+    LeaseRevoked {
+        /// The lease.
+        instance: InstanceId,
+    },
+
+    /// A discovery operation failed.
+    #[error("discovery: {0}")]
+    Discovery(String),
+
+    /// The transport could not start serving a component.
+    #[error("could not serve {service}: {detail}")]
+    Bind {
+        /// The service name.
+        service: String,
+        /// What went wrong.
+        detail: String,
+    },
+
     /// A configuration value is missing or wrong.
     #[error("configuration: {0}")]
     Config(String),

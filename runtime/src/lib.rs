@@ -9,6 +9,7 @@
 
 mod client;
 pub mod codec;
+pub mod config;
 mod context;
 pub mod discovery;
 mod error;
@@ -19,6 +20,8 @@ mod registry;
 mod runtime;
 mod serve;
 mod service;
+pub mod signal;
+mod stats;
 pub mod transport;
 pub mod wire;
 
@@ -26,11 +29,14 @@ pub mod wire;
 pub mod __private;
 
 pub use client::{ClientCore, Router};
+pub use config::Config;
 pub use context::Context;
 pub use error::{CallError, Error, TransportError};
 pub use guard::Guard;
 pub use instance::InstanceId;
 pub use registry::{ComponentDescriptor, EndpointDescriptor, check as check_registry, components};
-pub use runtime::{Config, ENV_ETCD_ENDPOINTS, ENV_NATS_URL, Mode, Runtime, RuntimeBuilder};
+pub use runtime::{Mode, Runtime, RuntimeBuilder};
 pub use serve::{ServeHandle, ShutdownReport};
 pub use service::Service;
+pub use signal::shutdown_signal;
+pub use stats::{EndpointStats, ServiceSet, ServiceStats};

@@ -7,7 +7,11 @@ pub use rotor_names::{
     validate_label, validate_namespace,
 };
 
+use std::time::Duration;
+
 use crate::client::{ClientCore, RouteSpec};
+use crate::discovery::InstanceRecord;
+use crate::stats::ServiceSet;
 use crate::{Error, InstanceId, Runtime};
 
 /// A namespace, such as `llm` or `llm.prod`.
@@ -70,6 +74,20 @@ impl Component {
         service_name(&self.namespace.name, &self.name)
     }
 
+    /// Every registered endpoint instance of this component, read from
+    /// discovery now. Empty without discovery.
+    pub async fn list_instances(&self) -> Result<Vec<InstanceRecord>, Error> {
+        let Some(discovery) = self.namespace.rt.discovery() else { return Ok(Vec::new()) };
+        discovery.list(format!("instances/{}/{}/", self.namespace.name, self.name)).await
+    }
+
+    /// Asks every instance of this component for its NATS micro statistics
+    /// (`$SRV.STATS`) and collects the replies that arrive within `timeout`.
+    pub async fn scrape_stats(&self, timeout: Duration) -> Result<ServiceSet, Error> {
+        let services = self.namespace.rt.transport().scrape_stats(self.service_name(), timeout).await?;
+        Ok(ServiceSet { services })
+    }
+
     /// An endpoint of this component.
     pub fn endpoint(&self, name: &str) -> Result<Endpoint, Error> {
         validate_endpoint(name)?;
@@ -116,6 +134,7 @@ impl Endpoint {
             component: &self.component.name,
             endpoint: &self.name,
             is_static: false,
+            idempotent: true,
         };
         ClientCore::new(&self.component.namespace.rt, &[spec]).await
     }

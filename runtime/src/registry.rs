@@ -14,6 +14,8 @@ pub struct ComponentDescriptor {
     pub name: &'static str,
     /// NATS micro service name, such as `llm_prod_tokenizer`.
     pub service: &'static str,
+    /// The version of the crate that declares the component.
+    pub version: &'static str,
     /// The Rust type the component was declared on.
     pub type_name: &'static str,
     /// Constant metric labels from `#[component(labels(..))]`.
@@ -39,6 +41,8 @@ pub struct EndpointDescriptor {
     pub response: &'static str,
     /// Application error type, as written.
     pub error: &'static str,
+    /// `false` when marked `#[endpoint(idempotent = false)]`: never retried.
+    pub idempotent: bool,
 }
 
 impl ComponentDescriptor {
@@ -99,6 +103,7 @@ mod tests {
         namespace: "a.b",
         name: "c",
         service: "a_b_c",
+        version: "0.0.0",
         type_name: "A",
         labels: &[],
         is_static: false,
@@ -108,6 +113,7 @@ mod tests {
         namespace: "a",
         name: "b_c",
         service: "a_b_c",
+        version: "0.0.0",
         type_name: "B",
         labels: &[],
         is_static: false,

@@ -8,16 +8,12 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::discovery::{Discovery, InstanceList, Lease, MemoryDiscovery};
+use crate::config::{Config, EtcdConfig, NatsConfig};
+use crate::discovery::{Discovery, EtcdDiscovery, InstanceList, Lease, LeaseState, MemoryDiscovery};
 use crate::names::Namespace;
 use crate::serve::{self, ServeHandle};
-use crate::transport::{InProcess, Transport};
+use crate::transport::{InProcess, Nats, Transport};
 use crate::{Error, Guard, InstanceId, Service, registry};
-
-/// Environment variable naming the NATS server(s).
-pub const ENV_NATS_URL: &str = "ROTOR_NATS_URL";
-/// Environment variable naming the etcd endpoints, comma-separated.
-pub const ENV_ETCD_ENDPOINTS: &str = "ROTOR_ETCD_ENDPOINTS";
 
 /// How requests travel and how instances are found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,21 +24,6 @@ pub enum Mode {
     Static,
     /// A transport and a discovery service.
     Distributed,
-}
-
-/// Tunables shared by everything a runtime does.
-#[derive(Clone, Debug)]
-pub struct Config {
-    /// Timeout of a call when the client sets none.
-    pub request_timeout: Duration,
-    /// How long a graceful shutdown waits for requests in flight.
-    pub drain_timeout: Duration,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config { request_timeout: Duration::from_secs(30), drain_timeout: Duration::from_secs(10) }
-    }
 }
 
 /// A handle on Rotor: serves components and makes clients. Cheap to clone;
@@ -59,10 +40,14 @@ pub struct Runtime {
 
 struct Inner {
     engines: Arc<Engines>,
-    instance: InstanceId,
-    /// Revokes the lease when the last clone of this runtime goes.
-    _lease: Option<Guard>,
+    identity: Identity,
     serving: Mutex<HashSet<&'static str>>,
+}
+
+/// Who this runtime is: a lease, or without discovery a fixed id.
+enum Identity {
+    Lease(Arc<dyn Lease>),
+    Fixed(watch::Sender<LeaseState>),
 }
 
 /// What runtimes made by [`Runtime::with_new_lease`] share.
@@ -88,20 +73,11 @@ impl Runtime {
         Runtime::builder().build().await
     }
 
-    /// A runtime configured from the environment: `ROTOR_NATS_URL` and
-    /// `ROTOR_ETCD_ENDPOINTS`. With neither set, the embedded mode.
+    /// A runtime configured from the `ROTOR_*` environment variables (see
+    /// [`config`](crate::config)): NATS and etcd when both are set, NATS alone
+    /// for the static mode, neither for the embedded mode.
     pub async fn from_env() -> Result<Runtime, Error> {
-        for var in [ENV_NATS_URL, ENV_ETCD_ENDPOINTS] {
-            if let Ok(value) = std::env::var(var) {
-                if !value.trim().is_empty() {
-                    return Err(Error::Config(format!(
-                        "{var}={value} asks for a server, but this build of Rotor has only the embedded \
-                         mode; unset {var} to run embedded"
-                    )));
-                }
-            }
-        }
-        Runtime::embedded().await
+        Runtime::builder().config(Config::from_env()?).build().await
     }
 
     /// A builder for a runtime with chosen engines and tunables.
@@ -110,28 +86,41 @@ impl Runtime {
     }
 
     /// Another instance identity on the same engines: a new lease, the same
-    /// transport, discovery and watches. What two processes would be, in one.
+    /// connections and watches. What two processes would be, in one.
     pub async fn with_new_lease(&self) -> Result<Runtime, Error> {
         Runtime::start(self.inner.engines.clone()).await
     }
 
     async fn start(engines: Arc<Engines>) -> Result<Runtime, Error> {
-        let (instance, lease) = match &engines.discovery {
-            Some(d) => {
-                let Lease { id, guard } = d.grant_lease().await?;
-                (id, Some(guard))
-            }
+        let identity = match &engines.discovery {
+            Some(d) => Identity::Lease(d.grant_lease().await?),
             // Without discovery there is no lease; the id only tells
-            // instances apart in logs and replies.
-            None => (InstanceId(fastrand::i64(1 << 32..i64::MAX)), None),
+            // instances apart in subjects, logs and replies.
+            None => {
+                let id = InstanceId(fastrand::i64(1 << 32..i64::MAX));
+                Identity::Fixed(watch::channel(LeaseState { id, live: true }).0)
+            }
         };
-        tracing::debug!(instance = %instance, mode = ?engines.mode, "rotor runtime started");
-        Ok(Runtime { inner: Arc::new(Inner { engines, instance, _lease: lease, serving: Mutex::default() }) })
+        let rt = Runtime { inner: Arc::new(Inner { engines, identity, serving: Mutex::default() }) };
+        tracing::debug!(instance = %rt.instance_id(), mode = ?rt.mode(), "rotor runtime started");
+        Ok(rt)
     }
 
-    /// This runtime's instance id: its lease id.
+    /// This runtime's instance id: its lease id. It changes only when a lost
+    /// lease is replaced.
     pub fn instance_id(&self) -> InstanceId {
-        self.inner.instance
+        match &self.inner.identity {
+            Identity::Lease(lease) => lease.id(),
+            Identity::Fixed(state) => state.borrow().id,
+        }
+    }
+
+    /// The lease id and whether it is live, now and as they change.
+    pub fn lease_changes(&self) -> watch::Receiver<LeaseState> {
+        match &self.inner.identity {
+            Identity::Lease(lease) => lease.changes(),
+            Identity::Fixed(state) => state.subscribe(),
+        }
     }
 
     /// How this runtime reaches other instances.
@@ -142,6 +131,16 @@ impl Runtime {
     /// The tunables.
     pub fn config(&self) -> &Config {
         &self.inner.engines.config
+    }
+
+    /// The transport, for tools that need it directly.
+    pub fn transport(&self) -> &Arc<dyn Transport> {
+        &self.inner.engines.transport
+    }
+
+    /// The discovery, if this runtime has one.
+    pub fn discovery(&self) -> Option<&Arc<dyn Discovery>> {
+        self.inner.engines.discovery.as_ref()
     }
 
     /// Serves every endpoint of `service` until the returned handle is shut
@@ -155,6 +154,30 @@ impl Runtime {
         serve::serve(self, service).await
     }
 
+    /// For binaries: serves `service` until Ctrl-C or SIGTERM, then shuts
+    /// down gracefully — stops taking requests, finishes those in flight (up
+    /// to the drain timeout) and revokes the lease.
+    pub async fn serve_until_signal<S: Service>(&self, service: S) -> Result<crate::ShutdownReport, Error> {
+        let handle = self.serve(service).await?;
+        crate::signal::shutdown_signal().await;
+        tracing::info!("shutdown signal received; draining");
+        let report = handle.shutdown().await;
+        self.shutdown().await?;
+        Ok(report)
+    }
+
+    /// Revokes this runtime's lease now, which removes every registration
+    /// made under it. Serve handles still alive stop being discoverable.
+    pub async fn shutdown(&self) -> Result<(), Error> {
+        match &self.inner.identity {
+            Identity::Lease(lease) => lease.revoke().await,
+            Identity::Fixed(state) => {
+                state.send_modify(|s| s.live = false);
+                Ok(())
+            }
+        }
+    }
+
     /// A namespace handle, for names built at run time. Fails with the rule
     /// when `name` breaks it.
     pub fn namespace(&self, name: &str) -> Result<Namespace, Error> {
@@ -163,6 +186,13 @@ impl Runtime {
 
     pub(crate) fn engines(&self) -> &Engines {
         &self.inner.engines
+    }
+
+    pub(crate) fn lease(&self) -> Option<&Arc<dyn Lease>> {
+        match &self.inner.identity {
+            Identity::Lease(lease) => Some(lease),
+            Identity::Fixed(_) => None,
+        }
     }
 
     /// Claims `service` for this instance; released by the returned guard.
@@ -194,23 +224,42 @@ impl Engines {
     }
 }
 
-/// Builds a [`Runtime`]. Without a transport or discovery given, the
-/// embedded engines are used.
+/// Builds a [`Runtime`]. With no server configured, the embedded engines are
+/// used.
 #[derive(Default)]
 pub struct RuntimeBuilder {
+    config: Config,
     transport: Option<Arc<dyn Transport>>,
     discovery: Option<Option<Arc<dyn Discovery>>>,
-    config: Config,
 }
 
 impl RuntimeBuilder {
-    /// Uses `transport` to carry requests.
+    /// Starts from `config` (for instance [`Config::from_env`]).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Uses NATS as the transport.
+    pub fn nats(mut self, nats: NatsConfig) -> Self {
+        self.config.nats = Some(nats);
+        self
+    }
+
+    /// Uses etcd for discovery.
+    pub fn etcd(mut self, etcd: EtcdConfig) -> Self {
+        self.config.etcd = Some(etcd);
+        self
+    }
+
+    /// Uses `transport` to carry requests, instead of one from the config.
     pub fn transport(mut self, transport: Arc<dyn Transport>) -> Self {
         self.transport = Some(transport);
         self
     }
 
-    /// Uses `discovery` to register and find instances.
+    /// Uses `discovery` to register and find instances, instead of one from
+    /// the config.
     pub fn discovery(mut self, discovery: Arc<dyn Discovery>) -> Self {
         self.discovery = Some(Some(discovery));
         self
@@ -234,22 +283,44 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Checks the components linked into the binary, then starts.
+    /// Time-to-live of the discovery lease.
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.config.lease_ttl = ttl;
+        self
+    }
+
+    /// How many times an idempotent call is retried on another instance.
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.config.retries = retries;
+        self
+    }
+
+    /// Checks the components linked into the binary, reaches the servers,
+    /// and takes a lease.
     pub async fn build(self) -> Result<Runtime, Error> {
         registry::check()?;
-        let embedded = self.transport.is_none();
-        let transport = self.transport.unwrap_or_else(|| Arc::new(InProcess::new()));
-        let discovery = match self.discovery {
-            Some(d) => d,
-            None => Some(Arc::new(MemoryDiscovery::new()) as Arc<dyn Discovery>),
+        let config = self.config;
+        let nats_configured = config.nats.is_some() || self.transport.is_some();
+        let transport: Arc<dyn Transport> = match (self.transport, &config.nats) {
+            (Some(t), _) => t,
+            (None, Some(nats)) => Arc::new(Nats::connect(nats, config.connect_timeout).await?),
+            (None, None) => Arc::new(InProcess::new()),
         };
-        let mode = match (&discovery, embedded) {
+        let discovery: Option<Arc<dyn Discovery>> = match (self.discovery, &config.etcd) {
+            (Some(d), _) => d,
+            (None, Some(etcd)) => {
+                Some(Arc::new(EtcdDiscovery::connect(etcd, config.connect_timeout, config.lease_ttl).await?))
+            }
+            // NATS without etcd is the static mode.
+            (None, None) if config.nats.is_some() => None,
+            (None, None) => Some(Arc::new(MemoryDiscovery::new())),
+        };
+        let mode = match (&discovery, nats_configured) {
             (None, _) => Mode::Static,
-            (Some(_), true) => Mode::Embedded,
-            (Some(_), false) => Mode::Distributed,
+            (Some(_), false) => Mode::Embedded,
+            (Some(_), true) => Mode::Distributed,
         };
-        let engines =
-            Arc::new(Engines { transport, discovery, config: self.config, mode, watches: Mutex::default() });
+        let engines = Arc::new(Engines { transport, discovery, config, mode, watches: Mutex::default() });
         Runtime::start(engines).await
     }
 }

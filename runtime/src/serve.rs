@@ -45,9 +45,10 @@ pub struct ShutdownReport {
 }
 
 impl<S: Service> ServeHandle<S> {
-    /// The instance id this component is served under.
+    /// The instance id this component is served under: the runtime's lease
+    /// id, which changes only when a lost lease is replaced.
     pub fn instance_id(&self) -> InstanceId {
-        self.instance
+        self.rt.instance_id()
     }
 
     /// The served value.
@@ -96,11 +97,14 @@ pub(crate) async fn serve<S: Service>(rt: &Runtime, service: Arc<S>) -> Result<S
     let claim = rt.claim(desc.service)?;
     let instance = rt.instance_id();
     let engines = rt.engines();
-    let discovered = !desc.is_static && engines.discovery.is_some();
+    let lease = if desc.is_static { None } else { rt.lease() };
+    let discovered = lease.is_some();
 
     let spec = ServiceSpec {
         name: desc.service.to_string(),
-        version: env!("CARGO_PKG_VERSION").to_string(),
+        namespace: desc.namespace.to_string(),
+        component: desc.name.to_string(),
+        version: desc.version.to_string(),
         instance,
         endpoints: desc
             .endpoints
@@ -124,9 +128,8 @@ pub(crate) async fn serve<S: Service>(rt: &Runtime, service: Arc<S>) -> Result<S
     let Binding { incoming, guard } = engines.transport.bind(spec.clone()).await?;
 
     let mut registrations = Vec::new();
-    if let (true, Some(discovery)) = (discovered, &engines.discovery) {
+    if let Some(lease) = lease {
         for (ep, ep_spec) in desc.endpoints.iter().zip(&spec.endpoints) {
-            let key = names::instance_key(desc.namespace, desc.name, ep.name, instance.0);
             let record = InstanceRecord {
                 namespace: desc.namespace.to_string(),
                 component: desc.name.to_string(),
@@ -134,7 +137,7 @@ pub(crate) async fn serve<S: Service>(rt: &Runtime, service: Arc<S>) -> Result<S
                 instance_id: instance,
                 transport: TransportAddress::NatsTcp(ep_spec.subjects[1].clone()),
             };
-            registrations.push(discovery.register(instance, key, record).await?);
+            registrations.push(lease.register(record).await?);
         }
     }
 
@@ -142,7 +145,7 @@ pub(crate) async fn serve<S: Service>(rt: &Runtime, service: Arc<S>) -> Result<S
     let cancel = CancellationToken::new();
     let dispatcher = Dispatcher {
         service: service.clone(),
-        instance,
+        lease: rt.lease_changes(),
         names: desc
             .endpoints
             .iter()
@@ -173,7 +176,8 @@ pub(crate) async fn serve<S: Service>(rt: &Runtime, service: Arc<S>) -> Result<S
 
 struct Dispatcher<S> {
     service: Arc<S>,
-    instance: InstanceId,
+    /// The current instance id: a replaced lease changes it.
+    lease: tokio::sync::watch::Receiver<crate::discovery::LeaseState>,
     names: Vec<[Arc<str>; 3]>,
     tracker: TaskTracker,
     cancel: CancellationToken,
@@ -184,21 +188,16 @@ impl<S: Service> Dispatcher<S> {
     async fn run(self, mut incoming: tokio::sync::mpsc::Receiver<Incoming>) {
         while let Some(Incoming { endpoint, message, responder }) = incoming.recv().await {
             let Some(names) = self.names.get(endpoint) else {
-                let reply =
-                    Message::error(ErrorKind::UnknownEndpoint, "no such endpoint", Default::default());
+                let reply = Message::error(ErrorKind::UnknownEndpoint, "no such endpoint");
                 tokio::spawn(responder.respond(reply));
                 continue;
             };
             let deadline = message.timeout().map(|t| Instant::now() + t);
-            let ctx = Context::new(
-                self.instance,
-                names.clone(),
-                deadline,
-                self.cancel.child_token(),
-                message.headers,
-            );
+            let instance = self.lease.borrow().id;
+            let ctx =
+                Context::new(instance, names.clone(), deadline, self.cancel.child_token(), message.headers);
             let handler = S::handle(self.service.clone(), endpoint, ctx.clone(), message.payload);
-            let (instance, max_payload) = (self.instance, self.max_payload);
+            let max_payload = self.max_payload;
             self.tracker.spawn(async move {
                 let mut reply = run_handler(handler, &ctx).await;
                 if reply.size() > max_payload {
@@ -206,7 +205,7 @@ impl<S: Service> Dispatcher<S> {
                         "the response is {} bytes, over the transport's limit of {max_payload} bytes (max_payload)",
                         reply.size()
                     );
-                    reply = Message::error(ErrorKind::Oversize, &text, Default::default());
+                    reply = Message::error(ErrorKind::Oversize, &text);
                 }
                 reply.headers.insert(header::INSTANCE, instance.to_string());
                 if let Err(e) = responder.respond(reply).await {
@@ -233,15 +232,15 @@ async fn run_handler(handler: futures::future::BoxFuture<'static, Message>, ctx:
             Err(panic) => {
                 let text = panic_message(&panic);
                 tracing::error!(endpoint = ctx.endpoint(), panic = %text, "handler panicked");
-                Message::error(ErrorKind::Internal, &format!("the handler panicked: {text}"), Default::default())
+                Message::error(ErrorKind::Internal, &format!("the handler panicked: {text}"))
             }
         },
         () = deadline => {
             ctx.cancel_token().cancel();
-            Message::error(ErrorKind::Deadline, "the request's deadline passed; the handler was cancelled", Default::default())
+            Message::error(ErrorKind::Deadline, "the request's deadline passed; the handler was cancelled")
         }
         () = ctx.cancelled() => {
-            Message::error(ErrorKind::Unavailable, "the instance shut down before the handler finished", Default::default())
+            Message::error(ErrorKind::Unavailable, "the instance shut down before the handler finished")
         }
     }
 }

@@ -28,6 +28,10 @@ pub mod header {
     pub const TIMEOUT_MS: &str = "Rotor-Timeout-Ms";
     /// The instance that produced a reply.
     pub const INSTANCE: &str = "Rotor-Instance";
+    /// The typed application error of a failure reply, encoded (JSON is one
+    /// line, so it fits a header). Error replies carry no payload: NATS micro
+    /// sends none with an error.
+    pub const ERROR_BODY: &str = "Rotor-Error-Body";
 }
 
 /// Why a server answered with an error instead of a response. The codes are
@@ -152,15 +156,22 @@ impl Message {
         Message { headers, payload }
     }
 
-    /// A failure reply: `message` for people, `kind` and its code for programs,
-    /// `payload` for the typed application error when there is one.
-    pub fn error(kind: ErrorKind, message: &str, payload: Bytes) -> Self {
+    /// A failure reply: `message` for people, `kind` and its code for programs.
+    pub fn error(kind: ErrorKind, message: &str) -> Self {
         let mut headers = Headers::new();
         headers.insert(header::WIRE, WIRE_VERSION);
         headers.insert(header::SERVICE_ERROR, one_line(message));
         headers.insert(header::SERVICE_ERROR_CODE, kind.code().to_string());
         headers.insert(header::ERROR_KIND, kind.as_str());
-        Message { headers, payload }
+        Message { headers, payload: Bytes::new() }
+    }
+
+    /// The reply for a handler's `Err(e)`: `message` is `e` displayed, `body`
+    /// is `e` encoded.
+    pub fn app_error(message: &str, body: &[u8]) -> Self {
+        let mut reply = Message::error(ErrorKind::Application, message);
+        reply.headers.insert(header::ERROR_BODY, String::from_utf8_lossy(body).into_owned());
+        reply
     }
 
     /// The error kind of a failure reply; `None` for a success.

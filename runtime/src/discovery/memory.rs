@@ -1,12 +1,12 @@
 //! In-memory discovery for the embedded mode.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use futures::future::{self, BoxFuture};
 use tokio::sync::watch;
 
-use super::{Discovery, InstanceList, InstanceRecord, Lease};
+use super::{Discovery, InstanceList, InstanceRecord, Lease, LeaseState, key_of};
 use crate::{Error, Guard, InstanceId};
 
 /// Discovery held in this process: leases, create-only keys and watches, with
@@ -18,21 +18,21 @@ pub struct MemoryDiscovery {
 
 #[derive(Default)]
 struct State {
-    leases: Vec<InstanceId>,
-    keys: BTreeMap<String, (InstanceId, InstanceRecord)>,
+    leases: HashSet<InstanceId>,
+    keys: BTreeMap<String, InstanceRecord>,
     watchers: Vec<(String, watch::Sender<InstanceList>)>,
 }
 
 impl State {
-    fn list(&self, prefix: &str) -> InstanceList {
+    fn list(&self, prefix: &str) -> Vec<InstanceRecord> {
         let mut records: Vec<InstanceRecord> = self
             .keys
             .range(prefix.to_string()..)
             .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(_, (_, r))| r.clone())
+            .map(|(_, r)| r.clone())
             .collect();
         records.sort_by_key(|r| r.instance_id);
-        records.into()
+        records
     }
 
     /// Tells every watcher of a prefix that covers `key`.
@@ -43,7 +43,7 @@ impl State {
             .iter()
             .enumerate()
             .filter(|(_, (prefix, _))| key.starts_with(prefix.as_str()))
-            .map(|(i, (prefix, _))| (i, self.list(prefix)))
+            .map(|(i, (prefix, _))| (i, self.list(prefix).into()))
             .collect();
         for (i, list) in lists {
             self.watchers[i].1.send_replace(list);
@@ -51,9 +51,18 @@ impl State {
     }
 
     fn remove_key(&mut self, key: &str, lease: InstanceId) {
-        if self.keys.get(key).is_some_and(|(l, _)| *l == lease) {
+        if self.keys.get(key).is_some_and(|r| r.instance_id == lease) {
             self.keys.remove(key);
             self.notify(key);
+        }
+    }
+
+    fn revoke(&mut self, lease: InstanceId) {
+        self.leases.remove(&lease);
+        let keys: Vec<String> =
+            self.keys.iter().filter(|(_, r)| r.instance_id == lease).map(|(k, _)| k.clone()).collect();
+        for key in keys {
+            self.remove_key(&key, lease);
         }
     }
 }
@@ -65,62 +74,82 @@ impl MemoryDiscovery {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // A panic while holding the lock leaves the maps consistent (every
-        // update is a single insert or remove), so poisoning is ignored.
+        // Every update is a single insert or remove, so the maps stay
+        // consistent across a panic; poisoning is ignored.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
 
-    fn revoke(&self, lease: InstanceId) {
-        let mut state = self.lock();
-        state.leases.retain(|l| *l != lease);
-        let keys: Vec<String> =
-            state.keys.iter().filter(|(_, (l, _))| *l == lease).map(|(k, _)| k.clone()).collect();
-        for key in keys {
-            state.remove_key(&key, lease);
-        }
+struct MemoryLease {
+    id: InstanceId,
+    discovery: MemoryDiscovery,
+    state: watch::Sender<LeaseState>,
+}
+
+impl Lease for MemoryLease {
+    fn id(&self) -> InstanceId {
+        self.id
+    }
+
+    fn changes(&self) -> watch::Receiver<LeaseState> {
+        self.state.subscribe()
+    }
+
+    fn register(&self, mut record: InstanceRecord) -> BoxFuture<'_, Result<Guard, Error>> {
+        record.instance_id = self.id;
+        let key = key_of(&record);
+        let mut state = self.discovery.lock();
+        let result = if !state.leases.contains(&self.id) {
+            Err(Error::LeaseRevoked { instance: self.id })
+        } else if let Some(owner) = state.keys.get(&key) {
+            Err(Error::AlreadyRegistered { key, instance: owner.instance_id })
+        } else {
+            state.keys.insert(key.clone(), record);
+            state.notify(&key);
+            let discovery = self.discovery.clone();
+            let lease = self.id;
+            Ok(Guard::new(move || discovery.lock().remove_key(&key, lease)))
+        };
+        Box::pin(future::ready(result))
+    }
+
+    fn revoke(&self) -> BoxFuture<'_, Result<(), Error>> {
+        self.discovery.lock().revoke(self.id);
+        self.state.send_modify(|s| s.live = false);
+        Box::pin(future::ready(Ok(())))
+    }
+}
+
+impl Drop for MemoryLease {
+    fn drop(&mut self) {
+        self.discovery.lock().revoke(self.id);
     }
 }
 
 impl Discovery for MemoryDiscovery {
-    fn grant_lease(&self) -> BoxFuture<'_, Result<Lease, Error>> {
+    fn grant_lease(&self) -> BoxFuture<'_, Result<Arc<dyn Lease>, Error>> {
         let mut state = self.lock();
         // Random positive ids, like etcd's, so that ids from two embedded
         // worlds (or two test runs) are unlikely to match by accident.
         let id = loop {
             let id = InstanceId(fastrand::i64(1 << 32..i64::MAX));
-            if !state.leases.contains(&id) {
+            if state.leases.insert(id) {
                 break id;
             }
         };
-        state.leases.push(id);
-        let this = self.clone();
-        Box::pin(future::ready(Ok(Lease { id, guard: Guard::new(move || this.revoke(id)) })))
-    }
-
-    fn register(
-        &self,
-        lease: InstanceId,
-        key: String,
-        record: InstanceRecord,
-    ) -> BoxFuture<'_, Result<Guard, Error>> {
-        let mut state = self.lock();
-        let result = if !state.leases.contains(&lease) {
-            Err(Error::Config(format!("lease {lease} is not live; it was revoked")))
-        } else if let Some((owner, _)) = state.keys.get(&key) {
-            Err(Error::AlreadyRegistered { key, instance: *owner })
-        } else {
-            state.keys.insert(key.clone(), (lease, record));
-            state.notify(&key);
-            let this = self.clone();
-            Ok(Guard::new(move || this.lock().remove_key(&key, lease)))
-        };
-        Box::pin(future::ready(result))
+        let (tx, _) = watch::channel(LeaseState { id, live: true });
+        let lease: Arc<dyn Lease> = Arc::new(MemoryLease { id, discovery: self.clone(), state: tx });
+        Box::pin(future::ready(Ok(lease)))
     }
 
     fn watch(&self, prefix: String) -> BoxFuture<'_, Result<watch::Receiver<InstanceList>, Error>> {
         let mut state = self.lock();
-        let (tx, rx) = watch::channel(state.list(&prefix));
+        let (tx, rx) = watch::channel(state.list(&prefix).into());
         state.watchers.push((prefix, tx));
         Box::pin(future::ready(Ok(rx)))
+    }
+
+    fn list(&self, prefix: String) -> BoxFuture<'_, Result<Vec<InstanceRecord>, Error>> {
+        Box::pin(future::ready(Ok(self.lock().list(&prefix))))
     }
 }

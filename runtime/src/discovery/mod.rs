@@ -5,6 +5,7 @@
 //! for the embedded mode, with the same semantics (create-only keys, leases
 //! that take their keys with them, watches that see every change).
 
+mod etcd;
 mod memory;
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+pub use etcd::EtcdDiscovery;
 pub use memory::MemoryDiscovery;
 
 use crate::{Error, Guard, InstanceId};
@@ -54,30 +56,48 @@ impl TransportAddress {
 /// The instances under a key prefix, sorted by instance id.
 pub type InstanceList = Arc<[InstanceRecord]>;
 
-/// A lease: the identity of one instance. Dropping the guard revokes it,
-/// which removes every key registered under it.
-#[derive(Debug)]
-pub struct Lease {
-    /// The lease id, which is the instance id.
+/// A lease: the identity of one instance, and the registrations made under
+/// it. Dropping the last handle revokes it, which removes its keys.
+pub trait Lease: Send + Sync + 'static {
+    /// The lease id, which is the instance id. It changes when a lost lease
+    /// is replaced (see [`Lease::changes`]).
+    fn id(&self) -> InstanceId;
+
+    /// The lease id now and as it changes, and whether the lease is live.
+    fn changes(&self) -> watch::Receiver<LeaseState>;
+
+    /// Writes `record` (its `instance_id` set to this lease's id) at its
+    /// instance key, only if the key does not exist, and keeps it there:
+    /// after a lost lease is replaced, the record is written again under the
+    /// new one. Dropping the guard deletes it.
+    fn register(&self, record: InstanceRecord) -> BoxFuture<'_, Result<Guard, Error>>;
+
+    /// Revokes the lease now, which deletes its keys.
+    fn revoke(&self) -> BoxFuture<'_, Result<(), Error>>;
+}
+
+/// What a lease is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaseState {
+    /// The current lease id.
     pub id: InstanceId,
-    /// Revokes the lease when dropped.
-    pub guard: Guard,
+    /// `true` while the lease is live and every registration is written.
+    pub live: bool,
 }
 
 /// Where instances are registered and found.
 pub trait Discovery: Send + Sync + 'static {
     /// A new lease.
-    fn grant_lease(&self) -> BoxFuture<'_, Result<Lease, Error>>;
-
-    /// Writes `record` at `key` under `lease`, only if `key` does not exist.
-    /// Dropping the returned guard deletes the key.
-    fn register(
-        &self,
-        lease: InstanceId,
-        key: String,
-        record: InstanceRecord,
-    ) -> BoxFuture<'_, Result<Guard, Error>>;
+    fn grant_lease(&self) -> BoxFuture<'_, Result<Arc<dyn Lease>, Error>>;
 
     /// The instances under `prefix`, now and as they change.
     fn watch(&self, prefix: String) -> BoxFuture<'_, Result<watch::Receiver<InstanceList>, Error>>;
+
+    /// The instances under `prefix` now.
+    fn list(&self, prefix: String) -> BoxFuture<'_, Result<Vec<InstanceRecord>, Error>>;
+}
+
+/// The etcd key of a record.
+pub(crate) fn key_of(record: &InstanceRecord) -> String {
+    crate::names::instance_key(&record.namespace, &record.component, &record.endpoint, record.instance_id.0)
 }

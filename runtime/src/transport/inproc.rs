@@ -3,13 +3,14 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::future::{self, BoxFuture};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Binding, Incoming, Respond, ServiceSpec, Transport};
-use crate::wire::Message;
+use crate::stats::{EndpointStats, ServiceStats};
+use crate::wire::{Message, header};
 use crate::{Error, Guard, TransportError};
 
 /// NATS's default `max_payload`; the embedded mode enforces the same limit
@@ -28,6 +29,7 @@ pub struct InProcess {
 
 struct Inner {
     subjects: Mutex<HashMap<String, Vec<Subscriber>>>,
+    services: Mutex<Vec<Arc<Mutex<ServiceStats>>>>,
     next_id: AtomicU64,
     max_payload: usize,
 }
@@ -37,6 +39,9 @@ struct Subscriber {
     id: u64,
     endpoint: usize,
     tx: mpsc::Sender<Incoming>,
+    stats: Arc<Mutex<ServiceStats>>,
+    /// This subject's entry in `stats.endpoints`.
+    slot: usize,
 }
 
 impl Default for InProcess {
@@ -54,7 +59,12 @@ impl InProcess {
     /// A transport with the given payload limit, in bytes.
     pub fn with_max_payload(max_payload: usize) -> Self {
         InProcess {
-            inner: Arc::new(Inner { subjects: Mutex::default(), next_id: AtomicU64::new(1), max_payload }),
+            inner: Arc::new(Inner {
+                subjects: Mutex::default(),
+                services: Mutex::default(),
+                next_id: AtomicU64::new(1),
+                max_payload,
+            }),
         }
     }
 
@@ -70,12 +80,31 @@ impl InProcess {
     }
 }
 
-struct Reply(oneshot::Sender<Message>);
+/// Answers one request and keeps the figures `$SRV.STATS` would show.
+struct Reply {
+    tx: oneshot::Sender<Message>,
+    stats: Arc<Mutex<ServiceStats>>,
+    slot: usize,
+    started: Instant,
+}
 
 impl Respond for Reply {
     fn respond(self: Box<Self>, reply: Message) -> BoxFuture<'static, Result<(), TransportError>> {
+        let elapsed = self.started.elapsed().as_nanos() as u64;
+        {
+            let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+            let ep = &mut stats.endpoints[self.slot];
+            ep.num_requests += 1;
+            ep.processing_time += elapsed;
+            ep.average_processing_time = ep.processing_time / ep.num_requests;
+            if reply.error_kind().is_some() {
+                ep.num_errors += 1;
+                let code = reply.headers.get(header::SERVICE_ERROR_CODE).unwrap_or("0");
+                ep.last_error = format!("{code}:{}", reply.headers.get(header::SERVICE_ERROR).unwrap_or(""));
+            }
+        }
         // The caller may have given up; that is not the server's error.
-        let _ = self.0.send(reply);
+        let _ = self.tx.send(reply);
         Box::pin(future::ready(Ok(())))
     }
 }
@@ -84,19 +113,36 @@ impl Transport for InProcess {
     fn bind(&self, spec: ServiceSpec) -> BoxFuture<'_, Result<Binding, Error>> {
         let (tx, incoming) = mpsc::channel(QUEUE_DEPTH);
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let prefix = format!("{}.", spec.name);
+        let started = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let stats = Arc::new(Mutex::new(ServiceStats {
+            kind: "io.nats.micro.v1.stats_response".into(),
+            name: spec.name.clone(),
+            id: format!("{id}"),
+            version: spec.version.clone(),
+            started: format!("{started}"),
+            metadata: HashMap::from([("rotor.instance".to_string(), spec.instance.to_string())]),
+            endpoints: Vec::new(),
+        }));
         let mut subjects = self.subjects();
         let mut bound = Vec::new();
         for (endpoint, ep) in spec.endpoints.iter().enumerate() {
             for subject in &ep.subjects {
-                subjects.entry(subject.clone()).or_default().push(Subscriber {
-                    id,
-                    endpoint,
-                    tx: tx.clone(),
+                let mut service = stats.lock().unwrap_or_else(|p| p.into_inner());
+                service.endpoints.push(EndpointStats {
+                    name: subject.strip_prefix(&prefix).unwrap_or(subject).to_string(),
+                    subject: subject.clone(),
+                    queue_group: "q".into(),
+                    ..EndpointStats::default()
                 });
+                let slot = service.endpoints.len() - 1;
+                let sub = Subscriber { id, endpoint, tx: tx.clone(), stats: stats.clone(), slot };
+                subjects.entry(subject.clone()).or_default().push(sub);
                 bound.push(subject.clone());
             }
         }
         drop(subjects);
+        self.inner.services.lock().unwrap_or_else(|p| p.into_inner()).push(stats.clone());
         let this = self.clone();
         let guard = Guard::new(move || {
             let mut subjects = this.subjects();
@@ -108,6 +154,7 @@ impl Transport for InProcess {
                     }
                 }
             }
+            this.inner.services.lock().unwrap_or_else(|p| p.into_inner()).retain(|s| !Arc::ptr_eq(s, &stats));
         });
         Box::pin(future::ready(Ok(Binding { incoming, guard })))
     }
@@ -130,7 +177,13 @@ impl Transport for InProcess {
             let no_responders = || TransportError::NoResponders { subject: subject.clone(), instance: None };
             let sub = self.pick(&subject).ok_or_else(no_responders)?;
             let (reply_tx, reply_rx) = oneshot::channel();
-            let incoming = Incoming { endpoint: sub.endpoint, message, responder: Box::new(Reply(reply_tx)) };
+            let responder = Box::new(Reply {
+                tx: reply_tx,
+                stats: sub.stats.clone(),
+                slot: sub.slot,
+                started: Instant::now(),
+            });
+            let incoming = Incoming { endpoint: sub.endpoint, message, responder };
             let exchange = async {
                 sub.tx.send(incoming).await.map_err(|_| no_responders())?;
                 // A dropped responder means the instance went away with the
@@ -148,5 +201,19 @@ impl Transport for InProcess {
 
     fn max_payload(&self) -> usize {
         self.inner.max_payload
+    }
+
+    fn scrape_stats(
+        &self,
+        service: String,
+        _timeout: Duration,
+    ) -> BoxFuture<'_, Result<Vec<ServiceStats>, Error>> {
+        let services = self.inner.services.lock().unwrap_or_else(|p| p.into_inner());
+        let stats = services
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .filter(|s| s.name == service)
+            .collect();
+        Box::pin(future::ready(Ok(stats)))
     }
 }

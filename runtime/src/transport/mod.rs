@@ -6,6 +6,7 @@
 //! same payload limit semantics.
 
 mod inproc;
+mod nats;
 
 use std::time::Duration;
 
@@ -13,7 +14,9 @@ use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
 pub use inproc::InProcess;
+pub use nats::Nats;
 
+use crate::stats::ServiceStats;
 use crate::wire::Message;
 use crate::{Error, Guard, InstanceId, TransportError};
 
@@ -22,6 +25,10 @@ use crate::{Error, Guard, InstanceId, TransportError};
 pub struct ServiceSpec {
     /// The NATS micro service name.
     pub name: String,
+    /// The component's namespace.
+    pub namespace: String,
+    /// The component's name.
+    pub component: String,
     /// The service version (the crate's version).
     pub version: String,
     /// The instance being served.
@@ -84,4 +91,12 @@ pub trait Transport: Send + Sync + 'static {
 
     /// The largest message the transport carries, in bytes.
     fn max_payload(&self) -> usize;
+
+    /// Asks every instance of `service` for its statistics and collects the
+    /// replies that arrive within `timeout`.
+    fn scrape_stats(
+        &self,
+        service: String,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<Vec<ServiceStats>, Error>>;
 }

@@ -1,0 +1,418 @@
+//! etcd discovery: one lease per runtime kept alive at a third of its TTL,
+//! create-only registrations under it, and prefix watches that resync after
+//! any break.
+//!
+//! Losing the lease (etcd restarted without its data, or keep-alives failing
+//! for longer than the TTL) does not stop the process: the keeper takes a new
+//! lease and writes every registration again under it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use etcd_client::{
+    Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, TlsOptions,
+    Txn, TxnOp, WatchOptions,
+};
+use futures::future::BoxFuture;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::{Discovery, InstanceList, InstanceRecord, Lease, LeaseState, key_of};
+use crate::config::EtcdConfig;
+use crate::{Error, Guard, InstanceId};
+
+/// How long one etcd call may take before it counts as failed.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause between attempts to reach etcd again.
+const RETRY_PAUSE: Duration = Duration::from_millis(250);
+
+/// Discovery in etcd.
+#[derive(Clone)]
+pub struct EtcdDiscovery {
+    client: Client,
+    ttl: Duration,
+}
+
+fn etcd_error(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Discovery(format!("etcd {what}: {e}"))
+}
+
+async fn timed<T, E: std::fmt::Display>(
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, Error> {
+    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(etcd_error(what, e)),
+        Err(_) => Err(etcd_error(what, format!("no answer within {CALL_TIMEOUT:?}"))),
+    }
+}
+
+impl EtcdDiscovery {
+    /// Connects to etcd and checks that it answers within `connect_timeout`.
+    pub async fn connect(
+        config: &EtcdConfig,
+        connect_timeout: Duration,
+        ttl: Duration,
+    ) -> Result<Self, Error> {
+        let unreachable = |detail: String| Error::Unreachable {
+            engine: "etcd",
+            address: config.endpoints.join(","),
+            source_of_address: config.source.to_string(),
+            detail,
+        };
+        if config.endpoints.is_empty() {
+            return Err(unreachable("no endpoint given".into()));
+        }
+        let mut options = ConnectOptions::new()
+            .with_connect_timeout(connect_timeout)
+            .with_keep_alive(ttl / 3, ttl / 3)
+            .with_keep_alive_while_idle(true);
+        if let Some((user, password)) = &config.user {
+            options = options.with_user(user.clone(), password.clone());
+        }
+        if let Some(ca) = &config.tls_ca {
+            let pem = std::fs::read(ca)
+                .map_err(|e| Error::Config(format!("cannot read etcd TLS CA {}: {e}", ca.display())))?;
+            options = options.with_tls(TlsOptions::new().ca_certificate(Certificate::from_pem(pem)));
+        }
+        let connect = async {
+            let mut client = Client::connect(&config.endpoints, Some(options)).await?;
+            // Connecting may be lazy; a read proves the server answers.
+            client.get("rotor-connect-check", None).await?;
+            Ok::<_, etcd_client::Error>(client)
+        };
+        let client = match tokio::time::timeout(connect_timeout, connect).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) => return Err(unreachable(e.to_string())),
+            Err(_) => return Err(unreachable(format!("no answer within {connect_timeout:?}"))),
+        };
+        Ok(EtcdDiscovery { client, ttl })
+    }
+
+    /// The underlying etcd client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    async fn list_at(&self, prefix: &str) -> Result<(BTreeMap<String, InstanceRecord>, i64), Error> {
+        let mut client = self.client.clone();
+        let resp = timed("get", client.get(prefix, Some(GetOptions::new().with_prefix()))).await?;
+        let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
+        let mut map = BTreeMap::new();
+        for kv in resp.kvs() {
+            if let Some(record) = parse(kv.key(), kv.value()) {
+                map.insert(String::from_utf8_lossy(kv.key()).into_owned(), record);
+            }
+        }
+        Ok((map, revision))
+    }
+}
+
+fn parse(key: &[u8], value: &[u8]) -> Option<InstanceRecord> {
+    match serde_json::from_slice(value) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!(key = %String::from_utf8_lossy(key), error = %e, "ignoring an instance record that does not decode");
+            None
+        }
+    }
+}
+
+fn sorted(map: &BTreeMap<String, InstanceRecord>) -> InstanceList {
+    let mut list: Vec<InstanceRecord> = map.values().cloned().collect();
+    list.sort_by_key(|r| r.instance_id);
+    list.into()
+}
+
+/// Writes `record` at its key under `lease`, only if the key is new.
+async fn put_create(client: &Client, record: &InstanceRecord) -> Result<(), Error> {
+    let key = key_of(record);
+    let value = serde_json::to_vec(record).expect("an instance record encodes");
+    let txn = Txn::new()
+        .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+        .and_then([TxnOp::put(key.clone(), value, Some(PutOptions::new().with_lease(record.instance_id.0)))]);
+    let resp = timed("create-only put", client.clone().txn(txn)).await?;
+    if resp.succeeded() {
+        Ok(())
+    } else {
+        Err(Error::AlreadyRegistered { key, instance: record.instance_id })
+    }
+}
+
+impl Discovery for EtcdDiscovery {
+    fn grant_lease(&self) -> BoxFuture<'_, Result<Arc<dyn Lease>, Error>> {
+        Box::pin(async move {
+            let id = grant(&self.client, self.ttl).await?;
+            let (state, _) = watch::channel(LeaseState { id, live: true });
+            let inner = Arc::new(LeaseInner {
+                client: self.client.clone(),
+                ttl: self.ttl,
+                state,
+                registrations: Mutex::default(),
+                next: AtomicU64::new(0),
+            });
+            let keeper = tokio::spawn(keep(Arc::downgrade(&inner)));
+            tracing::debug!(lease = %id, ttl = ?self.ttl, "etcd lease granted");
+            Ok(Arc::new(EtcdLease { inner, keeper }) as Arc<dyn Lease>)
+        })
+    }
+
+    fn watch(&self, prefix: String) -> BoxFuture<'_, Result<watch::Receiver<InstanceList>, Error>> {
+        Box::pin(async move {
+            let (map, revision) = self.list_at(&prefix).await?;
+            let (tx, rx) = watch::channel(sorted(&map));
+            let this = self.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = this.follow(prefix, map, revision, &tx) => {}
+                    () = tx.closed() => {}
+                }
+            });
+            Ok(rx)
+        })
+    }
+
+    fn list(&self, prefix: String) -> BoxFuture<'_, Result<Vec<InstanceRecord>, Error>> {
+        Box::pin(async move { Ok(sorted(&self.list_at(&prefix).await?.0).to_vec()) })
+    }
+}
+
+impl EtcdDiscovery {
+    /// Applies watch events to `map` for ever; after any break, reads the
+    /// prefix again (etcd may have restarted, even without its data) and
+    /// watches from there.
+    async fn follow(
+        &self,
+        prefix: String,
+        mut map: BTreeMap<String, InstanceRecord>,
+        mut revision: i64,
+        tx: &watch::Sender<InstanceList>,
+    ) {
+        loop {
+            if let Err(e) = self.follow_once(&prefix, &mut map, &mut revision, tx).await {
+                tracing::debug!(%prefix, error = %e, "etcd watch interrupted; resyncing");
+            }
+            loop {
+                tokio::time::sleep(RETRY_PAUSE).await;
+                match self.list_at(&prefix).await {
+                    Ok((fresh, rev)) => {
+                        map = fresh;
+                        revision = rev;
+                        tx.send_replace(sorted(&map));
+                        break;
+                    }
+                    Err(e) => tracing::debug!(%prefix, error = %e, "etcd unreachable; retrying"),
+                }
+            }
+        }
+    }
+
+    async fn follow_once(
+        &self,
+        prefix: &str,
+        map: &mut BTreeMap<String, InstanceRecord>,
+        revision: &mut i64,
+        tx: &watch::Sender<InstanceList>,
+    ) -> Result<(), Error> {
+        let options = WatchOptions::new().with_prefix().with_start_revision(*revision + 1);
+        let mut client = self.client.clone();
+        let mut stream = timed("watch", client.watch(prefix, Some(options))).await?;
+        loop {
+            let Some(resp) = stream.message().await.map_err(|e| etcd_error("watch", e))? else {
+                return Err(etcd_error("watch", "stream ended"));
+            };
+            if resp.canceled() || resp.compact_revision() > 0 {
+                return Err(etcd_error("watch", "cancelled by the server"));
+            }
+            for event in resp.events() {
+                let Some(kv) = event.kv() else { continue };
+                let key = String::from_utf8_lossy(kv.key()).into_owned();
+                match event.event_type() {
+                    EventType::Put => {
+                        if let Some(record) = parse(kv.key(), kv.value()) {
+                            map.insert(key, record);
+                        }
+                    }
+                    EventType::Delete => {
+                        map.remove(&key);
+                    }
+                }
+                *revision = (*revision).max(kv.mod_revision());
+            }
+            if !resp.events().is_empty() {
+                tx.send_replace(sorted(map));
+            }
+        }
+    }
+}
+
+async fn grant(client: &Client, ttl: Duration) -> Result<InstanceId, Error> {
+    let secs = ttl.as_secs().max(2) as i64;
+    let resp = timed("lease grant", client.clone().lease_grant(secs, None)).await?;
+    Ok(InstanceId(resp.id()))
+}
+
+struct EtcdLease {
+    inner: Arc<LeaseInner>,
+    keeper: JoinHandle<()>,
+}
+
+struct LeaseInner {
+    client: Client,
+    ttl: Duration,
+    state: watch::Sender<LeaseState>,
+    /// What to write again under a new lease, by registration number.
+    registrations: Mutex<HashMap<u64, InstanceRecord>>,
+    next: AtomicU64,
+}
+
+impl LeaseInner {
+    fn id(&self) -> InstanceId {
+        self.state.borrow().id
+    }
+
+    fn registrations(&self) -> std::sync::MutexGuard<'_, HashMap<u64, InstanceRecord>> {
+        self.registrations.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Lease for EtcdLease {
+    fn id(&self) -> InstanceId {
+        self.inner.id()
+    }
+
+    fn changes(&self) -> watch::Receiver<LeaseState> {
+        self.inner.state.subscribe()
+    }
+
+    fn register(&self, mut record: InstanceRecord) -> BoxFuture<'_, Result<Guard, Error>> {
+        Box::pin(async move {
+            record.instance_id = self.inner.id();
+            put_create(&self.inner.client, &record).await?;
+            let number = self.inner.next.fetch_add(1, Ordering::Relaxed);
+            self.inner.registrations().insert(number, record);
+            let inner = Arc::downgrade(&self.inner);
+            let runtime = tokio::runtime::Handle::try_current().ok();
+            Ok(Guard::new(move || {
+                let Some(inner) = inner.upgrade() else { return };
+                let Some(record) = inner.registrations().remove(&number) else { return };
+                let (Some(runtime), mut client) = (runtime, inner.client.clone()) else { return };
+                runtime.spawn(async move {
+                    if let Err(e) = timed("delete", client.delete(key_of(&record), None)).await {
+                        tracing::warn!(error = %e, "could not delete a registration; it goes with the lease");
+                    }
+                });
+            }))
+        })
+    }
+
+    fn revoke(&self) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(async move {
+            self.keeper.abort();
+            self.inner.registrations().clear();
+            let id = self.inner.id();
+            self.inner.state.send_modify(|s| s.live = false);
+            timed("lease revoke", self.inner.client.clone().lease_revoke(id.0)).await?;
+            tracing::debug!(lease = %id, "etcd lease revoked");
+            Ok(())
+        })
+    }
+}
+
+impl Drop for EtcdLease {
+    fn drop(&mut self) {
+        self.keeper.abort();
+        if !self.inner.state.borrow().live {
+            return;
+        }
+        let (id, mut client) = (self.inner.id(), self.inner.client.clone());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = timed("lease revoke", client.lease_revoke(id.0)).await;
+            });
+        }
+    }
+}
+
+/// Keeps the lease alive; when it is lost, takes a new one and writes every
+/// registration again. Ends when the lease handle is dropped.
+async fn keep(inner: std::sync::Weak<LeaseInner>) {
+    loop {
+        let Some(lease) = inner.upgrade() else { return };
+        let (client, ttl, id) = (lease.client.clone(), lease.ttl, lease.id());
+        drop(lease);
+        let why = keep_alive(&client, id, ttl).await;
+        let Some(lease) = inner.upgrade() else { return };
+        tracing::warn!(lease = %id, reason = %why, "etcd lease lost; taking a new lease and registering again");
+        lease.state.send_modify(|s| s.live = false);
+        drop(lease);
+        loop {
+            tokio::time::sleep(RETRY_PAUSE).await;
+            let Some(lease) = inner.upgrade() else { return };
+            match renew(&lease).await {
+                Ok(count) => {
+                    tracing::warn!(old = %id, new = %lease.id(), endpoints = count, "re-registered under a new etcd lease");
+                    break;
+                }
+                Err(e) => tracing::debug!(error = %e, "etcd not ready for a new lease; retrying"),
+            }
+        }
+    }
+}
+
+/// Takes a new lease and writes every registration under it.
+async fn renew(lease: &LeaseInner) -> Result<usize, Error> {
+    let new = grant(&lease.client, lease.ttl).await?;
+    let records: Vec<(u64, InstanceRecord)> = lease
+        .registrations()
+        .iter()
+        .map(|(n, r)| (*n, InstanceRecord { instance_id: new, ..r.clone() }))
+        .collect();
+    for (_, record) in &records {
+        put_create(&lease.client, record).await?;
+    }
+    let mut registrations = lease.registrations();
+    for (number, record) in &records {
+        // A registration dropped meanwhile stays dropped.
+        if let Some(slot) = registrations.get_mut(number) {
+            *slot = record.clone();
+        }
+    }
+    drop(registrations);
+    lease.state.send_replace(LeaseState { id: new, live: true });
+    Ok(records.len())
+}
+
+/// Keeps `id` alive until it is lost; returns why.
+async fn keep_alive(client: &Client, id: InstanceId, ttl: Duration) -> String {
+    let interval = ttl / 3;
+    let mut last_ok = Instant::now();
+    loop {
+        let result = async {
+            let (mut keeper, mut stream) = timed("keep-alive", client.clone().lease_keep_alive(id.0)).await?;
+            loop {
+                timed("keep-alive", keeper.keep_alive()).await?;
+                match timed("keep-alive", stream.message()).await? {
+                    Some(resp) if resp.ttl() > 0 => last_ok = Instant::now(),
+                    Some(_) => return Ok(()),
+                    None => return Err(etcd_error("keep-alive", "stream ended")),
+                }
+                tokio::time::sleep(interval).await;
+            }
+        }
+        .await;
+        match result {
+            Ok(()) => return "etcd says the lease has expired".to_string(),
+            Err(e) if last_ok.elapsed() >= ttl => {
+                return format!("no keep-alive for {:?}, the lease TTL ({e})", last_ok.elapsed());
+            }
+            Err(e) => {
+                tracing::debug!(lease = %id, error = %e, "keep-alive failed; retrying within the TTL");
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+        }
+    }
+}
