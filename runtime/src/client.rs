@@ -166,17 +166,27 @@ impl ClientCore {
     /// them. Returns at once, empty, without discovery. Bound the wait with
     /// `tokio::time::timeout`.
     pub async fn wait_for_instances(&self) -> Result<Vec<InstanceId>, Error> {
+        self.wait_for(|ids| !ids.is_empty()).await
+    }
+
+    /// Waits until the instances serving every endpoint satisfy `done`, and
+    /// returns them. Returns at once without discovery.
+    pub async fn wait_for(
+        &self,
+        mut done: impl FnMut(&[InstanceId]) -> bool,
+    ) -> Result<Vec<InstanceId>, Error> {
+        let mut receivers: Vec<_> = self.shared.routes.iter().filter_map(|r| r.instances.clone()).collect();
         loop {
+            for rx in &mut receivers {
+                rx.borrow_and_update();
+            }
             let ids = self.instances();
-            if !ids.is_empty() || self.shared.routes.iter().all(|r| r.instances.is_none()) {
+            if receivers.is_empty() || done(&ids) {
                 return Ok(ids);
             }
-            // Wait for any route to change, then look again.
-            let mut receivers: Vec<_> =
-                self.shared.routes.iter().filter_map(|r| r.instances.clone()).collect();
             let changes = receivers.iter_mut().map(|rx| Box::pin(rx.changed()));
             if futures::future::select_all(changes).await.0.is_err() {
-                return Err(Error::Config("discovery stopped".into()));
+                return Err(Error::Discovery("the discovery watch stopped".into()));
             }
         }
     }

@@ -283,6 +283,12 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How long start-up tries to reach each server.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout = timeout;
+        self
+    }
+
     /// Time-to-live of the discovery lease.
     pub fn lease_ttl(mut self, ttl: Duration) -> Self {
         self.config.lease_ttl = ttl;

@@ -1,7 +1,5 @@
 //! NATS micro service statistics, as `$SRV.STATS` returns them, typed.
 
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 
 /// Every `$SRV.STATS` reply for one service name: one entry per live
@@ -40,11 +38,23 @@ pub struct ServiceStats {
     /// When the service started (RFC 3339).
     #[serde(default)]
     pub started: String,
-    /// Service metadata; Rotor sets `rotor.instance` to the lease id in hex.
-    #[serde(default)]
-    pub metadata: HashMap<String, String>,
     /// Per-endpoint figures.
     pub endpoints: Vec<EndpointStats>,
+}
+
+impl ServiceStats {
+    /// The Rotor instance (lease) id behind this reply, read from its
+    /// per-instance subjects (`{service}.{endpoint}-{id:x}`); `None` for a
+    /// static component, which has none.
+    pub fn instance_id(&self) -> Option<crate::InstanceId> {
+        self.endpoints.iter().find_map(|shared| {
+            let prefix = format!("{}-", shared.subject);
+            self.endpoints.iter().find_map(|e| {
+                let hex = e.subject.strip_prefix(&prefix)?;
+                i64::from_str_radix(hex, 16).ok().map(crate::InstanceId)
+            })
+        })
+    }
 }
 
 /// One endpoint's figures.

@@ -121,7 +121,6 @@ impl Transport for InProcess {
             id: format!("{id}"),
             version: spec.version.clone(),
             started: format!("{started}"),
-            metadata: HashMap::from([("rotor.instance".to_string(), spec.instance.to_string())]),
             endpoints: Vec::new(),
         }));
         let mut subjects = self.subjects();

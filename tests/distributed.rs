@@ -1,0 +1,446 @@
+//! The distributed runtime against real etcd and nats-server processes.
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use etcd_client::GetOptions;
+use rotor::config::{NatsConfig, Source};
+use rotor::prelude::*;
+use rotor::wire::ErrorKind;
+use serde::{Deserialize, Serialize};
+use support::{Nats, Servers};
+
+/// Bounds every wait in this file: a hang fails the test instead.
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Echo {
+    calls: AtomicUsize,
+}
+
+impl Echo {
+    fn new() -> Self {
+        Echo { calls: AtomicUsize::new(0) }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq, thiserror::Error)]
+enum EchoError {
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Said {
+    text: String,
+    by: InstanceId,
+}
+
+#[rotor::component(namespace = "test.dist")]
+impl Echo {
+    #[endpoint]
+    async fn say(&self, ctx: Context, text: String) -> Result<Said, EchoError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        if text == "refuse" {
+            return Err(EchoError::Refused(text));
+        }
+        Ok(Said { text, by: ctx.instance_id() })
+    }
+
+    #[endpoint]
+    async fn ping(&self, ctx: Context) -> Result<InstanceId, EchoError> {
+        Ok(ctx.instance_id())
+    }
+}
+
+#[allow(dead_code)]
+#[path = "../examples/hello/greeter.rs"]
+mod greeter;
+
+async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, f).await.unwrap_or_else(|_| panic!("{what} did not happen within {WAIT:?}"))
+}
+
+#[tokio::test]
+async fn registration_writes_the_designed_key_and_value_under_the_lease() {
+    let servers = Servers::start();
+    let rt = servers.runtime().await;
+    assert_eq!(rt.mode(), rotor::Mode::Distributed);
+    let server = rt.serve(Echo::new()).await.unwrap();
+    let id = server.instance_id();
+
+    let mut etcd = servers.etcd.client().await;
+    let key = format!("instances/test.dist/echo/say:{id:x}");
+    let resp = etcd.get(key.as_str(), None).await.unwrap();
+    let kv = resp.kvs().first().unwrap_or_else(|| panic!("{key} is missing"));
+    assert_eq!(kv.lease(), id.get(), "the key is attached to the instance's lease");
+    let value: serde_json::Value = serde_json::from_slice(kv.value()).unwrap();
+    assert_eq!(
+        value,
+        serde_json::json!({
+            "namespace": "test.dist",
+            "component": "echo",
+            "endpoint": "say",
+            "instance_id": id.get(),
+            "transport": { "nats_tcp": format!("test_dist_echo.say-{id:x}") },
+        })
+    );
+    let all = etcd.get("instances/test.dist/echo/", Some(GetOptions::new().with_prefix())).await.unwrap();
+    assert_eq!(all.kvs().len(), 2, "one key per endpoint");
+
+    let listed =
+        rt.namespace("test.dist").unwrap().component("echo").unwrap().list_instances().await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().all(|r| r.instance_id == id));
+}
+
+#[tokio::test]
+async fn shutdown_removes_the_keys_and_revokes_the_lease() {
+    let servers = Servers::start();
+    let rt = servers.runtime().await;
+    let server = rt.serve(Echo::new()).await.unwrap();
+    let id = server.instance_id();
+    let mut etcd = servers.etcd.client().await;
+    let count = |resp: etcd_client::GetResponse| resp.kvs().len();
+    let prefix = Some(GetOptions::new().with_prefix());
+    assert_eq!(count(etcd.get("instances/test.dist/", prefix.clone()).await.unwrap()), 2);
+
+    assert!(server.shutdown().await.drained);
+    rt.shutdown().await.unwrap();
+    assert_eq!(count(etcd.get("instances/test.dist/", prefix).await.unwrap()), 0);
+    let ttl = etcd.lease_time_to_live(id.get(), None).await.unwrap();
+    assert_eq!(ttl.ttl(), -1, "the lease no longer exists");
+}
+
+#[tokio::test]
+async fn lost_lease_is_replaced_and_every_endpoint_registered_again() {
+    let mut servers = Servers::start();
+    let rt = servers.runtime().await;
+    let server = rt.serve(Echo::new()).await.unwrap();
+    let old = server.instance_id();
+    let client_rt = servers.runtime().await;
+    let client = Echo::client(&client_rt).await.unwrap();
+    assert_eq!(client.ping().await.unwrap(), old);
+
+    let mut lease = rt.lease_changes();
+    servers.etcd.restart_wiped();
+    let new =
+        within("re-registration", async { lease.wait_for(|s| s.live && s.id != old).await.unwrap().id })
+            .await;
+    assert_eq!(rt.instance_id(), new);
+
+    let mut etcd = servers.etcd.client().await;
+    let keys = etcd.get("instances/test.dist/echo/", Some(GetOptions::new().with_prefix())).await.unwrap();
+    let mut names: Vec<String> = keys.kvs().iter().map(|kv| kv.key_str().unwrap().to_string()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [format!("instances/test.dist/echo/ping:{new:x}"), format!("instances/test.dist/echo/say:{new:x}")]
+    );
+
+    // The client follows the new instance id.
+    let ids =
+        within("the client seeing the new id", client.core().wait_for(|ids| ids == [new])).await.unwrap();
+    assert_eq!(ids, [new]);
+    assert_eq!(client.ping().await.unwrap(), new);
+    assert_eq!(client.direct(new).say("again".into()).await.unwrap().text, "again");
+}
+
+#[tokio::test]
+async fn an_etcd_restart_with_its_data_keeps_the_lease() {
+    let mut servers = Servers::start();
+    let rt = servers.runtime().await;
+    let server = rt.serve(Echo::new()).await.unwrap();
+    let id = server.instance_id();
+    servers.etcd.restart();
+    let client = Echo::client(&servers.runtime().await).await.unwrap();
+    assert_eq!(within("discovery after restart", client.core().wait_for_instances()).await.unwrap(), [id]);
+    assert_eq!(client.ping().await.unwrap(), id);
+}
+
+#[tokio::test]
+async fn an_instance_started_later_is_discovered() {
+    let servers = Servers::start();
+    let rt = servers.runtime().await;
+    let first = rt.serve(Echo::new()).await.unwrap();
+    let client = Echo::client(&rt).await.unwrap();
+    assert_eq!(client.core().instances(), [first.instance_id()]);
+
+    let later_rt = rt.with_new_lease().await.unwrap();
+    let later = later_rt.serve(Echo::new()).await.unwrap();
+    let ids = within("discovery", client.core().wait_for(|ids| ids.len() == 2)).await.unwrap();
+    assert!(ids.contains(&later.instance_id()));
+    let answered: Vec<InstanceId> = futures::future::join_all((0..4).map(|_| client.ping()))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert!(answered.contains(&later.instance_id()), "{answered:?}");
+}
+
+#[tokio::test]
+async fn round_robin_spreads_300_calls_over_3_instances() {
+    let servers = Servers::start();
+    let rt = servers.runtime().await;
+    let mut handles = Vec::new();
+    for _ in 0..3 {
+        handles.push(rt.with_new_lease().await.unwrap().serve(Echo::new()).await.unwrap());
+    }
+    let client = Echo::client(&rt).await.unwrap();
+    within("3 instances", client.core().wait_for(|ids| ids.len() == 3)).await.unwrap();
+    let mut by: HashMap<InstanceId, usize> = HashMap::new();
+    for i in 0..300 {
+        *by.entry(client.say(format!("call {i}")).await.unwrap().by).or_default() += 1;
+    }
+    for h in &handles {
+        let n = by.get(&h.instance_id()).copied().unwrap_or(0);
+        assert!(n >= 60, "instance {} got {n} of 300: {by:?}", h.instance_id());
+        assert_eq!(h.service().calls.load(Ordering::Relaxed), n);
+    }
+}
+
+#[tokio::test]
+async fn direct_calls_and_other_routers() {
+    let servers = Servers::start();
+    let rt = servers.runtime().await;
+    let a = rt.with_new_lease().await.unwrap().serve(Echo::new()).await.unwrap();
+    let b = rt.with_new_lease().await.unwrap().serve(Echo::new()).await.unwrap();
+    let client = Echo::client(&rt).await.unwrap();
+    within("2 instances", client.core().wait_for(|ids| ids.len() == 2)).await.unwrap();
+    for _ in 0..20 {
+        assert_eq!(client.direct(b.instance_id()).ping().await.unwrap(), b.instance_id());
+    }
+    assert_eq!(a.service().calls.load(Ordering::Relaxed), 0);
+    for router in [Router::Random, Router::PowerOfTwo] {
+        let routed = client.with_router(router);
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..100 {
+            seen.insert(routed.say(format!("{i}")).await.unwrap().by);
+        }
+        assert_eq!(seen.len(), 2, "{router:?} used both instances");
+    }
+}
+
+/// A `hello_server` example process; its first stdout line says it serves.
+struct ServerProcess(Child);
+
+impl ServerProcess {
+    fn start(servers: &Servers) -> (ServerProcess, String) {
+        let mut child = Command::new(support::example("hello_server"))
+            .envs(servers.env())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start hello_server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert!(line.starts_with("serving hello_greeter as instance"), "unexpected first line: {line:?}");
+        (ServerProcess(child), line)
+    }
+
+    fn sigkill(&mut self) {
+        self.0.kill().expect("SIGKILL");
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn sigkill_of_a_server_process_fails_no_idempotent_call() {
+    let servers = Servers::start();
+    let mut processes: Vec<ServerProcess> = (0..3).map(|_| ServerProcess::start(&servers).0).collect();
+    let rt = servers.runtime().await;
+    let client = greeter::Greeter::client(&rt).await.unwrap();
+    let before = within("3 instances", client.core().wait_for(|ids| ids.len() == 3)).await.unwrap();
+
+    let failures = Arc::new(AtomicUsize::new(0));
+    let mut answered_after = std::collections::HashSet::new();
+    for i in 0..300 {
+        if i == 100 {
+            processes[0].sigkill();
+        }
+        match client.ping().await {
+            Ok(id) if i > 100 => {
+                answered_after.insert(id);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                failures.fetch_add(1, Ordering::Relaxed);
+                eprintln!("call {i} failed: {e}");
+            }
+        }
+    }
+    assert_eq!(failures.load(Ordering::Relaxed), 0, "every idempotent call succeeded");
+    assert_eq!(answered_after.len(), 2, "the two survivors answered: {answered_after:?} of {before:?}");
+}
+
+#[tokio::test]
+async fn static_mode_routes_through_the_queue_group() {
+    let nats = Nats::start();
+    let rt = Runtime::builder().nats(nats.config()).build().await.unwrap();
+    assert_eq!(rt.mode(), rotor::Mode::Static);
+    let a = rt.serve(Echo::new()).await.unwrap();
+    let b = rt.with_new_lease().await.unwrap().serve(Echo::new()).await.unwrap();
+    let client = Echo::client(&rt).await.unwrap();
+    assert!(client.core().instances().is_empty(), "no discovery in static mode");
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..100 {
+        seen.insert(client.say(format!("{i}")).await.unwrap().by);
+    }
+    // NATS picks a queue-group member at random: both serve.
+    assert_eq!(seen, [a.instance_id(), b.instance_id()].into_iter().collect());
+}
+
+#[tokio::test]
+async fn srv_info_and_stats_describe_the_component() {
+    let servers = Servers::start();
+    let rt = servers.runtime().await;
+    let server = rt.serve(Echo::new()).await.unwrap();
+    let id = server.instance_id();
+    let client = Echo::client(&rt).await.unwrap();
+    for i in 0..5 {
+        client.say(format!("{i}")).await.unwrap();
+    }
+    assert!(client.say("refuse".into()).await.is_err());
+
+    let nats = async_nats::connect(servers.nats.url()).await.unwrap();
+    let ping = nats.request("$SRV.PING.test_dist_echo", Bytes::new()).await.unwrap();
+    let ping: serde_json::Value = serde_json::from_slice(&ping.payload).unwrap();
+    assert_eq!(ping["name"], "test_dist_echo");
+
+    let info = nats.request("$SRV.INFO.test_dist_echo", Bytes::new()).await.unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&info.payload).unwrap();
+    assert_eq!(info["type"], "io.nats.micro.v1.info_response");
+    assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(info["metadata"]["rotor.instance"], id.to_string());
+    let endpoints = info["endpoints"].as_array().unwrap();
+    let subjects: Vec<&str> = endpoints.iter().map(|e| e["subject"].as_str().unwrap()).collect();
+    assert!(subjects.contains(&"test_dist_echo.say"), "{subjects:?}");
+    assert!(subjects.contains(&format!("test_dist_echo.say-{id:x}").as_str()), "{subjects:?}");
+    let say = endpoints.iter().find(|e| e["subject"] == "test_dist_echo.say").unwrap();
+    assert_eq!(say["metadata"]["rotor.request"], "String");
+    assert_eq!(say["metadata"]["rotor.response"], "Said");
+
+    let stats = rt.namespace("test.dist").unwrap().component("echo").unwrap();
+    let set = stats.scrape_stats(Duration::from_millis(500)).await.unwrap();
+    assert_eq!(set.services.len(), 1);
+    let service = &set.services[0];
+    assert_eq!(service.instance_id(), Some(id));
+    assert_eq!(service.kind, "io.nats.micro.v1.stats_response");
+    let say = service.endpoints.iter().find(|e| e.subject == format!("test_dist_echo.say-{id:x}")).unwrap();
+    assert_eq!((say.num_requests, say.num_errors), (6, 1));
+    assert!(say.last_error.starts_with("422:refused"), "{}", say.last_error);
+    assert_eq!(set.total_requests(), 6);
+}
+
+#[tokio::test]
+async fn application_errors_cross_nats_typed_with_service_error_headers() {
+    let servers = Servers::start();
+    let rt = servers.runtime().await;
+    let server = rt.serve(Echo::new()).await.unwrap();
+    let client = Echo::client(&rt).await.unwrap();
+    let err = client.say("refuse".into()).await.unwrap_err();
+    assert_eq!(err.instance(), Some(server.instance_id()));
+    assert_eq!(err.into_app().unwrap(), EchoError::Refused("refuse".into()));
+
+    // What a plain NATS client sees.
+    let nats = async_nats::connect(servers.nats.url()).await.unwrap();
+    let reply = nats.request("test_dist_echo.say", Bytes::from_static(b"\"refuse\"")).await.unwrap();
+    let headers = reply.headers.unwrap();
+    assert_eq!(headers.get("Nats-Service-Error-Code").unwrap().as_str(), "422");
+    assert_eq!(headers.get("Nats-Service-Error").unwrap().as_str(), "refused: refuse");
+    assert_eq!(headers.get("Rotor-Error").unwrap().as_str(), "application");
+}
+
+#[tokio::test]
+async fn malformed_payloads_and_oversize_requests_over_nats() {
+    let servers = Servers::start();
+    let rt = servers.runtime().await;
+    let _server = rt.serve(Echo::new()).await.unwrap();
+    let endpoint = rt.namespace("test.dist").unwrap().component("echo").unwrap().endpoint("say").unwrap();
+    let raw = endpoint.client().await.unwrap();
+    let (reply, _) = raw.call_raw(0, Bytes::from_static(b"{not json")).await.unwrap();
+    assert_eq!(reply.error_kind(), Some(ErrorKind::Decode));
+
+    let client = Echo::client(&rt).await.unwrap();
+    let limit = rt.transport().max_payload();
+    let err = client.say("x".repeat(limit + 1)).await.unwrap_err();
+    match err.transport() {
+        Some(TransportError::Oversize { limit: l, .. }) => assert_eq!(*l, limit),
+        other => panic!("expected an oversize error, got {other:?}"),
+    }
+    assert_eq!(client.say("still serving".into()).await.unwrap().text, "still serving");
+}
+
+#[tokio::test]
+async fn nats_token_authentication() {
+    let nats = Nats::start_with_token("s3cret");
+    let rt = Runtime::builder().nats(nats.config()).build().await.unwrap();
+    let _server = rt.serve(Echo::new()).await.unwrap();
+    assert_eq!(Echo::client(&rt).await.unwrap().say("in".into()).await.unwrap().text, "in");
+
+    let wrong = NatsConfig { urls: vec![nats.url()], ..NatsConfig::default() };
+    let err = Runtime::builder().nats(wrong).build().await.unwrap_err();
+    assert!(matches!(err, rotor::Error::Unreachable { engine: "NATS", .. }), "{err}");
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_named_with_its_variable_within_the_timeout() {
+    let port = support::free_port();
+    let config = NatsConfig {
+        urls: vec![format!("nats://127.0.0.1:{port}")],
+        source: Source::Env("ROTOR_NATS_URL"),
+        ..NatsConfig::default()
+    };
+    let started = std::time::Instant::now();
+    let err = Runtime::builder().nats(config).build().await.unwrap_err().to_string();
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert!(err.contains(&format!("127.0.0.1:{port}")) && err.contains("ROTOR_NATS_URL"), "{err}");
+
+    let etcd = rotor::config::EtcdConfig {
+        endpoints: vec![format!("http://127.0.0.1:{port}")],
+        source: Source::Env("ROTOR_ETCD_ENDPOINTS"),
+        ..Default::default()
+    };
+    let nats = Nats::start();
+    let started = std::time::Instant::now();
+    let err = Runtime::builder()
+        .nats(nats.config())
+        .etcd(etcd)
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert!(err.contains("etcd") && err.contains("ROTOR_ETCD_ENDPOINTS"), "{err}");
+}
+
+#[tokio::test]
+async fn stats_scrape_sees_every_instance() {
+    let servers = Servers::start();
+    let rt = servers.runtime().await;
+    let a = rt.serve(Echo::new()).await.unwrap();
+    let b = rt.with_new_lease().await.unwrap().serve(Echo::new()).await.unwrap();
+    let component = rt.namespace("test.dist").unwrap().component("echo").unwrap();
+    let set = component.scrape_stats(Duration::from_millis(500)).await.unwrap();
+    assert_eq!(set.services.len(), 2);
+    let mut instances: Vec<InstanceId> = set.services.iter().filter_map(|s| s.instance_id()).collect();
+    instances.sort();
+    let mut expected = vec![a.instance_id(), b.instance_id()];
+    expected.sort();
+    assert_eq!(instances, expected, "one reply per instance");
+}

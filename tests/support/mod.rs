@@ -1,0 +1,281 @@
+//! The shared test harness: real `etcd` and `nats-server` processes on free
+//! loopback ports, with temporary data directories, readiness checks
+//! (etcd's `/health`, NATS's `/healthz`), kill and restart, and cleanup on
+//! drop — also when a test panics.
+//!
+//! A missing server binary fails the test with the command that installs it.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use rotor::config::{EtcdConfig, NatsAuth, NatsConfig};
+
+/// How long a server may take to become ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A free loopback port. The listener is dropped at once; the window in
+/// which another process could take the port is short and harmless here.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind a loopback port").local_addr().unwrap().port()
+}
+
+fn require(binary: &str, package: &str) -> PathBuf {
+    let found = std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(binary)).find(|p| p.is_file()));
+    found.unwrap_or_else(|| {
+        panic!(
+            "`{binary}` is not installed; these tests run a real server. Install it with \
+             `sudo apt-get install -y {package}` (or run scripts/test.sh, which does)"
+        )
+    })
+}
+
+/// `GET path` over plain HTTP/1.0; the status code and body.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((status, body))
+}
+
+fn wait_until(what: &str, child: &mut Child, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < READY_TIMEOUT {
+        if ready() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited before it was ready: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{what} was not ready within {READY_TIMEOUT:?}");
+}
+
+/// A quiet child: servers' logs would drown the test output.
+fn spawn(binary: &Path, args: &[String]) -> Child {
+    Command::new(binary)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()))
+}
+
+/// A single-member etcd on loopback.
+pub struct Etcd {
+    pub client_port: u16,
+    peer_port: u16,
+    data: tempfile::TempDir,
+    binary: PathBuf,
+    child: Option<Child>,
+}
+
+impl Etcd {
+    pub fn start() -> Etcd {
+        let binary = require("etcd", "etcd-server");
+        let data = tempfile::tempdir().expect("a temporary directory");
+        let mut etcd = Etcd { client_port: free_port(), peer_port: free_port(), data, binary, child: None };
+        etcd.launch();
+        etcd
+    }
+
+    fn launch(&mut self) {
+        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let args = [
+            "--name=rotor-test".to_string(),
+            format!("--data-dir={}", self.data.path().join("etcd").display()),
+            format!("--listen-client-urls={client}"),
+            format!("--advertise-client-urls={client}"),
+            format!("--listen-peer-urls={peer}"),
+            format!("--initial-advertise-peer-urls={peer}"),
+            format!("--initial-cluster=rotor-test={peer}"),
+            "--log-level=error".to_string(),
+        ];
+        let mut child = spawn(&self.binary, &args);
+        let port = self.client_port;
+        wait_until(
+            "etcd",
+            &mut child,
+            || matches!(http_get(port, "/health"), Some((200, body)) if body.contains("\"health\":\"true\"")),
+        );
+        self.child = Some(child);
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    pub fn config(&self) -> EtcdConfig {
+        EtcdConfig { endpoints: vec![self.endpoint()], ..EtcdConfig::default() }
+    }
+
+    /// A plain etcd client, for reading what Rotor wrote.
+    pub async fn client(&self) -> etcd_client::Client {
+        etcd_client::Client::connect([self.endpoint()], None).await.expect("connect to etcd")
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kill, then start again on the same ports and data: leases survive.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+
+    /// Kill, then start again on the same ports with no data: every lease
+    /// and key is gone, as after losing the cluster's state.
+    pub fn restart_wiped(&mut self) {
+        self.kill();
+        std::fs::remove_dir_all(self.data.path().join("etcd")).expect("remove etcd data");
+        self.launch();
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A nats-server on loopback.
+pub struct Nats {
+    pub port: u16,
+    monitor_port: u16,
+    token: Option<String>,
+    binary: PathBuf,
+    child: Option<Child>,
+}
+
+impl Nats {
+    pub fn start() -> Nats {
+        Nats::launch_with(None)
+    }
+
+    /// A server that requires `token`.
+    pub fn start_with_token(token: &str) -> Nats {
+        Nats::launch_with(Some(token.to_string()))
+    }
+
+    fn launch_with(token: Option<String>) -> Nats {
+        let binary = require("nats-server", "nats-server");
+        let mut nats = Nats { port: free_port(), monitor_port: free_port(), token, binary, child: None };
+        nats.launch();
+        nats
+    }
+
+    fn launch(&mut self) {
+        let mut args = vec![
+            "-a".to_string(),
+            "127.0.0.1".to_string(),
+            "-p".to_string(),
+            self.port.to_string(),
+            "-m".to_string(),
+            self.monitor_port.to_string(),
+        ];
+        if let Some(token) = &self.token {
+            args.push(format!("--auth={token}"));
+        }
+        let mut child = spawn(&self.binary, &args);
+        let port = self.monitor_port;
+        wait_until("nats-server", &mut child, || matches!(http_get(port, "/healthz"), Some((200, _))));
+        self.child = Some(child);
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn config(&self) -> NatsConfig {
+        let auth = match &self.token {
+            Some(t) => NatsAuth::Token(t.clone()),
+            None => NatsAuth::None,
+        };
+        NatsConfig { urls: vec![self.url()], auth, ..NatsConfig::default() }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Both servers.
+pub struct Servers {
+    pub etcd: Etcd,
+    pub nats: Nats,
+}
+
+impl Servers {
+    pub fn start() -> Servers {
+        Servers { etcd: Etcd::start(), nats: Nats::start() }
+    }
+
+    /// A distributed runtime on these servers, with a short lease so that
+    /// lease tests finish quickly.
+    pub async fn runtime(&self) -> rotor::Runtime {
+        self.builder().build().await.expect("a distributed runtime")
+    }
+
+    pub fn builder(&self) -> rotor::RuntimeBuilder {
+        rotor::Runtime::builder()
+            .nats(self.nats.config())
+            .etcd(self.etcd.config())
+            .lease_ttl(Duration::from_secs(3))
+    }
+
+    /// The variables a child process needs to reach these servers.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("ROTOR_NATS_URL", self.nats.url()),
+            ("ROTOR_ETCD_ENDPOINTS", self.etcd.endpoint()),
+            ("ROTOR_LEASE_TTL_SECS", "3".to_string()),
+            ("RUST_BACKTRACE", "0".to_string()),
+        ]
+    }
+}
+
+/// The path of an example binary of this package, built once per test run.
+pub fn example(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--examples"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build --examples");
+        assert!(status.success(), "cargo build --examples failed");
+    });
+    // Tests run from target/<profile>/deps/; examples live in target/<profile>/examples/.
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let path = profile_dir.join("examples").join(name);
+    assert!(path.is_file(), "{} was not built", path.display());
+    path
+}
