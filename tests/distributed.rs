@@ -22,11 +22,14 @@ const WAIT: Duration = Duration::from_secs(20);
 
 struct Echo {
     calls: AtomicUsize,
+    /// Signalled when `hold` starts; `hold` then waits for `release`.
+    entered: tokio::sync::Notify,
+    release: tokio::sync::Notify,
 }
 
 impl Echo {
     fn new() -> Self {
-        Echo { calls: AtomicUsize::new(0) }
+        Echo { calls: AtomicUsize::new(0), entered: Default::default(), release: Default::default() }
     }
 }
 
@@ -56,6 +59,13 @@ impl Echo {
     #[endpoint]
     async fn ping(&self, ctx: Context) -> Result<InstanceId, EchoError> {
         Ok(ctx.instance_id())
+    }
+
+    #[endpoint]
+    async fn hold(&self) -> Result<String, EchoError> {
+        self.entered.notify_one();
+        self.release.notified().await;
+        Ok("released".into())
     }
 }
 
@@ -92,11 +102,11 @@ async fn registration_writes_the_designed_key_and_value_under_the_lease() {
         })
     );
     let all = etcd.get("instances/test.dist/echo/", Some(GetOptions::new().with_prefix())).await.unwrap();
-    assert_eq!(all.kvs().len(), 2, "one key per endpoint");
+    assert_eq!(all.kvs().len(), 3, "one key per endpoint");
 
     let listed =
         rt.namespace("test.dist").unwrap().component("echo").unwrap().list_instances().await.unwrap();
-    assert_eq!(listed.len(), 2);
+    assert_eq!(listed.len(), 3);
     assert!(listed.iter().all(|r| r.instance_id == id));
 }
 
@@ -109,7 +119,7 @@ async fn shutdown_removes_the_keys_and_revokes_the_lease() {
     let mut etcd = servers.etcd.client().await;
     let count = |resp: etcd_client::GetResponse| resp.kvs().len();
     let prefix = Some(GetOptions::new().with_prefix());
-    assert_eq!(count(etcd.get("instances/test.dist/", prefix.clone()).await.unwrap()), 2);
+    assert_eq!(count(etcd.get("instances/test.dist/", prefix.clone()).await.unwrap()), 3);
 
     assert!(server.shutdown().await.drained);
     rt.shutdown().await.unwrap();
@@ -139,10 +149,9 @@ async fn lost_lease_is_replaced_and_every_endpoint_registered_again() {
     let keys = etcd.get("instances/test.dist/echo/", Some(GetOptions::new().with_prefix())).await.unwrap();
     let mut names: Vec<String> = keys.kvs().iter().map(|kv| kv.key_str().unwrap().to_string()).collect();
     names.sort();
-    assert_eq!(
-        names,
-        [format!("instances/test.dist/echo/ping:{new:x}"), format!("instances/test.dist/echo/say:{new:x}")]
-    );
+    let expected: Vec<String> =
+        ["hold", "ping", "say"].iter().map(|e| format!("instances/test.dist/echo/{e}:{new:x}")).collect();
+    assert_eq!(names, expected);
 
     // The client follows the new instance id.
     let ids =
@@ -228,7 +237,7 @@ async fn direct_calls_and_other_routers() {
 }
 
 /// A `hello_server` example process; its first stdout line says it serves.
-struct ServerProcess(Child);
+struct ServerProcess(Child, BufReader<std::process::ChildStdout>);
 
 impl ServerProcess {
     fn start(servers: &Servers) -> (ServerProcess, String) {
@@ -240,9 +249,10 @@ impl ServerProcess {
             .spawn()
             .expect("start hello_server");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
         assert!(line.starts_with("serving hello_greeter as instance"), "unexpected first line: {line:?}");
-        (ServerProcess(child), line)
+        (ServerProcess(child, stdout), line)
     }
 
     fn sigkill(&mut self) {
@@ -443,4 +453,57 @@ async fn stats_scrape_sees_every_instance() {
     let mut expected = vec![a.instance_id(), b.instance_id()];
     expected.sort();
     assert_eq!(instances, expected, "one reply per instance");
+}
+
+#[tokio::test]
+async fn graceful_shutdown_leaves_routing_then_finishes_what_it_accepted() {
+    let servers = Servers::start();
+    let rt = servers.runtime().await;
+    let server = rt.serve(Echo::new()).await.unwrap();
+    let service = server.service().clone();
+    let client = Echo::client(&rt).await.unwrap();
+    let held = tokio::spawn({
+        let client = client.clone();
+        async move { client.hold().await }
+    });
+    within("the held call to start", service.entered.notified()).await;
+
+    let shutdown = tokio::spawn(server.shutdown());
+    within("deregistration", client.core().wait_for(|ids| ids.is_empty())).await.unwrap();
+    let err = client.ping().await.unwrap_err();
+    assert!(matches!(err.transport(), Some(TransportError::NoInstances { .. })), "{err:?}");
+
+    service.release.notify_one();
+    assert_eq!(within("the held call", held).await.unwrap().unwrap(), "released");
+    assert!(within("shutdown", shutdown).await.unwrap().drained);
+}
+
+#[tokio::test]
+async fn sigterm_drains_and_revokes_the_lease_at_once() {
+    let servers = Servers::start();
+    let (mut process, line) = ServerProcess::start(&servers);
+    let hex = line.split_whitespace().nth(4).expect("the instance id").to_string();
+    let mut etcd = servers.etcd.client().await;
+    let key = format!("instances/hello/greeter/ping:{hex}");
+    assert_eq!(etcd.get(key.as_str(), None).await.unwrap().kvs().len(), 1);
+
+    let status = Command::new("kill").args(["-TERM", &process.0.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let exit = within("the server to exit", async {
+        loop {
+            if let Some(status) = process.0.try_wait().unwrap() {
+                break status;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(exit.success(), "{exit}");
+    let mut last = String::new();
+    process.1.read_line(&mut last).unwrap();
+    assert_eq!(last.trim(), "stopped; drained: true");
+    // Gone at once, not after the 3 s lease TTL.
+    assert_eq!(etcd.get(key.as_str(), None).await.unwrap().kvs().len(), 0);
+    let lease = i64::from_str_radix(&hex, 16).unwrap();
+    assert_eq!(etcd.lease_time_to_live(lease, None).await.unwrap().ttl(), -1);
 }

@@ -369,3 +369,49 @@ async fn generated_constants_and_registry() {
     assert_eq!(counter.endpoints[1].request, "()");
     assert!(all.iter().any(|c| c.service == "test_clock" && c.is_static));
 }
+
+#[tokio::test]
+async fn shutdown_cancels_what_outlives_the_drain_timeout() {
+    let rt = Runtime::builder().drain_timeout(Duration::from_millis(100)).build().await.unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let server = rt.serve(Counter { calls: AtomicUsize::new(0), cancelled: Some(tx) }).await.unwrap();
+    let client = Counter::client(&rt).await.unwrap();
+    let call = tokio::spawn(async move { client.wait_for_cancel().await });
+    while server.in_flight() == 0 {
+        tokio::task::yield_now().await;
+    }
+    let report = server.shutdown().await;
+    assert!(!report.drained);
+    let err = call.await.unwrap().unwrap_err();
+    assert!(
+        matches!(
+            err.transport(),
+            Some(TransportError::Remote { kind: ErrorKind::Unavailable, code: 503, .. })
+        ),
+        "{err:?}"
+    );
+    let mut seen = vec![rx.recv().await.unwrap(), rx.recv().await.unwrap()];
+    seen.sort();
+    assert_eq!(seen, ["context cancelled", "handler dropped"]);
+}
+
+#[tokio::test]
+async fn stats_and_instance_lists_in_embedded_mode() {
+    let (rt, servers) = instances(2).await;
+    let client = Counter::client(&rt).await.unwrap();
+    for i in 0..4 {
+        client.add(Add { a: i, b: 0 }).await.unwrap();
+    }
+    client.add(Add { a: i64::MAX, b: 1 }).await.unwrap_err();
+    let component = rt.namespace("test.math").unwrap().component("counter").unwrap();
+    let listed = component.list_instances().await.unwrap();
+    assert_eq!(listed.len(), 2 * 6, "6 endpoints on each of 2 instances");
+    let set = component.scrape_stats(Duration::from_millis(10)).await.unwrap();
+    assert_eq!(set.services.len(), 2);
+    assert_eq!((set.total_requests(), set.total_errors()), (5, 1));
+    let mut ids: Vec<InstanceId> = set.services.iter().filter_map(|s| s.instance_id()).collect();
+    ids.sort();
+    let mut expected: Vec<InstanceId> = servers.iter().map(|s| s.instance_id()).collect();
+    expected.sort();
+    assert_eq!(ids, expected);
+}

@@ -121,15 +121,11 @@ impl std::fmt::Display for Source {
     }
 }
 
-fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
-}
-
 fn list(value: &str) -> Vec<String> {
     value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
 }
 
-fn seconds(name: &'static str) -> Result<Option<Duration>, Error> {
+fn seconds(var: &impl Fn(&str) -> Option<String>, name: &'static str) -> Result<Option<Duration>, Error> {
     match var(name) {
         None => Ok(None),
         Some(v) => match v.parse::<f64>() {
@@ -142,8 +138,15 @@ fn seconds(name: &'static str) -> Result<Option<Duration>, Error> {
 impl Config {
     /// Reads the `ROTOR_*` variables (see the [module docs](self)).
     pub fn from_env() -> Result<Config, Error> {
+        Config::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the `ROTOR_*` settings from `lookup`, which returns a variable's
+    /// value; blank values count as unset.
+    pub fn from_vars(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Error> {
+        let var = |name: &str| lookup(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
         let mut config = Config::default();
-        if let Some(ttl) = seconds("ROTOR_LEASE_TTL_SECS")? {
+        if let Some(ttl) = seconds(&var, "ROTOR_LEASE_TTL_SECS")? {
             if ttl < Duration::from_secs(2) {
                 return Err(Error::Config(
                     "ROTOR_LEASE_TTL_SECS must be at least 2: the lease is kept alive at a third of it"
@@ -152,10 +155,10 @@ impl Config {
             }
             config.lease_ttl = ttl;
         }
-        if let Some(t) = seconds("ROTOR_CONNECT_TIMEOUT_SECS")? {
+        if let Some(t) = seconds(&var, "ROTOR_CONNECT_TIMEOUT_SECS")? {
             config.connect_timeout = t;
         }
-        if let Some(t) = seconds("ROTOR_REQUEST_TIMEOUT_SECS")? {
+        if let Some(t) = seconds(&var, "ROTOR_REQUEST_TIMEOUT_SECS")? {
             config.request_timeout = t;
         }
         if let Some(url) = var("ROTOR_NATS_URL") {
@@ -209,5 +212,72 @@ impl Config {
             ));
         }
         Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, Error> {
+        Config::from_vars(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
+    }
+
+    #[test]
+    fn nothing_set_is_embedded() {
+        let c = config(&[]).unwrap();
+        assert!(c.nats.is_none() && c.etcd.is_none());
+        assert_eq!(c.lease_ttl, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn servers_credentials_and_tunables() {
+        let c = config(&[
+            ("ROTOR_NATS_URL", "nats://a:4222, nats://b:4222"),
+            ("ROTOR_NATS_USER", "u"),
+            ("ROTOR_NATS_PASSWORD", "p"),
+            ("ROTOR_NATS_TLS_CA", "/ca.pem"),
+            ("ROTOR_ETCD_ENDPOINTS", "http://e:2379"),
+            ("ROTOR_ETCD_USER", "eu"),
+            ("ROTOR_ETCD_PASSWORD", "ep"),
+            ("ROTOR_LEASE_TTL_SECS", "4"),
+            ("ROTOR_REQUEST_TIMEOUT_SECS", "0.5"),
+        ])
+        .unwrap();
+        let nats = c.nats.unwrap();
+        assert_eq!(nats.urls, ["nats://a:4222", "nats://b:4222"]);
+        assert!(
+            matches!(nats.auth, NatsAuth::UserPassword { ref user, ref password } if user == "u" && password == "p")
+        );
+        assert_eq!(nats.tls_ca.as_deref(), Some(std::path::Path::new("/ca.pem")));
+        assert_eq!(nats.source, Source::Env("ROTOR_NATS_URL"));
+        let etcd = c.etcd.unwrap();
+        assert_eq!(etcd.user, Some(("eu".into(), "ep".into())));
+        assert_eq!(c.lease_ttl, Duration::from_secs(4));
+        assert_eq!(c.request_timeout, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn token_and_creds() {
+        let c = config(&[("ROTOR_NATS_URL", "nats://a"), ("ROTOR_NATS_TOKEN", "t")]).unwrap();
+        assert!(matches!(c.nats.unwrap().auth, NatsAuth::Token(t) if t == "t"));
+        let c = config(&[("ROTOR_NATS_URL", "nats://a"), ("ROTOR_NATS_CREDS", "/x.creds")]).unwrap();
+        assert!(matches!(c.nats.unwrap().auth, NatsAuth::CredsFile(_)));
+    }
+
+    #[test]
+    fn contradictions_are_errors_that_name_the_variables() {
+        let e = config(&[("ROTOR_ETCD_ENDPOINTS", "http://e:2379")]).unwrap_err().to_string();
+        assert!(e.contains("ROTOR_NATS_URL"), "{e}");
+        let e = config(&[("ROTOR_NATS_URL", "n"), ("ROTOR_NATS_TOKEN", "t"), ("ROTOR_NATS_USER", "u")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not several"), "{e}");
+        let e = config(&[("ROTOR_NATS_URL", "n"), ("ROTOR_NATS_USER", "u")]).unwrap_err().to_string();
+        assert!(e.contains("ROTOR_NATS_PASSWORD"), "{e}");
+        let e = config(&[("ROTOR_LEASE_TTL_SECS", "1")]).unwrap_err().to_string();
+        assert!(e.contains("at least 2"), "{e}");
+        let e = config(&[("ROTOR_REQUEST_TIMEOUT_SECS", "soon")]).unwrap_err().to_string();
+        assert!(e.contains("ROTOR_REQUEST_TIMEOUT_SECS=soon"), "{e}");
     }
 }

@@ -66,13 +66,15 @@ impl<S: Service> ServeHandle<S> {
     pub async fn shutdown(mut self) -> ShutdownReport {
         self.registrations.clear();
         self.binding.take();
+        let drain = self.rt.config().drain_timeout;
+        let deadline = tokio::time::Instant::now() + drain;
+        let mut drained = true;
         if let Some(dispatcher) = self.dispatcher.take() {
             // Ends once every accepted request has been handed to a task.
-            let _ = dispatcher.await;
+            drained = tokio::time::timeout_at(deadline, dispatcher).await.is_ok();
         }
         self.tracker.close();
-        let drain = self.rt.config().drain_timeout;
-        let drained = tokio::time::timeout(drain, self.tracker.wait()).await.is_ok();
+        drained &= tokio::time::timeout_at(deadline, self.tracker.wait()).await.is_ok();
         if !drained {
             tracing::warn!(service = S::DESCRIPTOR.service, instance = %self.instance, ?drain,
                 remaining = self.tracker.len(), "drain timeout passed; cancelling the remaining requests");

@@ -184,7 +184,11 @@ impl Transport for InProcess {
             });
             let incoming = Incoming { endpoint: sub.endpoint, message, responder };
             let exchange = async {
-                sub.tx.send(incoming).await.map_err(|_| no_responders())?;
+                // Only this send holds the sender: a served component that is
+                // shutting down must not wait for this request to finish.
+                let tx = sub.tx;
+                tx.send(incoming).await.map_err(|_| no_responders())?;
+                drop(tx);
                 // A dropped responder means the instance went away with the
                 // request unanswered, which NATS reports as no responders.
                 reply_rx.await.map_err(|_| no_responders())
