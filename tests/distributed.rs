@@ -280,7 +280,10 @@ async fn sigkill_of_a_server_process_fails_no_idempotent_call() {
     let mut answered_after = std::collections::HashSet::new();
     for i in 0..300 {
         if i == 100 {
+            let connections = servers.nats.connections();
             processes[0].sigkill();
+            // NATS drops the dead process's subscriptions with its connection.
+            servers.nats.wait_for_connections(connections - 1);
         }
         match client.ping().await {
             Ok(id) if i > 100 => {
@@ -294,6 +297,10 @@ async fn sigkill_of_a_server_process_fails_no_idempotent_call() {
         }
     }
     assert_eq!(failures.load(Ordering::Relaxed), 0, "every idempotent call succeeded");
+    let stats = client.core().stats(1);
+    assert_eq!(stats.evictions, 1, "the dead instance left rotation once: {stats:?}");
+    assert!(stats.retries >= 1, "the call that met it was retried elsewhere: {stats:?}");
+    assert_eq!(stats.failures, 0);
     assert_eq!(answered_after.len(), 2, "the two survivors answered: {answered_after:?} of {before:?}");
 }
 

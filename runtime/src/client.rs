@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -51,7 +51,7 @@ struct Shared {
 struct Health {
     /// Instances that answered "no responders", and since when. They leave
     /// rotation at once, before their lease lapses, and come back only if
-    /// discovery still lists them a lease TTL later.
+    /// discovery still lists them two lease TTLs later.
     evicted: HashMap<InstanceId, Instant>,
     /// Calls in flight from this client, for [`Router::PowerOfTwo`].
     in_flight: HashMap<InstanceId, usize>,
@@ -69,6 +69,29 @@ pub(crate) struct Route {
     next: AtomicUsize,
     idempotent: bool,
     health: Mutex<Health>,
+    counters: Counters,
+}
+
+/// What one route has done, counted since the client was made.
+#[derive(Default)]
+struct Counters {
+    calls: AtomicU64,
+    failures: AtomicU64,
+    retries: AtomicU64,
+    evictions: AtomicU64,
+}
+
+/// What a client has done for one endpoint, counted since it was made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    /// Calls made.
+    pub calls: u64,
+    /// Calls that ended in a transport error (application errors are answers).
+    pub failures: u64,
+    /// Attempts repeated on another instance after "no responders".
+    pub retries: u64,
+    /// Instances taken out of rotation after "no responders".
+    pub evictions: u64,
 }
 
 impl Route {
@@ -117,6 +140,7 @@ impl ClientCore {
                 next: AtomicUsize::new(0),
                 idempotent: s.idempotent,
                 health: Mutex::default(),
+                counters: Counters::default(),
             });
         }
         Ok(ClientCore {
@@ -147,6 +171,18 @@ impl ClientCore {
     /// to `retries` times when its instance is gone.
     pub fn with_retries(&self, retries: u32) -> Self {
         ClientCore { retries: Some(retries), ..self.clone() }
+    }
+
+    /// What this client (and its clones) did for endpoint number `endpoint`.
+    pub fn stats(&self, endpoint: usize) -> ClientStats {
+        let Some(route) = self.shared.routes.get(endpoint) else { return ClientStats::default() };
+        let c = &route.counters;
+        ClientStats {
+            calls: c.calls.load(Ordering::Relaxed),
+            failures: c.failures.load(Ordering::Relaxed),
+            retries: c.retries.load(Ordering::Relaxed),
+            evictions: c.evictions.load(Ordering::Relaxed),
+        }
     }
 
     /// The instances serving every endpoint of the component, as discovery
@@ -253,6 +289,21 @@ impl ClientCore {
         } else {
             0
         };
+        route.counters.calls.fetch_add(1, Ordering::Relaxed);
+        let result = self.attempts(route, payload, timeout, retries).await;
+        if result.is_err() {
+            route.counters.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    async fn attempts(
+        &self,
+        route: &Route,
+        payload: Bytes,
+        timeout: Duration,
+        retries: u32,
+    ) -> Result<(Message, Option<InstanceId>), TransportError> {
         let started = Instant::now();
         let transport = &self.shared.rt.engines().transport;
         let mut attempt = 0;
@@ -274,12 +325,15 @@ impl ClientCore {
                 }
                 (Err(e @ TransportError::NoResponders { .. }), Some(id)) => {
                     // Gone before its lease lapsed: out of rotation now.
-                    route.health().evicted.insert(id, Instant::now());
+                    if route.health().evicted.insert(id, Instant::now()).is_none() {
+                        route.counters.evictions.fetch_add(1, Ordering::Relaxed);
+                    }
                     tracing::debug!(endpoint = %route.label, instance = %id, "no responders; evicted");
                     if attempt >= retries {
                         return Err(e.at(id));
                     }
                     attempt += 1;
+                    route.counters.retries.fetch_add(1, Ordering::Relaxed);
                 }
                 (Err(e), Some(id)) => return Err(e.at(id)),
                 (Err(e), None) => return Err(e),
@@ -304,7 +358,9 @@ impl ClientCore {
         }
         let mut health = route.health();
         if !health.evicted.is_empty() {
-            let readmit_after = self.shared.rt.config().lease_ttl;
+            // Past twice the TTL the lease of a dead instance has surely
+            // lapsed; one still listed then is alive after all.
+            let readmit_after = self.shared.rt.config().lease_ttl * 2;
             health.evicted.retain(|id, since| {
                 since.elapsed() < readmit_after && list.iter().any(|r| r.instance_id == *id)
             });

@@ -28,7 +28,7 @@ pub mod wire;
 #[doc(hidden)]
 pub mod __private;
 
-pub use client::{ClientCore, Router};
+pub use client::{ClientCore, ClientStats, Router};
 pub use config::Config;
 pub use context::Context;
 pub use error::{CallError, Error, TransportError};

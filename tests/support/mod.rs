@@ -66,6 +66,7 @@ fn wait_until(what: &str, child: &mut Child, mut ready: impl FnMut() -> bool) {
 fn spawn(binary: &Path, args: &[String]) -> Child {
     Command::new(binary)
         .args(args)
+        .env("RUST_BACKTRACE", "0")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -218,6 +219,23 @@ impl Nats {
             let _ = child.wait();
         }
     }
+
+    /// Client connections the server holds now (from its monitoring port).
+    pub fn connections(&self) -> usize {
+        let (_, body) = http_get(self.monitor_port, "/connz").expect("nats-server monitoring answers");
+        let json: serde_json::Value = serde_json::from_str(&body).expect("/connz is JSON");
+        json["num_connections"].as_u64().expect("num_connections") as usize
+    }
+
+    /// Waits until the server holds `n` client connections: a killed
+    /// client's subscriptions are gone once its connection is.
+    pub fn wait_for_connections(&self, n: usize) {
+        let start = Instant::now();
+        while self.connections() != n {
+            assert!(start.elapsed() < READY_TIMEOUT, "nats-server did not reach {n} connections");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
 }
 
 impl Drop for Nats {
@@ -264,17 +282,22 @@ impl Servers {
 /// The path of an example binary of this package, built once per test run.
 pub fn example(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
+    // Tests run from target/<profile>/deps/; examples live in target/<profile>/examples/.
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
     BUILT.get_or_init(|| {
+        let mut args = vec!["build", "--quiet", "--examples"];
+        if release {
+            args.push("--release");
+        }
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--examples"])
+            .args(args)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .expect("run cargo build --examples");
         assert!(status.success(), "cargo build --examples failed");
     });
-    // Tests run from target/<profile>/deps/; examples live in target/<profile>/examples/.
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
     let path = profile_dir.join("examples").join(name);
     assert!(path.is_file(), "{} was not built", path.display());
     path
