@@ -8,7 +8,6 @@
 //!
 //! `cargo bench --bench discovery` (add `-- --quick` for fewer rounds).
 
-#[allow(dead_code)]
 #[path = "../tests/support/mod.rs"]
 mod support;
 
