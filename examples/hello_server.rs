@@ -17,6 +17,7 @@ use greeter::Greeter;
 use rotor::Runtime;
 use tracing_subscriber::EnvFilter;
 
+// ANCHOR: main
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
@@ -33,3 +34,4 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("stopped; drained: {}", report.drained);
     Ok(())
 }
+// ANCHOR_END: main
