@@ -61,6 +61,11 @@ impl Echo {
         Ok(ctx.instance_id())
     }
 
+    #[endpoint(idempotent = false)]
+    async fn once(&self) -> Result<InstanceId, EchoError> {
+        Ok(InstanceId(0))
+    }
+
     #[endpoint]
     async fn hold(&self) -> Result<String, EchoError> {
         self.entered.notify_one();
@@ -102,11 +107,11 @@ async fn registration_writes_the_designed_key_and_value_under_the_lease() {
         })
     );
     let all = etcd.get("instances/test.dist/echo/", Some(GetOptions::new().with_prefix())).await.unwrap();
-    assert_eq!(all.kvs().len(), 3, "one key per endpoint");
+    assert_eq!(all.kvs().len(), 4, "one key per endpoint");
 
     let listed =
         rt.namespace("test.dist").unwrap().component("echo").unwrap().list_instances().await.unwrap();
-    assert_eq!(listed.len(), 3);
+    assert_eq!(listed.len(), 4);
     assert!(listed.iter().all(|r| r.instance_id == id));
 }
 
@@ -119,7 +124,7 @@ async fn shutdown_removes_the_keys_and_revokes_the_lease() {
     let mut etcd = servers.etcd.client().await;
     let count = |resp: etcd_client::GetResponse| resp.kvs().len();
     let prefix = Some(GetOptions::new().with_prefix());
-    assert_eq!(count(etcd.get("instances/test.dist/", prefix.clone()).await.unwrap()), 3);
+    assert_eq!(count(etcd.get("instances/test.dist/", prefix.clone()).await.unwrap()), 4);
 
     assert!(server.shutdown().await.drained);
     rt.shutdown().await.unwrap();
@@ -149,8 +154,10 @@ async fn lost_lease_is_replaced_and_every_endpoint_registered_again() {
     let keys = etcd.get("instances/test.dist/echo/", Some(GetOptions::new().with_prefix())).await.unwrap();
     let mut names: Vec<String> = keys.kvs().iter().map(|kv| kv.key_str().unwrap().to_string()).collect();
     names.sort();
-    let expected: Vec<String> =
-        ["hold", "ping", "say"].iter().map(|e| format!("instances/test.dist/echo/{e}:{new:x}")).collect();
+    let expected: Vec<String> = ["hold", "once", "ping", "say"]
+        .iter()
+        .map(|e| format!("instances/test.dist/echo/{e}:{new:x}"))
+        .collect();
     assert_eq!(names, expected);
 
     // The client follows the new instance id.
@@ -412,6 +419,64 @@ async fn nats_token_authentication() {
     let wrong = NatsConfig { urls: vec![nats.url()], ..NatsConfig::default() };
     let err = Runtime::builder().nats(wrong).build().await.unwrap_err();
     assert!(matches!(err, rotor::Error::Unreachable { engine: "NATS", .. }), "{err}");
+}
+
+#[tokio::test]
+async fn nats_user_and_password_authentication() {
+    let nats = Nats::start_with_user("rotor", "pa55");
+    let rt = Runtime::builder().nats(nats.config()).build().await.unwrap();
+    let _server = rt.serve(Echo::new()).await.unwrap();
+    assert_eq!(Echo::client(&rt).await.unwrap().say("in".into()).await.unwrap().text, "in");
+    let anonymous = NatsConfig { urls: vec![nats.url()], ..NatsConfig::default() };
+    assert!(Runtime::builder().nats(anonymous).build().await.is_err());
+}
+
+/// Registers, with a plain etcd client and a lease of its own, an instance
+/// of every Echo endpoint whose subjects nobody listens on: what a crashed
+/// process leaves behind until its lease lapses.
+async fn zombie(servers: &Servers) -> InstanceId {
+    let mut etcd = servers.etcd.client().await;
+    let lease = etcd.lease_grant(60, None).await.unwrap().id();
+    for endpoint in ["say", "ping", "once", "hold"] {
+        let record = serde_json::json!({
+            "namespace": "test.dist", "component": "echo", "endpoint": endpoint, "instance_id": lease,
+            "transport": { "nats_tcp": format!("test_dist_echo.{endpoint}-{lease:x}") },
+        });
+        let key = format!("instances/test.dist/echo/{endpoint}:{lease:x}");
+        let options = etcd_client::PutOptions::new().with_lease(lease);
+        etcd.put(key, record.to_string(), Some(options)).await.unwrap();
+    }
+    InstanceId(lease)
+}
+
+#[tokio::test]
+async fn no_responders_evicts_and_retries_idempotent_calls_only() {
+    let servers = Servers::start();
+    let rt = servers.runtime().await;
+    let live = rt.serve(Echo::new()).await.unwrap();
+    let dead = zombie(&servers).await;
+    let client = Echo::client(&rt).await.unwrap();
+    within("both instances", client.core().wait_for(|ids| ids.len() == 2)).await.unwrap();
+
+    // Idempotent: the call that meets the zombie is retried on the live one.
+    for _ in 0..10 {
+        assert_eq!(client.ping().await.unwrap(), live.instance_id());
+    }
+    let stats = client.core().stats(1);
+    assert_eq!((stats.evictions, stats.retries, stats.failures), (1, 1, 0), "{stats:?}");
+
+    // Not idempotent: never retried, so the call that meets the zombie fails.
+    let fresh = Echo::client(&rt).await.unwrap();
+    let results: Vec<_> = futures::future::join_all((0..2).map(|_| fresh.once())).await;
+    let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert_eq!(failed.len(), 1, "{results:?}");
+    assert!(
+        matches!(failed[0].transport(), Some(TransportError::NoResponders { instance: Some(i), .. }) if *i == dead),
+        "{:?}",
+        failed[0]
+    );
+    let stats = fresh.core().stats(2);
+    assert_eq!((stats.retries, stats.failures), (0, 1), "{stats:?}");
 }
 
 #[tokio::test]

@@ -162,23 +162,30 @@ pub struct Nats {
     pub port: u16,
     monitor_port: u16,
     token: Option<String>,
+    user: Option<(String, String)>,
     binary: PathBuf,
     child: Option<Child>,
 }
 
 impl Nats {
     pub fn start() -> Nats {
-        Nats::launch_with(None)
+        Nats::launch_with(None, None)
     }
 
     /// A server that requires `token`.
     pub fn start_with_token(token: &str) -> Nats {
-        Nats::launch_with(Some(token.to_string()))
+        Nats::launch_with(Some(token.to_string()), None)
     }
 
-    fn launch_with(token: Option<String>) -> Nats {
+    /// A server that requires a user and password.
+    pub fn start_with_user(user: &str, password: &str) -> Nats {
+        Nats::launch_with(None, Some((user.to_string(), password.to_string())))
+    }
+
+    fn launch_with(token: Option<String>, user: Option<(String, String)>) -> Nats {
         let binary = require("nats-server", "nats-server");
-        let mut nats = Nats { port: free_port(), monitor_port: free_port(), token, binary, child: None };
+        let mut nats =
+            Nats { port: free_port(), monitor_port: free_port(), token, user, binary, child: None };
         nats.launch();
         nats
     }
@@ -195,6 +202,10 @@ impl Nats {
         if let Some(token) = &self.token {
             args.push(format!("--auth={token}"));
         }
+        if let Some((user, password)) = &self.user {
+            args.push(format!("--user={user}"));
+            args.push(format!("--pass={password}"));
+        }
         let mut child = spawn(&self.binary, &args);
         let port = self.monitor_port;
         wait_until("nats-server", &mut child, || matches!(http_get(port, "/healthz"), Some((200, _))));
@@ -206,9 +217,12 @@ impl Nats {
     }
 
     pub fn config(&self) -> NatsConfig {
-        let auth = match &self.token {
-            Some(t) => NatsAuth::Token(t.clone()),
-            None => NatsAuth::None,
+        let auth = match (&self.token, &self.user) {
+            (Some(t), _) => NatsAuth::Token(t.clone()),
+            (None, Some((user, password))) => {
+                NatsAuth::UserPassword { user: user.clone(), password: password.clone() }
+            }
+            (None, None) => NatsAuth::None,
         };
         NatsConfig { urls: vec![self.url()], auth, ..NatsConfig::default() }
     }
