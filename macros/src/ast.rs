@@ -54,6 +54,11 @@ pub enum ArgKind {
 pub enum Output<'a> {
     /// `-> Result<T, E>`.
     Result { ok: &'a Type, err: &'a Type },
+    /// `-> impl Stream<Item = Result<T, E>>`, or with an early error,
+    /// `-> Result<impl Stream<Item = Result<T, E>>, E>`.
+    Stream { item: &'a Type, err: &'a Type, early: Option<&'a Type> },
+    /// `impl Stream` whose `Item` is missing or not a `Result`.
+    BadStream(&'a Type),
     /// Any other type.
     Other(&'a Type),
     /// No return type.
@@ -107,10 +112,7 @@ impl<'a> Endpoint<'a> {
         }
         let output = match &method.sig.output {
             ReturnType::Default => Output::Unit,
-            ReturnType::Type(_, ty) => match result_args(ty) {
-                Some((ok, err)) => Output::Result { ok, err },
-                None => Output::Other(ty),
-            },
+            ReturnType::Type(_, ty) => classify_output(ty),
         };
         Endpoint { method, attr, receiver, args, output }
     }
@@ -146,6 +148,41 @@ fn is_context(ty: &Type) -> bool {
         Type::Paren(p) => is_context(&p.elem),
         _ => false,
     }
+}
+
+fn streamed<'a>(stream: &'a Type, early: Option<&'a Type>) -> Output<'a> {
+    let item = stream_item(stream).expect("checked: a stream");
+    match item.and_then(result_args) {
+        Some((item, err)) => Output::Stream { item, err, early },
+        None => Output::BadStream(stream),
+    }
+}
+
+fn classify_output(ty: &Type) -> Output<'_> {
+    match result_args(ty) {
+        Some((ok, err)) if stream_item(ok).is_some() => streamed(ok, Some(err)),
+        Some((ok, err)) => Output::Result { ok, err },
+        None if stream_item(ty).is_some() => streamed(ty, None),
+        None => Output::Other(ty),
+    }
+}
+
+/// For `impl Stream<..> + ..`: `Some(Some(item))` with `Item = item`,
+/// `Some(None)` without one; `None` for anything else.
+fn stream_item(ty: &Type) -> Option<Option<&Type>> {
+    let Type::ImplTrait(it) = ty else { return None };
+    it.bounds.iter().find_map(|bound| {
+        let syn::TypeParamBound::Trait(tb) = bound else { return None };
+        let last = tb.path.segments.last()?;
+        if last.ident != "Stream" {
+            return None;
+        }
+        let PathArguments::AngleBracketed(args) = &last.arguments else { return Some(None) };
+        Some(args.args.iter().find_map(|a| match a {
+            GenericArgument::AssocType(at) if at.ident == "Item" => Some(&at.ty),
+            _ => None,
+        }))
+    })
 }
 
 /// `Result<T, E>` (by its last path segment, so `std::result::Result` works too).

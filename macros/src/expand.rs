@@ -201,16 +201,23 @@ struct EndpointGen<'a> {
     wire: String,
     subject: String,
     request: Option<&'a Type>,
+    /// The response type, or for a stream the item type.
     ok: &'a Type,
     err: &'a Type,
+    /// `Some(has_early_error)` for a streaming endpoint.
+    stream: Option<bool>,
 }
 
 impl<'a> EndpointGen<'a> {
     fn new(index: usize, ep: &'a Endpoint<'a>, service: &str) -> Self {
         let wire = ep.wire_name();
         let subject = names::endpoint_subject(service, &wire);
-        let Output::Result { ok, err } = &ep.output else { unreachable!("validated: returns Result") };
-        EndpointGen { index, ep, wire, subject, request: ep.request().map(|a| a.ty), ok, err }
+        let (ok, err, stream) = match &ep.output {
+            Output::Result { ok, err } => (*ok, *err, None),
+            Output::Stream { item, err, early } => (*item, *err, Some(early.is_some())),
+            _ => unreachable!("validated: returns Result or a stream"),
+        };
+        EndpointGen { index, ep, wire, subject, request: ep.request().map(|a| a.ty), ok, err, stream }
     }
 
     fn method(&self) -> &Ident {
@@ -233,6 +240,7 @@ impl<'a> EndpointGen<'a> {
         };
         let (ok, err) = (tokens_text(ok), tokens_text(err));
         let idempotent = self.ep.attr.idempotent.as_ref().is_none_or(|b| b.value);
+        let streaming = self.stream.is_some();
         quote! {
             ::rotor::EndpointDescriptor {
                 name: #wire,
@@ -242,6 +250,7 @@ impl<'a> EndpointGen<'a> {
                 response: #ok,
                 error: #err,
                 idempotent: #idempotent,
+                streaming: #streaming,
             }
         }
     }
@@ -285,14 +294,37 @@ impl<'a> EndpointGen<'a> {
         });
         // Spanned on the method so that a handler future that is not `Send`
         // is reported on the user's method, not on the attribute.
-        let handler = quote_spanned! {method.span()=>
-            move |ctx: ::rotor::Context, req: #req_ty| async move {
-                let _ = (&ctx, &req);
-                self.#method(#(#call_args),*).await
+        let call = quote_spanned!(method.span()=> self.#method(#(#call_args),*).await);
+        let handler = match self.stream {
+            None => quote_spanned! {method.span()=>
+                move |ctx: ::rotor::Context, req: #req_ty| async move {
+                    let _ = (&ctx, &req);
+                    #call
+                }
+            },
+            Some(early) => {
+                let send = if early {
+                    quote!(match #call {
+                        ::core::result::Result::Ok(stream) => sink.send(stream).await,
+                        ::core::result::Result::Err(error) => sink.early_error(error),
+                    })
+                } else {
+                    quote!(sink.send(#call).await)
+                };
+                quote_spanned! {method.span()=>
+                    move |ctx: ::rotor::Context, req: #req_ty, sink| async move {
+                        let _ = (&ctx, &req);
+                        #send
+                    }
+                }
             }
         };
+        let helper = match self.stream {
+            None => quote!(unary),
+            Some(_) => quote!(streaming),
+        };
         quote! {
-            #index => ::rotor::__private::unary(ctx, payload, #codecs, #handler),
+            #index => ::rotor::__private::#helper(ctx, payload, #codecs, #handler),
         }
     }
 
@@ -306,11 +338,21 @@ impl<'a> EndpointGen<'a> {
             Some(ty) => (quote!(, req: #ty), quote!(&req)),
             None => (quote!(), quote!(&())),
         };
-        quote! {
-            #(#docs)*
-            pub async fn #method(&self #param) -> ::core::result::Result<#ok, ::rotor::CallError<#err>> {
-                ::rotor::__private::call(&self.core, #index, #arg, #codecs).await
-            }
+        match self.stream {
+            None => quote! {
+                #(#docs)*
+                pub async fn #method(&self #param) -> ::core::result::Result<#ok, ::rotor::CallError<#err>> {
+                    ::rotor::__private::call(&self.core, #index, #arg, #codecs).await
+                }
+            },
+            Some(_) => quote! {
+                #(#docs)*
+                pub async fn #method(&self #param)
+                    -> ::core::result::Result<::rotor::ResponseStream<#ok, #err>, ::rotor::CallError<#err>>
+                {
+                    ::rotor::__private::call_stream(&self.core, #index, #arg, #codecs).await
+                }
+            },
         }
     }
 }

@@ -185,10 +185,25 @@ fn check_endpoint(cx: &Ctxt, ep: &Endpoint) {
     }
     match &ep.output {
         Output::Result { .. } => {}
+        Output::Stream { err, early: Some(early), .. } => {
+            if quote::quote!(#err).to_string() != quote::quote!(#early).to_string() {
+                cx.error_spanned_by(
+                    early,
+                    "the early error of a streaming endpoint must be the type of its items' error, \
+                     so that the client has one error type",
+                );
+            }
+        }
+        Output::Stream { .. } => {}
+        Output::BadStream(ty) => cx.error_spanned_by(
+            ty,
+            "a streaming endpoint returns `impl Stream<Item = Result<Item, Error>>`: each item is \
+             a `Result`, and an `Err` ends the stream",
+        ),
         Output::Other(ty) => cx.error_spanned_by(
             ty,
-            "an endpoint returns `Result<Response, Error>`, where `Error` is an application \
-             error type that crosses the wire",
+            "an endpoint returns `Result<Response, Error>` (or, streaming, `impl Stream<Item = \
+             Result<Item, Error>>`), where `Error` is an application error type that crosses the wire",
         ),
         Output::Unit => cx
             .error_spanned_by(&sig.ident, "an endpoint returns `Result<Response, Error>`; add a return type"),

@@ -77,16 +77,7 @@ where
     Box::pin(async move {
         let request = match (request.decode)(&payload) {
             Ok(r) => r,
-            Err(e) => {
-                let text = format!(
-                    "the request to {}/{}/{} does not decode as {}: {e}",
-                    ctx.namespace(),
-                    ctx.component(),
-                    ctx.endpoint(),
-                    std::any::type_name::<Req>()
-                );
-                return Message::error(ErrorKind::Decode, &text);
-            }
+            Err(e) => return decode_failure::<Req>(&ctx, e),
         };
         match handler(ctx, request).await {
             Ok(value) => match (response.encode)(&value) {
@@ -117,6 +108,81 @@ pub async fn call<Req, Resp, E>(
 ) -> Result<Resp, CallError<E>> {
     let (req, resp, err) = codecs;
     core.unary_with(endpoint, (req.encode)(request), resp.decode, err.codec.decode).await
+}
+
+/// What a streaming handler sends its stream (or its early error) into.
+pub struct StreamSink<T, E> {
+    ctx: Context,
+    item: Codec<T>,
+    error: ErrorCodec<E>,
+}
+
+impl<T, E> StreamSink<T, E> {
+    /// Accepts the call and sends `stream` to the caller, item by item.
+    pub async fn send<S>(self, stream: S) -> Message
+    where
+        S: futures::Stream<Item = Result<T, E>>,
+    {
+        let ErrorCodec { codec, describe } = self.error;
+        crate::stream::serve_stream(&self.ctx, stream, self.item.encode, describe, codec.encode).await
+    }
+
+    /// Refuses the call with the handler's error, before any item.
+    pub fn early_error(self, error: E) -> Message {
+        let text = (self.error.describe)(&error);
+        match (self.error.codec.encode)(&error) {
+            Ok(bytes) => Message::app_error(&text, &bytes),
+            Err(e) => internal(format!("could not encode the error `{text}`: {e}")),
+        }
+    }
+}
+
+/// Decodes the request and runs a streaming handler, which sends its items
+/// itself through the sink.
+pub fn streaming<Req, T, E, F, Fut>(
+    ctx: Context,
+    payload: Bytes,
+    codecs: (Codec<Req>, Codec<T>, ErrorCodec<E>),
+    handler: F,
+) -> BoxFuture<'static, Message>
+where
+    Req: Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+    F: FnOnce(Context, Req, StreamSink<T, E>) -> Fut + Send + 'static,
+    Fut: Future<Output = Message> + Send + 'static,
+{
+    let (request, item, error) = codecs;
+    Box::pin(async move {
+        let request = match (request.decode)(&payload) {
+            Ok(r) => r,
+            Err(e) => return decode_failure::<Req>(&ctx, e),
+        };
+        let sink = StreamSink { ctx: ctx.clone(), item, error };
+        handler(ctx, request, sink).await
+    })
+}
+
+fn decode_failure<Req>(ctx: &Context, e: serde_json::Error) -> Message {
+    let text = format!(
+        "the request to {}/{}/{} does not decode as {}: {e}",
+        ctx.namespace(),
+        ctx.component(),
+        ctx.endpoint(),
+        std::any::type_name::<Req>()
+    );
+    Message::error(ErrorKind::Decode, &text)
+}
+
+/// A streaming call from a generated client.
+pub async fn call_stream<Req, T, E>(
+    core: &ClientCore,
+    endpoint: usize,
+    request: &Req,
+    codecs: (Codec<Req>, Codec<T>, ErrorCodec<E>),
+) -> Result<crate::ResponseStream<T, E>, CallError<E>> {
+    let (req, item, err) = codecs;
+    core.stream_with(endpoint, (req.encode)(request), item.decode, err.codec.decode).await
 }
 
 /// The reply to an endpoint number the component does not have.

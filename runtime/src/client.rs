@@ -14,6 +14,11 @@ use tokio::sync::watch;
 
 use crate::discovery::{InstanceList, InstanceRecord};
 use crate::wire::{ErrorKind, Message, header};
+use tracing::Instrument;
+
+use crate::context::{Trace, outgoing_trace};
+use crate::stream::{Opened, ResponseStream};
+use crate::wire::Headers;
 use crate::{CallError, Error, InstanceId, Runtime, TransportError, codec, names};
 
 /// How a client picks an instance for each call.
@@ -253,8 +258,56 @@ impl ClientCore {
             what: format!("request of {}", route.label),
             detail: e.to_string(),
         })?;
-        let (reply, instance) = self.round_trip(route, payload).await?;
+        let (reply, instance) = self.round_trip(route, payload, None).await?;
         decode_reply(route, reply, instance, decode_ok, decode_err)
+    }
+
+    /// Opens a stream from endpoint number `endpoint`: the items arrive on
+    /// the returned stream; an error before the first item is returned here.
+    pub(crate) async fn stream_with<T, E>(
+        &self,
+        endpoint: usize,
+        payload: Result<Bytes, serde_json::Error>,
+        decode_ok: fn(&[u8]) -> Result<T, serde_json::Error>,
+        decode_err: fn(&[u8]) -> Result<E, serde_json::Error>,
+    ) -> Result<ResponseStream<T, E>, CallError<E>> {
+        let route = self.route(endpoint)?;
+        let payload = payload.map_err(|e| TransportError::Encode {
+            what: format!("request of {}", route.label),
+            detail: e.to_string(),
+        })?;
+        let config = self.shared.rt.config();
+        let transport = self.shared.rt.engines().transport.clone();
+        let inbox = transport.inbox();
+        // Subscribed before the request goes out, so no item can be missed.
+        let messages = transport.subscribe(inbox.clone()).await?;
+        let mut open = Headers::new();
+        open.insert(header::STREAM_INBOX, inbox);
+        open.insert(header::STREAM_WINDOW, config.stream_window.to_string());
+        open.insert(header::STREAM_HEARTBEAT_MS, config.stream_heartbeat.as_millis().to_string());
+        let (reply, instance) = self.round_trip(route, payload, Some(&open)).await?;
+        if reply.error_kind().is_some() {
+            return Err(
+                decode_reply(route, reply, instance, |_| Ok(()), decode_err).expect_err("an error reply")
+            );
+        }
+        let Some(control) = reply.headers.get(header::STREAM_CONTROL) else {
+            return Err(CallError::Transport(TransportError::Decode {
+                what: format!("stream acceptance of {}", route.label),
+                detail: "no control subject: is the server's endpoint streaming?".into(),
+                instance,
+            }));
+        };
+        let opened = Opened {
+            messages,
+            control: control.to_string(),
+            transport,
+            instance,
+            label: route.label.clone(),
+            window: config.stream_window,
+            heartbeat: config.stream_heartbeat,
+        };
+        Ok(ResponseStream::new(opened, decode_ok, decode_err))
     }
 
     /// Sends an encoded request to endpoint number `endpoint` and returns the
@@ -265,7 +318,7 @@ impl ClientCore {
         payload: Bytes,
     ) -> Result<(Message, Option<InstanceId>), TransportError> {
         let route = self.route(endpoint)?;
-        self.round_trip(route, payload).await
+        self.round_trip(route, payload, None).await
     }
 
     fn route(&self, endpoint: usize) -> Result<&Route, TransportError> {
@@ -277,10 +330,15 @@ impl ClientCore {
         })
     }
 
+    /// Sends a request, with retries, and returns the reply. `stream` holds
+    /// the headers that open a stream; a stream's deadline is only the one
+    /// the caller set, since the default timeout bounds the reply, not the
+    /// stream.
     async fn round_trip(
         &self,
         route: &Route,
         payload: Bytes,
+        stream: Option<&Headers>,
     ) -> Result<(Message, Option<InstanceId>), TransportError> {
         let config = self.shared.rt.config();
         let timeout = self.timeout.unwrap_or(config.request_timeout);
@@ -290,7 +348,15 @@ impl ClientCore {
             0
         };
         route.counters.calls.fetch_add(1, Ordering::Relaxed);
-        let result = self.attempts(route, payload, timeout, retries).await;
+        let trace = outgoing_trace();
+        let span = tracing::debug_span!(
+            "rotor.call",
+            endpoint = %route.label,
+            request_id = %trace.request_id,
+            trace_id = %trace.trace_id,
+        );
+        let call = Call { payload, timeout, retries, trace: &trace, stream };
+        let result = self.attempts(route, call).instrument(span).await;
         if result.is_err() {
             route.counters.failures.fetch_add(1, Ordering::Relaxed);
         }
@@ -300,17 +366,26 @@ impl ClientCore {
     async fn attempts(
         &self,
         route: &Route,
-        payload: Bytes,
-        timeout: Duration,
-        retries: u32,
+        call: Call<'_>,
     ) -> Result<(Message, Option<InstanceId>), TransportError> {
+        let Call { payload, timeout, retries, trace, stream } = call;
         let started = Instant::now();
         let transport = &self.shared.rt.engines().transport;
         let mut attempt = 0;
         loop {
             let left = timeout.saturating_sub(started.elapsed());
             let (subject, instance) = self.pick(route)?;
-            let message = Message::request(payload.clone(), Some(left));
+            // The server gives up a little before the caller does, so that
+            // its deadline error arrives rather than a bare timeout.
+            let server_time = match stream {
+                None => Some(left.saturating_sub((left / 20).min(Duration::from_millis(100)))),
+                Some(_) => self.timeout.map(|t| t.saturating_sub(started.elapsed())),
+            };
+            let mut message = Message::request(payload.clone(), server_time);
+            trace.write(&mut message.headers);
+            for (name, value) in stream.iter().flat_map(|h| h.iter()) {
+                message.headers.insert(name.to_string(), value);
+            }
             let _in_flight = (self.router == Router::PowerOfTwo).then(|| InFlight::start(route, instance));
             let result = transport.request(subject, message, left).await;
             match (result, instance) {
@@ -382,6 +457,15 @@ impl ClientCore {
         };
         Ok((record.transport.subject().to_string(), Some(record.instance_id)))
     }
+}
+
+/// One call's settings, across its attempts.
+struct Call<'a> {
+    payload: Bytes,
+    timeout: Duration,
+    retries: u32,
+    trace: &'a Trace,
+    stream: Option<&'a Headers>,
 }
 
 /// Counts a call in flight to one instance while it lives.

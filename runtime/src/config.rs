@@ -36,6 +36,11 @@ pub struct Config {
     /// How many times an idempotent call is retried on another instance
     /// when its instance turns out to be gone ("no responders").
     pub retries: u32,
+    /// Stream items a server may send ahead of the caller's consumption.
+    pub stream_window: u32,
+    /// Interval of stream heartbeats and keep-alives; three silent intervals
+    /// end a stream with an error.
+    pub stream_heartbeat: Duration,
     /// The NATS transport; `None`: in-process.
     pub nats: Option<NatsConfig>,
     /// etcd discovery; `None`: in-memory discovery (embedded) or none (static).
@@ -50,6 +55,8 @@ impl Default for Config {
             lease_ttl: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
             retries: 3,
+            stream_window: crate::stream::DEFAULT_WINDOW,
+            stream_heartbeat: crate::stream::DEFAULT_HEARTBEAT,
             nats: None,
             etcd: None,
         }

@@ -22,6 +22,7 @@ mod serve;
 mod service;
 pub mod signal;
 mod stats;
+mod stream;
 pub mod transport;
 pub mod wire;
 
@@ -40,3 +41,4 @@ pub use serve::{ServeHandle, ShutdownReport};
 pub use service::Service;
 pub use signal::shutdown_signal;
 pub use stats::{EndpointStats, ServiceSet, ServiceStats};
+pub use stream::ResponseStream;

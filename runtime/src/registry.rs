@@ -43,6 +43,8 @@ pub struct EndpointDescriptor {
     pub error: &'static str,
     /// `false` when marked `#[endpoint(idempotent = false)]`: never retried.
     pub idempotent: bool,
+    /// `true` for a streaming endpoint (its response type is the item type).
+    pub streaming: bool,
 }
 
 impl ComponentDescriptor {

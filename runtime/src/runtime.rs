@@ -295,6 +295,18 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Stream items a server may send ahead of the caller's consumption.
+    pub fn stream_window(mut self, items: u32) -> Self {
+        self.config.stream_window = items.max(1);
+        self
+    }
+
+    /// Interval of stream heartbeats and keep-alives.
+    pub fn stream_heartbeat(mut self, interval: Duration) -> Self {
+        self.config.stream_heartbeat = interval;
+        self
+    }
+
     /// How many times an idempotent call is retried on another instance.
     pub fn retries(mut self, retries: u32) -> Self {
         self.config.retries = retries;

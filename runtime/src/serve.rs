@@ -4,7 +4,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use tokio::task::JoinHandle;
@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::context::{StreamSetup, with_trace};
 use crate::discovery::{InstanceRecord, TransportAddress};
 use crate::transport::{Binding, EndpointSpec, Incoming, ServiceSpec};
 use crate::wire::{ErrorKind, Message, header};
@@ -155,7 +156,7 @@ pub(crate) async fn serve<S: Service>(rt: &Runtime, service: Arc<S>) -> Result<S
             .collect(),
         tracker: tracker.clone(),
         cancel: cancel.clone(),
-        max_payload: engines.transport.max_payload(),
+        transport: engines.transport.clone(),
     };
     let span =
         tracing::info_span!("serve", namespace = desc.namespace, component = desc.name, instance = %instance);
@@ -183,7 +184,7 @@ struct Dispatcher<S> {
     names: Vec<[Arc<str>; 3]>,
     tracker: TaskTracker,
     cancel: CancellationToken,
-    max_payload: usize,
+    transport: Arc<dyn crate::transport::Transport>,
 }
 
 impl<S: Service> Dispatcher<S> {
@@ -196,24 +197,76 @@ impl<S: Service> Dispatcher<S> {
             };
             let deadline = message.timeout().map(|t| Instant::now() + t);
             let instance = self.lease.borrow().id;
-            let ctx =
-                Context::new(instance, names.clone(), deadline, self.cancel.child_token(), message.headers);
-            let handler = S::handle(self.service.clone(), endpoint, ctx.clone(), message.payload);
-            let max_payload = self.max_payload;
-            self.tracker.spawn(async move {
-                let mut reply = run_handler(handler, &ctx).await;
-                if reply.size() > max_payload {
-                    let text = format!(
-                        "the response is {} bytes, over the transport's limit of {max_payload} bytes (max_payload)",
-                        reply.size()
-                    );
-                    reply = Message::error(ErrorKind::Oversize, &text);
-                }
-                reply.headers.insert(header::INSTANCE, instance.to_string());
-                if let Err(e) = responder.respond(reply).await {
-                    tracing::warn!(error = %e, "could not send a reply");
-                }
+            let stream = message.headers.get(header::STREAM_INBOX).map(|inbox| StreamSetup {
+                inbox: inbox.to_string(),
+                window: message
+                    .headers
+                    .get(header::STREAM_WINDOW)
+                    .and_then(|w| w.parse().ok())
+                    .unwrap_or(1)
+                    .max(1),
+                heartbeat: message
+                    .headers
+                    .get(header::STREAM_HEARTBEAT_MS)
+                    .and_then(|h| h.parse().ok())
+                    .map(Duration::from_millis)
+                    .unwrap_or(crate::stream::DEFAULT_HEARTBEAT)
+                    .max(Duration::from_millis(10)),
+                transport: self.transport.clone(),
             });
+            let ctx = Context::new(
+                instance,
+                names.clone(),
+                deadline,
+                self.cancel.child_token(),
+                message.headers,
+                stream,
+                responder,
+            );
+            let handler = S::handle(self.service.clone(), endpoint, ctx.clone(), message.payload);
+            let span = tracing::info_span!(
+                "rotor.request",
+                namespace = ctx.namespace(),
+                component = ctx.component(),
+                endpoint = ctx.endpoint(),
+                instance = %instance,
+                request_id = ctx.request_id(),
+                trace_id = ctx.trace_id(),
+            );
+            let transport = self.transport.clone();
+            let work = async move {
+                let reply = with_trace(ctx.trace().clone(), run_handler(handler, &ctx)).await;
+                finish(&ctx, reply, &*transport).await;
+            };
+            self.tracker.spawn(work.instrument(span));
+        }
+    }
+}
+
+/// Sends a handler's outcome: as the reply, or, when a stream was already
+/// accepted, as the stream's last message.
+async fn finish(ctx: &Context, mut reply: Message, transport: &dyn crate::transport::Transport) {
+    let max_payload = transport.max_payload();
+    if reply.size() > max_payload {
+        let text = format!(
+            "the response is {} bytes, over the transport's limit of {max_payload} bytes (max_payload)",
+            reply.size()
+        );
+        reply = Message::error(ErrorKind::Oversize, &text);
+    }
+    reply.headers.insert(header::INSTANCE, ctx.instance_id().to_string());
+    match ctx.take_responder() {
+        Some(responder) => {
+            if let Err(e) = responder.respond(reply).await {
+                tracing::warn!(error = %e, "could not send a reply");
+            }
+        }
+        None if crate::stream::is_done(&reply) => {}
+        None => {
+            // The stream was cut short (deadline, shutdown, panic): tell the caller.
+            if let Some(setup) = ctx.stream_setup() {
+                let _ = transport.publish(setup.inbox.clone(), crate::stream::terminal(reply)).await;
+            }
         }
     }
 }

@@ -28,6 +28,26 @@ pub mod header {
     pub const TIMEOUT_MS: &str = "Rotor-Timeout-Ms";
     /// The instance that produced a reply.
     pub const INSTANCE: &str = "Rotor-Instance";
+    /// Request: the caller's inbox for stream messages.
+    pub const STREAM_INBOX: &str = "Rotor-Stream-Inbox";
+    /// Request: how many items the server may send before more credit.
+    pub const STREAM_WINDOW: &str = "Rotor-Stream-Window";
+    /// Request: the interval of heartbeats and keep-alives, in milliseconds.
+    pub const STREAM_HEARTBEAT_MS: &str = "Rotor-Stream-Heartbeat-Ms";
+    /// Reply accepting a stream: the server's subject for credit, keep-alives
+    /// and cancellation.
+    pub const STREAM_CONTROL: &str = "Rotor-Stream-Control";
+    /// What a stream message is: `item`, `end`, `heartbeat` (server to
+    /// caller) or `credit`, `keepalive`, `cancel` (caller to server).
+    pub const STREAM: &str = "Rotor-Stream";
+    /// Sequence number of a stream item (or of the end), from 0.
+    pub const STREAM_SEQ: &str = "Rotor-Seq";
+    /// Items granted by a `credit` message.
+    pub const STREAM_CREDIT: &str = "Rotor-Credit";
+    /// Identifies a request and the requests made on its behalf.
+    pub const REQUEST_ID: &str = "Rotor-Request-Id";
+    /// W3C trace context.
+    pub const TRACEPARENT: &str = "traceparent";
     /// The typed application error of a failure reply, encoded (JSON is one
     /// line, so it fits a header). Error replies carry no payload: NATS micro
     /// sends none with an error.
@@ -139,7 +159,8 @@ pub struct Message {
 }
 
 impl Message {
-    /// A request carrying `payload`, with the caller's remaining time.
+    /// A request carrying `payload`, with the time the server has before the
+    /// caller stops waiting.
     pub fn request(payload: Bytes, timeout: Option<Duration>) -> Self {
         let mut headers = Headers::new();
         headers.insert(header::WIRE, WIRE_VERSION);
@@ -185,6 +206,11 @@ impl Message {
     /// The caller's remaining time, from the request headers.
     pub fn timeout(&self) -> Option<Duration> {
         self.headers.get(header::TIMEOUT_MS)?.parse().ok().map(Duration::from_millis)
+    }
+
+    /// The `Rotor-Stream` kind of a stream message.
+    pub fn stream_kind(&self) -> Option<&str> {
+        self.headers.get(header::STREAM)
     }
 
     /// Size on the wire, for limits: payload plus headers.

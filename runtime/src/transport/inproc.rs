@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use futures::StreamExt;
 use futures::future::{self, BoxFuture};
+use futures::stream::BoxStream;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Binding, Incoming, Respond, ServiceSpec, Transport};
@@ -29,10 +31,15 @@ pub struct InProcess {
 
 struct Inner {
     subjects: Mutex<HashMap<String, Vec<Subscriber>>>,
+    /// Plain subscriptions (inboxes), by subject.
+    plain: Mutex<HashMap<String, Vec<Inbox>>>,
     services: Mutex<Vec<Arc<Mutex<ServiceStats>>>>,
     next_id: AtomicU64,
     max_payload: usize,
 }
+
+/// A plain subscription: its id and where its messages go.
+type Inbox = (u64, mpsc::UnboundedSender<Message>);
 
 #[derive(Clone)]
 struct Subscriber {
@@ -61,6 +68,7 @@ impl InProcess {
         InProcess {
             inner: Arc::new(Inner {
                 subjects: Mutex::default(),
+                plain: Mutex::default(),
                 services: Mutex::default(),
                 next_id: AtomicU64::new(1),
                 max_payload,
@@ -70,6 +78,10 @@ impl InProcess {
 
     fn subjects(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Subscriber>>> {
         self.inner.subjects.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn plain(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Inbox>>> {
+        self.inner.plain.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// One subscriber of `subject`, picked at random as a NATS queue group does.
@@ -204,6 +216,52 @@ impl Transport for InProcess {
 
     fn max_payload(&self) -> usize {
         self.inner.max_payload
+    }
+
+    fn inbox(&self) -> String {
+        format!("_INBOX.inproc.{}", self.inner.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn subscribe(
+        &self,
+        subject: String,
+    ) -> BoxFuture<'_, Result<BoxStream<'static, Message>, TransportError>> {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.plain().entry(subject.clone()).or_default().push((id, tx));
+        let this = self.clone();
+        let guard = Guard::new(move || {
+            let mut plain = this.plain();
+            if let Some(subs) = plain.get_mut(&subject) {
+                subs.retain(|(i, _)| *i != id);
+                if subs.is_empty() {
+                    plain.remove(&subject);
+                }
+            }
+        });
+        // The guard lives as long as the stream: dropping it unsubscribes.
+        let stream = futures::stream::unfold((rx, guard), |(mut rx, guard)| async move {
+            rx.recv().await.map(|m| (m, (rx, guard)))
+        });
+        Box::pin(future::ready(Ok(stream.boxed())))
+    }
+
+    fn publish(&self, subject: String, message: Message) -> BoxFuture<'_, Result<(), TransportError>> {
+        let size = message.size();
+        if size > self.inner.max_payload {
+            let limit = self.inner.max_payload;
+            return Box::pin(future::ready(Err(TransportError::Oversize {
+                what: "message".into(),
+                size,
+                limit,
+            })));
+        }
+        if let Some(subs) = self.plain().get(&subject) {
+            for (_, tx) in subs {
+                let _ = tx.send(message.clone());
+            }
+        }
+        Box::pin(future::ready(Ok(())))
     }
 
     fn scrape_stats(

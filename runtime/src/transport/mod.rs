@@ -11,6 +11,7 @@ mod nats;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use tokio::sync::mpsc;
 
 pub use inproc::InProcess;
@@ -91,6 +92,20 @@ pub trait Transport: Send + Sync + 'static {
 
     /// The largest message the transport carries, in bytes.
     fn max_payload(&self) -> usize;
+
+    /// A fresh subject that only its subscriber will use (an inbox).
+    fn inbox(&self) -> String;
+
+    /// Every message published to `subject` from now on, until the stream is
+    /// dropped. Not a queue group: each subscriber gets every message.
+    fn subscribe(
+        &self,
+        subject: String,
+    ) -> BoxFuture<'_, Result<BoxStream<'static, Message>, TransportError>>;
+
+    /// Publishes `message` to `subject`; with no subscriber it goes nowhere,
+    /// as on NATS.
+    fn publish(&self, subject: String, message: Message) -> BoxFuture<'_, Result<(), TransportError>>;
 
     /// Asks every instance of `service` for its statistics and collects the
     /// replies that arrive within `timeout`.

@@ -10,6 +10,7 @@ use async_nats::service::ServiceExt;
 use async_nats::{ConnectOptions, HeaderMap, RequestErrorKind};
 use futures::StreamExt;
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use tokio::sync::mpsc;
 
 use super::{Binding, Incoming, Respond, ServiceSpec, Transport};
@@ -224,6 +225,40 @@ impl Transport for Nats {
 
     fn max_payload(&self) -> usize {
         self.client.server_info().max_payload
+    }
+
+    fn inbox(&self) -> String {
+        self.client.new_inbox()
+    }
+
+    fn subscribe(
+        &self,
+        subject: String,
+    ) -> BoxFuture<'_, Result<BoxStream<'static, Message>, TransportError>> {
+        Box::pin(async move {
+            let subscriber = self
+                .client
+                .subscribe(subject)
+                .await
+                .map_err(|e| TransportError::Disconnected(format!("could not subscribe: {e}")))?;
+            Ok(subscriber
+                .map(|m| Message { headers: from_nats(m.headers.as_ref()), payload: m.payload })
+                .boxed())
+        })
+    }
+
+    fn publish(&self, subject: String, message: Message) -> BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(async move {
+            let size = message.size();
+            let limit = self.max_payload();
+            if size > limit {
+                return Err(TransportError::Oversize { what: "message".into(), size, limit });
+            }
+            self.client
+                .publish_with_headers(subject, to_nats(&message.headers), message.payload)
+                .await
+                .map_err(|e| TransportError::Disconnected(format!("could not publish: {e}")))
+        })
     }
 
     fn scrape_stats(

@@ -1,0 +1,423 @@
+//! Streams over the transport alone: no second connection, no port on the
+//! caller.
+//!
+//! The caller subscribes to an inbox and sends the request with the inbox,
+//! a credit window and a heartbeat interval in headers. The server accepts by
+//! replying with a control subject, then publishes items to the inbox, each
+//! numbered, and finally an end marker (or a typed error, which ends the
+//! stream). It sends at most `window` items beyond what the caller has
+//! granted, so a slow consumer bounds what is in flight. The caller grants
+//! credit, sends keep-alives, and on drop a cancel, to the control subject.
+//! Both sides send something at least every heartbeat interval; silence for
+//! three intervals means the other side is gone.
+
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, Sleep};
+
+use crate::transport::Transport;
+use crate::wire::{ErrorKind, Message, header};
+use crate::{CallError, Context, InstanceId, TransportError};
+
+/// Items a caller lets a server send ahead by default.
+pub const DEFAULT_WINDOW: u32 = 64;
+/// Heartbeat and keep-alive interval by default.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
+/// Silence for this many intervals ends a stream.
+const MISSED_BEATS: u32 = 3;
+/// Marks the value a streaming handler returns once it has sent everything
+/// itself.
+const DONE: &str = "done";
+
+type Encode<T> = fn(&T) -> Result<Bytes, serde_json::Error>;
+type Decode<T> = fn(&[u8]) -> Result<T, serde_json::Error>;
+
+fn stream_message(kind: &str, seq: u64, mut message: Message) -> Message {
+    message.headers.insert(header::STREAM, kind);
+    message.headers.insert(header::STREAM_SEQ, seq.to_string());
+    message
+}
+
+/// What a streaming handler returns after it sent its own end.
+pub(crate) fn done() -> Message {
+    let mut m = Message::ok(Bytes::new());
+    m.headers.insert(header::STREAM, DONE);
+    m
+}
+
+pub(crate) fn is_done(m: &Message) -> bool {
+    m.stream_kind() == Some(DONE)
+}
+
+/// A failure reply turned into the last message of a stream.
+pub(crate) fn terminal(error: Message) -> Message {
+    stream_message("end", u64::MAX, error)
+}
+
+/// Sends a handler's stream to the caller.
+pub(crate) async fn serve_stream<T, E, S>(
+    ctx: &Context,
+    stream: S,
+    encode: Encode<T>,
+    describe: fn(&E) -> String,
+    encode_err: Encode<E>,
+) -> Message
+where
+    S: Stream<Item = Result<T, E>>,
+{
+    let Some(setup) = ctx.stream_setup().cloned() else {
+        return Message::error(
+            ErrorKind::Decode,
+            "this endpoint streams: call it with a streaming client (the generated client does)",
+        );
+    };
+    let transport = setup.transport.clone();
+    let control = transport.inbox();
+    let mut control_messages = match transport.subscribe(control.clone()).await {
+        Ok(s) => s,
+        Err(e) => return Message::error(ErrorKind::Internal, &format!("cannot open the stream: {e}")),
+    };
+    let Some(responder) = ctx.take_responder() else {
+        return Message::error(ErrorKind::Internal, "the stream was already accepted");
+    };
+    let mut accept = Message::ok(Bytes::new());
+    accept.headers.insert(header::STREAM_CONTROL, control);
+    accept.headers.insert(header::INSTANCE, ctx.instance_id().to_string());
+    if responder.respond(accept).await.is_err() {
+        return done();
+    }
+
+    let stream = std::pin::pin!(stream);
+    let end = pump(ctx, &setup, stream, &mut control_messages, encode, describe, encode_err).await;
+    if let Some(last) = end {
+        let _ = transport.publish(setup.inbox.clone(), last).await;
+    }
+    done()
+}
+
+/// Moves items until the stream ends, fails, or the caller goes; returns
+/// the last message to send, if the caller is still there.
+async fn pump<T, E, S>(
+    ctx: &Context,
+    setup: &crate::context::StreamSetup,
+    mut stream: Pin<&mut S>,
+    control: &mut BoxStream<'static, Message>,
+    encode: Encode<T>,
+    describe: fn(&E) -> String,
+    encode_err: Encode<E>,
+) -> Option<Message>
+where
+    S: Stream<Item = Result<T, E>>,
+{
+    let transport = &setup.transport;
+    let limit = transport.max_payload();
+    let mut credit = setup.window;
+    let mut seq = 0u64;
+    let mut heard_from_caller = Instant::now();
+    let silence_limit = setup.heartbeat * MISSED_BEATS;
+    let mut beat = tokio::time::interval(setup.heartbeat);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let instance = ctx.instance_id().to_string();
+    loop {
+        tokio::select! {
+            biased;
+            msg = control.next() => {
+                let msg = msg?;
+                heard_from_caller = Instant::now();
+                match msg.stream_kind() {
+                    Some("credit") => {
+                        let more: u32 = msg.headers.get(header::STREAM_CREDIT).and_then(|c| c.parse().ok()).unwrap_or(0);
+                        credit = credit.saturating_add(more);
+                    }
+                    Some("cancel") => {
+                        ctx.cancel_token().cancel();
+                        return None;
+                    }
+                    _ => {}
+                }
+            }
+            item = stream.next(), if credit > 0 => {
+                let message = match item {
+                    None => return Some(stream_message("end", seq, Message::ok(Bytes::new()))),
+                    Some(Err(e)) => {
+                        let text = describe(&e);
+                        let error = match encode_err(&e) {
+                            Ok(body) => Message::app_error(&text, &body),
+                            Err(err) => Message::error(ErrorKind::Internal, &format!("could not encode the error `{text}`: {err}")),
+                        };
+                        return Some(stream_message("end", seq, error));
+                    }
+                    Some(Ok(value)) => match encode(&value) {
+                        Ok(bytes) => stream_message("item", seq, Message::ok(bytes)),
+                        Err(e) => {
+                            let error = Message::error(ErrorKind::Internal, &format!("could not encode item {seq}: {e}"));
+                            return Some(stream_message("end", seq, error));
+                        }
+                    },
+                };
+                if message.size() > limit {
+                    let text = format!(
+                        "stream item {seq} is {} bytes, over the transport's limit of {limit} bytes (max_payload)",
+                        message.size()
+                    );
+                    return Some(stream_message("end", seq, Message::error(ErrorKind::Oversize, &text)));
+                }
+                let mut message = message;
+                message.headers.insert(header::INSTANCE, instance.clone());
+                if transport.publish(setup.inbox.clone(), message).await.is_err() {
+                    return None;
+                }
+                seq += 1;
+                credit -= 1;
+            }
+            _ = beat.tick() => {
+                if heard_from_caller.elapsed() > silence_limit {
+                    tracing::debug!(endpoint = ctx.endpoint(), "stream caller silent; cancelling");
+                    ctx.cancel_token().cancel();
+                    return None;
+                }
+                let _ = transport.publish(setup.inbox.clone(), stream_message("heartbeat", seq, Message::ok(Bytes::new()))).await;
+            }
+        }
+    }
+}
+
+/// What `poll_next` returns.
+type Next<T, E> = Poll<Option<Result<T, CallError<E>>>>;
+
+enum Control {
+    Credit(u32),
+    Finished,
+}
+
+/// A typed stream of responses from a streaming endpoint: items in order,
+/// then the end (`None`), or one error and then the end.
+///
+/// Dropping it before the end cancels the work on the server.
+pub struct ResponseStream<T, E> {
+    messages: BoxStream<'static, Message>,
+    control: mpsc::UnboundedSender<Control>,
+    decode: Decode<T>,
+    decode_err: Decode<E>,
+    instance: Option<InstanceId>,
+    label: String,
+    next_seq: u64,
+    window: u32,
+    ungranted: u32,
+    silence: Pin<Box<Sleep>>,
+    silence_limit: Duration,
+    done: bool,
+}
+
+impl<T, E> std::fmt::Debug for ResponseStream<T, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseStream")
+            .field("endpoint", &self.label)
+            .field("instance", &self.instance)
+            .field("received", &self.next_seq)
+            .field("done", &self.done)
+            .finish()
+    }
+}
+
+pub(crate) struct Opened {
+    pub messages: BoxStream<'static, Message>,
+    pub control: String,
+    pub transport: std::sync::Arc<dyn Transport>,
+    pub instance: Option<InstanceId>,
+    pub label: String,
+    pub window: u32,
+    pub heartbeat: Duration,
+}
+
+impl<T, E> ResponseStream<T, E> {
+    pub(crate) fn new(opened: Opened, decode: Decode<T>, decode_err: Decode<E>) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(control_task(opened.transport, opened.control, rx, opened.heartbeat));
+        let silence_limit = opened.heartbeat * MISSED_BEATS;
+        ResponseStream {
+            messages: opened.messages,
+            control: tx,
+            decode,
+            decode_err,
+            instance: opened.instance,
+            label: opened.label,
+            next_seq: 0,
+            window: opened.window,
+            ungranted: 0,
+            silence: Box::pin(tokio::time::sleep(silence_limit)),
+            silence_limit,
+            done: false,
+        }
+    }
+
+    /// The instance serving this stream.
+    pub fn instance(&self) -> Option<InstanceId> {
+        self.instance
+    }
+
+    /// Items received so far.
+    pub fn received(&self) -> u64 {
+        self.next_seq
+    }
+
+    fn finish(&mut self) {
+        self.done = true;
+        let _ = self.control.send(Control::Finished);
+    }
+
+    fn fail(&mut self, error: TransportError) -> Next<T, E> {
+        self.finish();
+        Poll::Ready(Some(Err(CallError::Transport(error))))
+    }
+
+    fn on_message(&mut self, msg: Message) -> Option<Next<T, E>> {
+        let kind = msg.stream_kind().unwrap_or("").to_string();
+        if kind == "heartbeat" {
+            return None;
+        }
+        let seq: Option<u64> = msg.headers.get(header::STREAM_SEQ).and_then(|s| s.parse().ok());
+        if kind == "end" && seq == Some(u64::MAX) {
+            // A terminal failure from the server's dispatcher (deadline, shutdown).
+        } else if seq != Some(self.next_seq) {
+            let detail = format!("expected item {}, got {seq:?}: messages were lost", self.next_seq);
+            return Some(self.fail(TransportError::Disconnected(detail)));
+        }
+        match (kind.as_str(), msg.error_kind()) {
+            ("item", None) => {
+                self.next_seq += 1;
+                self.ungranted += 1;
+                if self.ungranted >= (self.window / 2).max(1) {
+                    let _ = self.control.send(Control::Credit(self.ungranted));
+                    self.ungranted = 0;
+                }
+                Some(match (self.decode)(&msg.payload) {
+                    Ok(v) => Poll::Ready(Some(Ok(v))),
+                    Err(e) => self.fail(TransportError::Decode {
+                        what: format!("item {} of {}", self.next_seq - 1, self.label),
+                        detail: e.to_string(),
+                        instance: self.instance,
+                    }),
+                })
+            }
+            ("end", None) => {
+                self.finish();
+                Some(Poll::Ready(None))
+            }
+            (_, Some(kind)) => {
+                self.finish();
+                let message = msg.headers.get(header::SERVICE_ERROR).unwrap_or("").to_string();
+                let instance = self.instance;
+                let error = match kind {
+                    ErrorKind::Application => {
+                        let body = msg.headers.get(header::ERROR_BODY).unwrap_or("");
+                        match (self.decode_err)(body.as_bytes()) {
+                            Ok(error) => {
+                                CallError::App { error, instance: instance.unwrap_or(InstanceId(0)) }
+                            }
+                            Err(e) => CallError::Transport(TransportError::Decode {
+                                what: format!("error of {}", self.label),
+                                detail: e.to_string(),
+                                instance,
+                            }),
+                        }
+                    }
+                    ErrorKind::Deadline => {
+                        CallError::Transport(TransportError::DeadlineExceeded { message, instance })
+                    }
+                    other => CallError::Transport(TransportError::Remote {
+                        kind: other,
+                        code: other.code(),
+                        message,
+                        instance,
+                    }),
+                };
+                Some(Poll::Ready(Some(Err(error))))
+            }
+            (other, None) => {
+                let detail = format!("unexpected stream message kind {other:?}");
+                Some(self.fail(TransportError::Disconnected(detail)))
+            }
+        }
+    }
+}
+
+impl<T, E> Stream for ResponseStream<T, E> {
+    type Item = Result<T, CallError<E>>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            match this.messages.poll_next_unpin(cx) {
+                Poll::Ready(Some(msg)) => {
+                    let limit = this.silence_limit;
+                    this.silence.as_mut().reset(Instant::now() + limit);
+                    if let Some(ready) = this.on_message(msg) {
+                        return ready;
+                    }
+                }
+                Poll::Ready(None) => {
+                    return this
+                        .fail(TransportError::Disconnected(format!("the stream of {} closed", this.label)));
+                }
+                Poll::Pending => {
+                    if this.silence.as_mut().poll(cx).is_ready() {
+                        let detail = format!(
+                            "nothing from instance {} of {} for {:?}: the server is gone",
+                            this.instance.map(|i| i.to_string()).unwrap_or_default(),
+                            this.label,
+                            this.silence_limit
+                        );
+                        return this.fail(TransportError::Disconnected(detail));
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}
+
+/// Sends credit as items are consumed, a keep-alive every interval, and a
+/// cancel if the stream is dropped before its end.
+async fn control_task(
+    transport: std::sync::Arc<dyn Transport>,
+    control: String,
+    mut rx: mpsc::UnboundedReceiver<Control>,
+    heartbeat: Duration,
+) {
+    let message = |kind: &str| {
+        let mut m = Message::ok(Bytes::new());
+        m.headers.insert(header::STREAM, kind);
+        m
+    };
+    let mut beat = tokio::time::interval(heartbeat);
+    beat.tick().await;
+    loop {
+        tokio::select! {
+            cmd = rx.recv() => match cmd {
+                Some(Control::Credit(n)) => {
+                    let mut m = message("credit");
+                    m.headers.insert(header::STREAM_CREDIT, n.to_string());
+                    let _ = transport.publish(control.clone(), m).await;
+                }
+                Some(Control::Finished) => return,
+                None => {
+                    let _ = transport.publish(control.clone(), message("cancel")).await;
+                    return;
+                }
+            },
+            _ = beat.tick() => {
+                let _ = transport.publish(control.clone(), message("keepalive")).await;
+            }
+        }
+    }
+}
