@@ -283,7 +283,10 @@ impl ClientCore {
         let messages = transport.subscribe(inbox.clone()).await?;
         let mut open = Headers::new();
         open.insert(header::STREAM_INBOX, inbox);
-        open.insert(header::STREAM_WINDOW, config.stream_window.to_string());
+        open.insert(
+            header::STREAM_WINDOW,
+            format!("{} {}", config.stream_window, config.stream_window_bytes),
+        );
         open.insert(header::STREAM_HEARTBEAT_MS, config.stream_heartbeat.as_millis().to_string());
         let (reply, instance) = self.round_trip(route, payload, Some(&open)).await?;
         if reply.error_kind().is_some() {
@@ -304,7 +307,7 @@ impl ClientCore {
             transport,
             instance,
             label: route.label.clone(),
-            window: config.stream_window,
+            window: (u64::from(config.stream_window), config.stream_window_bytes),
             heartbeat: config.stream_heartbeat,
         };
         Ok(ResponseStream::new(opened, decode_ok, decode_err))

@@ -38,6 +38,8 @@ pub struct Config {
     pub retries: u32,
     /// Stream items a server may send ahead of the caller's consumption.
     pub stream_window: u32,
+    /// Stream bytes a server may send ahead of the caller's consumption.
+    pub stream_window_bytes: u64,
     /// Interval of stream heartbeats and keep-alives; three silent intervals
     /// end a stream with an error.
     pub stream_heartbeat: Duration,
@@ -56,6 +58,7 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(5),
             retries: 3,
             stream_window: crate::stream::DEFAULT_WINDOW,
+            stream_window_bytes: crate::stream::DEFAULT_WINDOW_BYTES,
             stream_heartbeat: crate::stream::DEFAULT_HEARTBEAT,
             nats: None,
             etcd: None,

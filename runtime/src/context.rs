@@ -42,6 +42,7 @@ struct Inner {
 pub(crate) struct StreamSetup {
     pub inbox: String,
     pub window: u32,
+    pub window_bytes: u64,
     pub heartbeat: Duration,
     pub transport: Arc<dyn Transport>,
 }

@@ -301,6 +301,12 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Stream bytes a server may send ahead of the caller's consumption.
+    pub fn stream_window_bytes(mut self, bytes: u64) -> Self {
+        self.config.stream_window_bytes = bytes.max(1);
+        self
+    }
+
     /// Interval of stream heartbeats and keep-alives.
     pub fn stream_heartbeat(mut self, interval: Duration) -> Self {
         self.config.stream_heartbeat = interval;

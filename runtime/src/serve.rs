@@ -197,14 +197,15 @@ impl<S: Service> Dispatcher<S> {
             };
             let deadline = message.timeout().map(|t| Instant::now() + t);
             let instance = self.lease.borrow().id;
+            let window = message
+                .headers
+                .get(header::STREAM_WINDOW)
+                .and_then(crate::stream::parse_pair)
+                .unwrap_or((1, 1));
             let stream = message.headers.get(header::STREAM_INBOX).map(|inbox| StreamSetup {
                 inbox: inbox.to_string(),
-                window: message
-                    .headers
-                    .get(header::STREAM_WINDOW)
-                    .and_then(|w| w.parse().ok())
-                    .unwrap_or(1)
-                    .max(1),
+                window: window.0.clamp(1, u64::from(u32::MAX)) as u32,
+                window_bytes: window.1.max(1),
                 heartbeat: message
                     .headers
                     .get(header::STREAM_HEARTBEAT_MS)

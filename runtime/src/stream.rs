@@ -5,8 +5,8 @@
 //! a credit window and a heartbeat interval in headers. The server accepts by
 //! replying with a control subject, then publishes items to the inbox, each
 //! numbered, and finally an end marker (or a typed error, which ends the
-//! stream). It sends at most `window` items beyond what the caller has
-//! granted, so a slow consumer bounds what is in flight. The caller grants
+//! stream). It sends at most a window of items and of bytes beyond what the
+//! caller has granted, so a slow consumer bounds what is in flight. The caller grants
 //! credit, sends keep-alives, and on drop a cancel, to the control subject.
 //! Both sides send something at least every heartbeat interval; silence for
 //! three intervals means the other side is gone.
@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 
@@ -26,7 +26,10 @@ use crate::wire::{ErrorKind, Message, header};
 use crate::{CallError, Context, InstanceId, TransportError};
 
 /// Items a caller lets a server send ahead by default.
-pub const DEFAULT_WINDOW: u32 = 64;
+pub const DEFAULT_WINDOW: u32 = 4096;
+/// Bytes a caller lets a server send ahead by default: with the item window,
+/// what bounds the memory one stream can hold up, whatever its item size.
+pub const DEFAULT_WINDOW_BYTES: u64 = 4 * 1024 * 1024;
 /// Heartbeat and keep-alive interval by default.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
 /// Silence for this many intervals ends a stream.
@@ -39,9 +42,16 @@ type Encode<T> = fn(&T) -> Result<Bytes, serde_json::Error>;
 type Decode<T> = fn(&[u8]) -> Result<T, serde_json::Error>;
 
 fn stream_message(kind: &str, seq: u64, mut message: Message) -> Message {
-    message.headers.insert(header::STREAM, kind);
-    message.headers.insert(header::STREAM_SEQ, seq.to_string());
+    message.headers.insert(header::STREAM, format!("{kind} {seq}"));
     message
+}
+
+/// An item: no header, the sequence number then the encoded item.
+fn item_message(seq: u64, item: &[u8]) -> Message {
+    let mut payload = Vec::with_capacity(8 + item.len());
+    payload.extend_from_slice(&seq.to_be_bytes());
+    payload.extend_from_slice(item);
+    Message { headers: crate::wire::Headers::new(), payload: payload.into() }
 }
 
 /// What a streaming handler returns after it sent its own end.
@@ -55,9 +65,11 @@ pub(crate) fn is_done(m: &Message) -> bool {
     m.stream_kind() == Some(DONE)
 }
 
-/// A failure reply turned into the last message of a stream.
-pub(crate) fn terminal(error: Message) -> Message {
-    stream_message("end", u64::MAX, error)
+/// A failure reply turned into the last message of a stream; it carries no
+/// sequence number, since the stream was cut wherever it stood.
+pub(crate) fn terminal(mut error: Message) -> Message {
+    error.headers.insert(header::STREAM, "end");
+    error
 }
 
 /// Sends a handler's stream to the caller.
@@ -101,6 +113,22 @@ where
     done()
 }
 
+fn app_error<E>(e: &E, describe: fn(&E) -> String, encode_err: Encode<E>) -> Message {
+    let text = describe(e);
+    match encode_err(e) {
+        Ok(body) => Message::app_error(&text, &body),
+        Err(err) => {
+            Message::error(ErrorKind::Internal, &format!("could not encode the error `{text}`: {err}"))
+        }
+    }
+}
+
+/// `"<items> <bytes>"`, as in the window and credit headers.
+pub(crate) fn parse_pair(value: &str) -> Option<(u64, u64)> {
+    let (items, bytes) = value.split_once(' ')?;
+    Some((items.parse().ok()?, bytes.parse().ok()?))
+}
+
 /// Moves items until the stream ends, fails, or the caller goes; returns
 /// the last message to send, if the caller is still there.
 async fn pump<T, E, S>(
@@ -117,13 +145,12 @@ where
 {
     let transport = &setup.transport;
     let limit = transport.max_payload();
-    let mut credit = setup.window;
+    let (mut credit, mut credit_bytes) = (u64::from(setup.window), setup.window_bytes);
     let mut seq = 0u64;
     let mut heard_from_caller = Instant::now();
     let silence_limit = setup.heartbeat * MISSED_BEATS;
     let mut beat = tokio::time::interval(setup.heartbeat);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let instance = ctx.instance_id().to_string();
     loop {
         tokio::select! {
             biased;
@@ -132,8 +159,9 @@ where
                 heard_from_caller = Instant::now();
                 match msg.stream_kind() {
                     Some("credit") => {
-                        let more: u32 = msg.headers.get(header::STREAM_CREDIT).and_then(|c| c.parse().ok()).unwrap_or(0);
-                        credit = credit.saturating_add(more);
+                        let (items, bytes) = msg.headers.get(header::STREAM_CREDIT).and_then(parse_pair).unwrap_or((0, 0));
+                        credit = credit.saturating_add(items);
+                        credit_bytes = credit_bytes.saturating_add(bytes);
                     }
                     Some("cancel") => {
                         ctx.cancel_token().cancel();
@@ -142,39 +170,44 @@ where
                     _ => {}
                 }
             }
-            item = stream.next(), if credit > 0 => {
-                let message = match item {
-                    None => return Some(stream_message("end", seq, Message::ok(Bytes::new()))),
-                    Some(Err(e)) => {
-                        let text = describe(&e);
-                        let error = match encode_err(&e) {
-                            Ok(body) => Message::app_error(&text, &body),
-                            Err(err) => Message::error(ErrorKind::Internal, &format!("could not encode the error `{text}`: {err}")),
-                        };
-                        return Some(stream_message("end", seq, error));
+            item = stream.next(), if credit > 0 && credit_bytes > 0 => {
+                let mut item = item;
+                // While items are ready and credit lasts, send without
+                // going back through the select.
+                loop {
+                    let message = match item {
+                        None => return Some(stream_message("end", seq, Message::ok(Bytes::new()))),
+                        Some(Err(e)) => return Some(stream_message("end", seq, app_error(&e, describe, encode_err))),
+                        Some(Ok(value)) => match encode(&value) {
+                            Ok(bytes) => item_message(seq, &bytes),
+                            Err(e) => {
+                                let text = format!("could not encode item {seq}: {e}");
+                                return Some(stream_message("end", seq, Message::error(ErrorKind::Internal, &text)));
+                            }
+                        },
+                    };
+                    if message.size() > limit {
+                        let text = format!(
+                            "stream item {seq} is {} bytes, over the transport's limit of {limit} bytes (max_payload)",
+                            message.size()
+                        );
+                        return Some(stream_message("end", seq, Message::error(ErrorKind::Oversize, &text)));
                     }
-                    Some(Ok(value)) => match encode(&value) {
-                        Ok(bytes) => stream_message("item", seq, Message::ok(bytes)),
-                        Err(e) => {
-                            let error = Message::error(ErrorKind::Internal, &format!("could not encode item {seq}: {e}"));
-                            return Some(stream_message("end", seq, error));
-                        }
-                    },
-                };
-                if message.size() > limit {
-                    let text = format!(
-                        "stream item {seq} is {} bytes, over the transport's limit of {limit} bytes (max_payload)",
-                        message.size()
-                    );
-                    return Some(stream_message("end", seq, Message::error(ErrorKind::Oversize, &text)));
+                    let size = message.payload.len() as u64;
+                    if transport.publish(setup.inbox.clone(), message).await.is_err() {
+                        return None;
+                    }
+                    seq += 1;
+                    credit -= 1;
+                    credit_bytes = credit_bytes.saturating_sub(size);
+                    if credit == 0 || credit_bytes == 0 {
+                        break;
+                    }
+                    match stream.next().now_or_never() {
+                        Some(next) => item = next,
+                        None => break,
+                    }
                 }
-                let mut message = message;
-                message.headers.insert(header::INSTANCE, instance.clone());
-                if transport.publish(setup.inbox.clone(), message).await.is_err() {
-                    return None;
-                }
-                seq += 1;
-                credit -= 1;
             }
             _ = beat.tick() => {
                 if heard_from_caller.elapsed() > silence_limit {
@@ -182,7 +215,8 @@ where
                     ctx.cancel_token().cancel();
                     return None;
                 }
-                let _ = transport.publish(setup.inbox.clone(), stream_message("heartbeat", seq, Message::ok(Bytes::new()))).await;
+                let heartbeat = Message { headers: crate::wire::Headers::one(header::STREAM, "heartbeat"), payload: Bytes::new() };
+                let _ = transport.publish(setup.inbox.clone(), heartbeat).await;
             }
         }
     }
@@ -192,7 +226,8 @@ where
 type Next<T, E> = Poll<Option<Result<T, CallError<E>>>>;
 
 enum Control {
-    Credit(u32),
+    /// Items and bytes consumed since the last grant.
+    Credit(u64, u64),
     Finished,
 }
 
@@ -208,10 +243,14 @@ pub struct ResponseStream<T, E> {
     instance: Option<InstanceId>,
     label: String,
     next_seq: u64,
-    window: u32,
-    ungranted: u32,
-    silence: Pin<Box<Sleep>>,
-    silence_limit: Duration,
+    window: (u64, u64),
+    ungranted: (u64, u64),
+    /// Fires every heartbeat interval; `silent` counts the intervals with
+    /// no message, and `MISSED_BEATS` of them mean the server is gone.
+    beat: Pin<Box<Sleep>>,
+    interval: Duration,
+    silent: u32,
+    heard: bool,
     done: bool,
 }
 
@@ -232,7 +271,7 @@ pub(crate) struct Opened {
     pub transport: std::sync::Arc<dyn Transport>,
     pub instance: Option<InstanceId>,
     pub label: String,
-    pub window: u32,
+    pub window: (u64, u64),
     pub heartbeat: Duration,
 }
 
@@ -240,7 +279,6 @@ impl<T, E> ResponseStream<T, E> {
     pub(crate) fn new(opened: Opened, decode: Decode<T>, decode_err: Decode<E>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(control_task(opened.transport, opened.control, rx, opened.heartbeat));
-        let silence_limit = opened.heartbeat * MISSED_BEATS;
         ResponseStream {
             messages: opened.messages,
             control: tx,
@@ -250,9 +288,11 @@ impl<T, E> ResponseStream<T, E> {
             label: opened.label,
             next_seq: 0,
             window: opened.window,
-            ungranted: 0,
-            silence: Box::pin(tokio::time::sleep(silence_limit)),
-            silence_limit,
+            ungranted: (0, 0),
+            beat: Box::pin(tokio::time::sleep(opened.heartbeat)),
+            interval: opened.heartbeat,
+            silent: 0,
+            heard: false,
             done: false,
         }
     }
@@ -277,35 +317,53 @@ impl<T, E> ResponseStream<T, E> {
         Poll::Ready(Some(Err(CallError::Transport(error))))
     }
 
+    fn on_item(&mut self, payload: &[u8]) -> Next<T, E> {
+        let Some((seq, item)) = payload.split_first_chunk::<8>() else {
+            return self
+                .fail(TransportError::Disconnected("a stream item without its sequence number".into()));
+        };
+        let seq = u64::from_be_bytes(*seq);
+        if seq != self.next_seq {
+            let detail = format!("expected item {}, got item {seq}: messages were lost", self.next_seq);
+            return self.fail(TransportError::Disconnected(detail));
+        }
+        self.next_seq += 1;
+        self.ungranted.0 += 1;
+        self.ungranted.1 += payload.len() as u64;
+        // Granting at a quarter of the window keeps three quarters of it in
+        // flight while the credit travels.
+        if self.ungranted.0 >= (self.window.0 / 4).max(1) || self.ungranted.1 >= (self.window.1 / 4).max(1) {
+            let (items, bytes) = std::mem::take(&mut self.ungranted);
+            let _ = self.control.send(Control::Credit(items, bytes));
+        }
+        match (self.decode)(item) {
+            Ok(v) => Poll::Ready(Some(Ok(v))),
+            Err(e) => self.fail(TransportError::Decode {
+                what: format!("item {} of {}", self.next_seq - 1, self.label),
+                detail: e.to_string(),
+                instance: self.instance,
+            }),
+        }
+    }
+
     fn on_message(&mut self, msg: Message) -> Option<Next<T, E>> {
-        let kind = msg.stream_kind().unwrap_or("").to_string();
+        if msg.headers.is_empty() {
+            return Some(self.on_item(&msg.payload));
+        }
+        let kind = msg.stream_kind().unwrap_or("");
         if kind == "heartbeat" {
             return None;
         }
-        let seq: Option<u64> = msg.headers.get(header::STREAM_SEQ).and_then(|s| s.parse().ok());
-        if kind == "end" && seq == Some(u64::MAX) {
-            // A terminal failure from the server's dispatcher (deadline, shutdown).
-        } else if seq != Some(self.next_seq) {
+        let seq = msg.stream_seq();
+        // A terminal failure from the server's dispatcher (deadline,
+        // shutdown) has no sequence number: it cuts the stream anywhere.
+        let cut = kind == "end" && seq.is_none() && msg.error_kind().is_some();
+        if !cut && seq != Some(self.next_seq) {
             let detail = format!("expected item {}, got {seq:?}: messages were lost", self.next_seq);
             return Some(self.fail(TransportError::Disconnected(detail)));
         }
-        match (kind.as_str(), msg.error_kind()) {
-            ("item", None) => {
-                self.next_seq += 1;
-                self.ungranted += 1;
-                if self.ungranted >= (self.window / 2).max(1) {
-                    let _ = self.control.send(Control::Credit(self.ungranted));
-                    self.ungranted = 0;
-                }
-                Some(match (self.decode)(&msg.payload) {
-                    Ok(v) => Poll::Ready(Some(Ok(v))),
-                    Err(e) => self.fail(TransportError::Decode {
-                        what: format!("item {} of {}", self.next_seq - 1, self.label),
-                        detail: e.to_string(),
-                        instance: self.instance,
-                    }),
-                })
-            }
+        let kind = if kind == "end" { "end" } else { "other" };
+        match (kind, msg.error_kind()) {
             ("end", None) => {
                 self.finish();
                 Some(Poll::Ready(None))
@@ -340,8 +398,8 @@ impl<T, E> ResponseStream<T, E> {
                 };
                 Some(Poll::Ready(Some(Err(error))))
             }
-            (other, None) => {
-                let detail = format!("unexpected stream message kind {other:?}");
+            (_, None) => {
+                let detail = format!("unexpected stream message {:?}", msg.headers.get(header::STREAM));
                 Some(self.fail(TransportError::Disconnected(detail)))
             }
         }
@@ -359,8 +417,7 @@ impl<T, E> Stream for ResponseStream<T, E> {
             }
             match this.messages.poll_next_unpin(cx) {
                 Poll::Ready(Some(msg)) => {
-                    let limit = this.silence_limit;
-                    this.silence.as_mut().reset(Instant::now() + limit);
+                    this.heard = true;
                     if let Some(ready) = this.on_message(msg) {
                         return ready;
                     }
@@ -370,14 +427,19 @@ impl<T, E> Stream for ResponseStream<T, E> {
                         .fail(TransportError::Disconnected(format!("the stream of {} closed", this.label)));
                 }
                 Poll::Pending => {
-                    if this.silence.as_mut().poll(cx).is_ready() {
-                        let detail = format!(
-                            "nothing from instance {} of {} for {:?}: the server is gone",
-                            this.instance.map(|i| i.to_string()).unwrap_or_default(),
-                            this.label,
-                            this.silence_limit
-                        );
-                        return this.fail(TransportError::Disconnected(detail));
+                    while this.beat.as_mut().poll(cx).is_ready() {
+                        this.silent = if std::mem::take(&mut this.heard) { 0 } else { this.silent + 1 };
+                        if this.silent >= MISSED_BEATS {
+                            let detail = format!(
+                                "nothing from instance {} of {} for {:?}: the server is gone",
+                                this.instance.map(|i| i.to_string()).unwrap_or_default(),
+                                this.label,
+                                this.interval * MISSED_BEATS
+                            );
+                            return this.fail(TransportError::Disconnected(detail));
+                        }
+                        let interval = this.interval;
+                        this.beat.as_mut().reset(Instant::now() + interval);
                     }
                     return Poll::Pending;
                 }
@@ -404,9 +466,9 @@ async fn control_task(
     loop {
         tokio::select! {
             cmd = rx.recv() => match cmd {
-                Some(Control::Credit(n)) => {
+                Some(Control::Credit(items, bytes)) => {
                     let mut m = message("credit");
-                    m.headers.insert(header::STREAM_CREDIT, n.to_string());
+                    m.headers.insert(header::STREAM_CREDIT, format!("{items} {bytes}"));
                     let _ = transport.publish(control.clone(), m).await;
                 }
                 Some(Control::Finished) => return,

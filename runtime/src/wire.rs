@@ -30,19 +30,21 @@ pub mod header {
     pub const INSTANCE: &str = "Rotor-Instance";
     /// Request: the caller's inbox for stream messages.
     pub const STREAM_INBOX: &str = "Rotor-Stream-Inbox";
-    /// Request: how many items the server may send before more credit.
+    /// Request: how many items and bytes (`"<items> <bytes>"`) the server
+    /// may send before more credit.
     pub const STREAM_WINDOW: &str = "Rotor-Stream-Window";
     /// Request: the interval of heartbeats and keep-alives, in milliseconds.
     pub const STREAM_HEARTBEAT_MS: &str = "Rotor-Stream-Heartbeat-Ms";
     /// Reply accepting a stream: the server's subject for credit, keep-alives
     /// and cancellation.
     pub const STREAM_CONTROL: &str = "Rotor-Stream-Control";
-    /// What a stream message is: `item`, `end`, `heartbeat` (server to
-    /// caller) or `credit`, `keepalive`, `cancel` (caller to server).
+    /// What a stream message is, with its sequence number where it has one:
+    /// `end 10`, `heartbeat` (server to caller); `credit`, `keepalive`,
+    /// `cancel` (caller to server). Items, the bulk of a stream, carry no
+    /// header at all: their payload is the sequence number (8 bytes, big
+    /// endian) followed by the encoded item.
     pub const STREAM: &str = "Rotor-Stream";
-    /// Sequence number of a stream item (or of the end), from 0.
-    pub const STREAM_SEQ: &str = "Rotor-Seq";
-    /// Items granted by a `credit` message.
+    /// Items and bytes (`"<items> <bytes>"`) granted by a `credit` message.
     pub const STREAM_CREDIT: &str = "Rotor-Credit";
     /// Identifies a request and the requests made on its behalf.
     pub const REQUEST_ID: &str = "Rotor-Request-Id";
@@ -128,6 +130,11 @@ impl Headers {
         Headers(Vec::new())
     }
 
+    /// One header.
+    pub fn one(name: &'static str, value: impl Into<String>) -> Self {
+        Headers(vec![(Cow::Borrowed(name), value.into())])
+    }
+
     /// Sets `name` to `value`, replacing an earlier value.
     pub fn insert(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<String>) {
         let name = name.into();
@@ -141,6 +148,11 @@ impl Headers {
     /// The value of `name`, compared without regard to case.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// `true` without any header.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
     /// Every header, in insertion order.
@@ -208,9 +220,15 @@ impl Message {
         self.headers.get(header::TIMEOUT_MS)?.parse().ok().map(Duration::from_millis)
     }
 
-    /// The `Rotor-Stream` kind of a stream message.
+    /// The kind of a stream message (`item`, `end`, ..), without its
+    /// sequence number.
     pub fn stream_kind(&self) -> Option<&str> {
-        self.headers.get(header::STREAM)
+        self.headers.get(header::STREAM).map(|v| v.split_once(' ').map_or(v, |(kind, _)| kind))
+    }
+
+    /// The sequence number of a stream item or end.
+    pub fn stream_seq(&self) -> Option<u64> {
+        self.headers.get(header::STREAM)?.split_once(' ')?.1.parse().ok()
     }
 
     /// Size on the wire, for limits: payload plus headers.

@@ -26,6 +26,9 @@ const QUEUE_DEPTH: usize = 1024;
 #[derive(Clone, Debug)]
 pub struct Nats {
     client: async_nats::Client,
+    /// The server's `max_payload`, read once: asking the client for it
+    /// clones the whole server info, too slow for every message.
+    max_payload: usize,
 }
 
 impl Nats {
@@ -62,12 +65,13 @@ impl Nats {
             Ok(Err(e)) => return Err(unreachable(e.to_string())),
             Err(_) => return Err(unreachable(format!("no answer within {connect_timeout:?}"))),
         };
-        Ok(Nats { client })
+        Ok(Nats::from_client(client))
     }
 
     /// Wraps an existing connection.
     pub fn from_client(client: async_nats::Client) -> Nats {
-        Nats { client }
+        let max_payload = client.server_info().max_payload;
+        Nats { client, max_payload }
     }
 
     /// The underlying connection.
@@ -86,7 +90,7 @@ fn to_nats(headers: &Headers) -> HeaderMap {
 
 fn from_nats(map: Option<&HeaderMap>) -> Headers {
     let mut headers = Headers::new();
-    if let Some(map) = map {
+    if let Some(map) = map.filter(|m| !m.is_empty()) {
         for (name, values) in map.iter() {
             if let Some(value) = values.first() {
                 headers.insert(name.to_string(), value.as_str().to_string());
@@ -224,7 +228,7 @@ impl Transport for Nats {
     }
 
     fn max_payload(&self) -> usize {
-        self.client.server_info().max_payload
+        self.max_payload
     }
 
     fn inbox(&self) -> String {
@@ -254,10 +258,13 @@ impl Transport for Nats {
             if size > limit {
                 return Err(TransportError::Oversize { what: "message".into(), size, limit });
             }
-            self.client
-                .publish_with_headers(subject, to_nats(&message.headers), message.payload)
-                .await
-                .map_err(|e| TransportError::Disconnected(format!("could not publish: {e}")))
+            // Without headers it is a plain PUB, the cheapest message NATS has.
+            let sent = if message.headers.is_empty() {
+                self.client.publish(subject, message.payload).await
+            } else {
+                self.client.publish_with_headers(subject, to_nats(&message.headers), message.payload).await
+            };
+            sent.map_err(|e| TransportError::Disconnected(format!("could not publish: {e}")))
         })
     }
 
