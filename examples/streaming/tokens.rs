@@ -33,6 +33,7 @@ pub enum GenerateError {
     Forbidden(u64),
 }
 
+// ANCHOR: component
 #[rotor::component(namespace = "llm")]
 impl Generator {
     /// Streams the prompt's words as tokens. An empty prompt is refused
@@ -72,3 +73,4 @@ impl Generator {
         })
     }
 }
+// ANCHOR_END: component
