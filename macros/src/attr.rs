@@ -19,6 +19,8 @@ pub struct ComponentAttr {
     pub name: Option<LitStr>,
     pub labels: Vec<(Ident, LitStr)>,
     pub is_static: Option<Ident>,
+    /// `stats = "method"`: a method whose value joins `$SRV.STATS`.
+    pub stats: Option<LitStr>,
 }
 
 /// `#[endpoint(...)]` as written.
@@ -28,7 +30,7 @@ pub struct EndpointAttr {
     pub idempotent: Option<LitBool>,
 }
 
-const COMPONENT_KEYS: &str = "`namespace`, `name`, `labels` or `static`";
+const COMPONENT_KEYS: &str = "`namespace`, `name`, `labels`, `static` or `stats`";
 const ENDPOINT_KEYS: &str = "`name` or `idempotent`";
 
 /// Sets `slot` once; a second occurrence is an error on the key.
@@ -80,6 +82,10 @@ pub fn parse_component(cx: &Ctxt, args: TokenStream) -> ComponentAttr {
         } else if meta.path.is_ident("name") {
             if let Some(v) = string_value(cx, &meta, &key)? {
                 set_once(cx, &mut attr.name, &key, v, "component");
+            }
+        } else if meta.path.is_ident("stats") {
+            if let Some(v) = string_value(cx, &meta, &key)? {
+                set_once(cx, &mut attr.stats, &key, v, "component");
             }
         } else if meta.path.is_ident("static") {
             if meta.input.peek(syn::Token![=]) || meta.input.peek(syn::token::Paren) {

@@ -98,6 +98,14 @@ fn generate(c: &Component) -> TokenStream {
     let arms = endpoints.iter().map(EndpointGen::dispatch_arm);
     let client_methods = endpoints.iter().map(EndpointGen::client_method);
 
+    let extra_stats = c.attr.stats.as_ref().map(|lit| {
+        let method = syn::Ident::new(&lit.value(), lit.span());
+        quote_spanned! {lit.span()=>
+            fn extra_stats(&self) -> ::core::option::Option<::rotor::__private::serde_json::Value> {
+                ::rotor::__private::stats_value(&self.#method())
+            }
+        }
+    });
     let ns_doc = format!("Namespace of this component: `{namespace}`.");
     let name_doc = format!("Name of this component: `{name}`.");
     let service_doc = format!("NATS micro service name of this component: `{service}`.");
@@ -151,6 +159,8 @@ fn generate(c: &Component) -> TokenStream {
             fn client(core: ::rotor::__private::ClientCore) -> #client {
                 #client { core }
             }
+
+            #extra_stats
         }
 
         ::rotor::__private::inventory::submit! {

@@ -94,6 +94,15 @@ fn check_component_attr(cx: &Ctxt, c: &Component, args_span: Span) {
         }
         (None, None) => {}
     }
+    if let Some(stats) = &attr.stats {
+        if syn::parse_str::<syn::Ident>(&stats.value()).is_err() {
+            cx.error_spanned_by(
+                stats,
+                "`stats` names a method of this type, as in `stats = \"cache_stats\"`, whose \
+                 `Serialize` value joins the endpoint figures of `$SRV.STATS`",
+            );
+        }
+    }
     for (key, _) in &attr.labels {
         if let Err(e) = names::validate_label(&key.to_string()) {
             cx.error_spanned_by(key, e);

@@ -16,6 +16,7 @@ pub use futures::future::BoxFuture;
 pub use inventory;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+pub use serde_json;
 
 pub use crate::client::ClientCore;
 use crate::client::RouteSpec;
@@ -183,6 +184,11 @@ pub async fn call_stream<Req, T, E>(
 ) -> Result<crate::ResponseStream<T, E>, CallError<E>> {
     let (req, item, err) = codecs;
     core.stream_with(endpoint, (req.encode)(request), item.decode, err.codec.decode).await
+}
+
+/// A component's own statistics, for `$SRV.STATS`.
+pub fn stats_value<T: Serialize>(value: &T) -> Option<serde_json::Value> {
+    serde_json::to_value(value).ok()
 }
 
 /// The reply to an endpoint number the component does not have.

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,7 @@ use crate::wire::{ErrorKind, Message, header};
 use tracing::Instrument;
 
 use crate::context::{Trace, outgoing_trace};
+use crate::metrics::ClientEndpointMetrics;
 use crate::stream::{Opened, ResponseStream};
 use crate::wire::Headers;
 use crate::{CallError, Error, InstanceId, Runtime, TransportError, codec, names};
@@ -74,19 +75,11 @@ pub(crate) struct Route {
     next: AtomicUsize,
     idempotent: bool,
     health: Mutex<Health>,
-    counters: Counters,
+    metrics: ClientEndpointMetrics,
 }
 
-/// What one route has done, counted since the client was made.
-#[derive(Default)]
-struct Counters {
-    calls: AtomicU64,
-    failures: AtomicU64,
-    retries: AtomicU64,
-    evictions: AtomicU64,
-}
-
-/// What a client has done for one endpoint, counted since it was made.
+/// What the clients of this process have done for one endpoint: the
+/// `rotor_client_*` metrics of that endpoint.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ClientStats {
     /// Calls made.
@@ -145,7 +138,7 @@ impl ClientCore {
                 next: AtomicUsize::new(0),
                 idempotent: s.idempotent,
                 health: Mutex::default(),
-                counters: Counters::default(),
+                metrics: rt.engines().metrics.client(s.namespace, s.component).endpoint(s.endpoint),
             });
         }
         Ok(ClientCore {
@@ -181,12 +174,12 @@ impl ClientCore {
     /// What this client (and its clones) did for endpoint number `endpoint`.
     pub fn stats(&self, endpoint: usize) -> ClientStats {
         let Some(route) = self.shared.routes.get(endpoint) else { return ClientStats::default() };
-        let c = &route.counters;
+        let m = &route.metrics;
         ClientStats {
-            calls: c.calls.load(Ordering::Relaxed),
-            failures: c.failures.load(Ordering::Relaxed),
-            retries: c.retries.load(Ordering::Relaxed),
-            evictions: c.evictions.load(Ordering::Relaxed),
+            calls: m.requests.get(),
+            failures: m.errors_total(),
+            retries: m.retries.get(),
+            evictions: m.evictions.get(),
         }
     }
 
@@ -350,7 +343,8 @@ impl ClientCore {
         } else {
             0
         };
-        route.counters.calls.fetch_add(1, Ordering::Relaxed);
+        route.metrics.requests.inc();
+        let started = Instant::now();
         let trace = outgoing_trace();
         let span = tracing::debug_span!(
             "rotor.call",
@@ -360,8 +354,9 @@ impl ClientCore {
         );
         let call = Call { payload, timeout, retries, trace: &trace, stream };
         let result = self.attempts(route, call).instrument(span).await;
-        if result.is_err() {
-            route.counters.failures.fetch_add(1, Ordering::Relaxed);
+        route.metrics.duration.observe(started.elapsed().as_secs_f64());
+        if let Err(e) = &result {
+            route.metrics.error(e.kind());
         }
         result
     }
@@ -404,14 +399,14 @@ impl ClientCore {
                 (Err(e @ TransportError::NoResponders { .. }), Some(id)) => {
                     // Gone before its lease lapsed: out of rotation now.
                     if route.health().evicted.insert(id, Instant::now()).is_none() {
-                        route.counters.evictions.fetch_add(1, Ordering::Relaxed);
+                        route.metrics.evictions.inc();
                     }
                     tracing::debug!(endpoint = %route.label, instance = %id, "no responders; evicted");
                     if attempt >= retries {
                         return Err(e.at(id));
                     }
                     attempt += 1;
-                    route.counters.retries.fetch_add(1, Ordering::Relaxed);
+                    route.metrics.retries.inc();
                 }
                 (Err(e), Some(id)) => return Err(e.at(id)),
                 (Err(e), None) => return Err(e),

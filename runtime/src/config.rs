@@ -13,6 +13,8 @@
 //! | `ROTOR_LEASE_TTL_SECS` | discovery lease time-to-live | 10 |
 //! | `ROTOR_CONNECT_TIMEOUT_SECS` | how long to try to reach a server at start-up | 5 |
 //! | `ROTOR_REQUEST_TIMEOUT_SECS` | default call timeout | 30 |
+//! | `ROTOR_STATUS_ADDR` | address of the status server (`/metrics`, `/health`, `/live`) | none |
+//! | `ROTOR_STATS_SCRAPE_SECS` | interval of the `$SRV.STATS` scrape into `rotor_nats_service_*` | off |
 //!
 //! NATS without etcd is the static mode: calls go to queue groups, with no
 //! discovery. etcd without NATS is an error: nothing would carry requests.
@@ -43,6 +45,11 @@ pub struct Config {
     /// Interval of stream heartbeats and keep-alives; three silent intervals
     /// end a stream with an error.
     pub stream_heartbeat: Duration,
+    /// Where the status server listens (`/metrics`, `/health`, `/live`).
+    pub status_addr: Option<std::net::SocketAddr>,
+    /// How often to scrape `$SRV.STATS` of the served components into the
+    /// `rotor_nats_service_*` gauges; `None`: never.
+    pub stats_scrape_interval: Option<Duration>,
     /// The NATS transport; `None`: in-process.
     pub nats: Option<NatsConfig>,
     /// etcd discovery; `None`: in-memory discovery (embedded) or none (static).
@@ -60,6 +67,8 @@ impl Default for Config {
             stream_window: crate::stream::DEFAULT_WINDOW,
             stream_window_bytes: crate::stream::DEFAULT_WINDOW_BYTES,
             stream_heartbeat: crate::stream::DEFAULT_HEARTBEAT,
+            status_addr: None,
+            stats_scrape_interval: None,
             nats: None,
             etcd: None,
         }
@@ -171,6 +180,14 @@ impl Config {
         if let Some(t) = seconds(&var, "ROTOR_REQUEST_TIMEOUT_SECS")? {
             config.request_timeout = t;
         }
+        if let Some(addr) = var("ROTOR_STATUS_ADDR") {
+            config.status_addr = Some(addr.parse().map_err(|e| {
+                Error::Config(format!(
+                    "ROTOR_STATUS_ADDR={addr} is not an address such as 127.0.0.1:9090: {e}"
+                ))
+            })?);
+        }
+        config.stats_scrape_interval = seconds(&var, "ROTOR_STATS_SCRAPE_SECS")?;
         if let Some(url) = var("ROTOR_NATS_URL") {
             let auth = match (var("ROTOR_NATS_TOKEN"), var("ROTOR_NATS_USER"), var("ROTOR_NATS_CREDS")) {
                 (Some(token), None, None) => NatsAuth::Token(token),

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::InstanceId;
+use crate::metrics::EndpointMetrics;
 use crate::transport::{Respond, Transport};
 use crate::wire::{Headers, header};
 
@@ -32,6 +33,7 @@ struct Inner {
     headers: Headers,
     trace: Trace,
     stream: Option<StreamSetup>,
+    metrics: EndpointMetrics,
     /// The reply channel, taken by a streaming endpoint to accept the stream
     /// before its first item.
     responder: Mutex<Option<Box<dyn Respond>>>,
@@ -132,6 +134,7 @@ impl Context {
         cancel: CancellationToken,
         headers: Headers,
         stream: Option<StreamSetup>,
+        metrics: EndpointMetrics,
         responder: Box<dyn Respond>,
     ) -> Self {
         let trace = Trace::from_headers(&headers);
@@ -144,6 +147,7 @@ impl Context {
                 headers,
                 trace,
                 stream,
+                metrics,
                 responder: Mutex::new(Some(responder)),
             }),
         }
@@ -222,6 +226,10 @@ impl Context {
 
     pub(crate) fn stream_setup(&self) -> Option<&StreamSetup> {
         self.inner.stream.as_ref()
+    }
+
+    pub(crate) fn metrics(&self) -> &EndpointMetrics {
+        &self.inner.metrics
     }
 
     /// The reply channel, once; `None` after a streaming endpoint took it.

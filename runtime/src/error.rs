@@ -227,6 +227,23 @@ impl TransportError {
         }
     }
 
+    /// A short stable name of the failure, as in the `kind` label of
+    /// `rotor_client_errors_total`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TransportError::NoInstances { .. } => "no_instances",
+            TransportError::UnknownInstance { .. } => "unknown_instance",
+            TransportError::NoResponders { .. } => "no_responders",
+            TransportError::Timeout { .. } => "timeout",
+            TransportError::DeadlineExceeded { .. } => "deadline",
+            TransportError::Disconnected(_) => "disconnected",
+            TransportError::Decode { .. } => "decode",
+            TransportError::Encode { .. } => "encode",
+            TransportError::Oversize { .. } => "oversize",
+            TransportError::Remote { kind, .. } => kind.as_str(),
+        }
+    }
+
     /// The instance the failure concerns, when one was chosen.
     pub fn instance(&self) -> Option<InstanceId> {
         match self {

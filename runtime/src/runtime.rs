@@ -55,6 +55,9 @@ pub(crate) struct Engines {
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) discovery: Option<Arc<dyn Discovery>>,
     pub(crate) config: Config,
+    pub(crate) metrics: crate::metrics::Metrics,
+    pub(crate) health: Arc<crate::status::Health>,
+    status_addr: std::sync::OnceLock<std::net::SocketAddr>,
     mode: Mode,
     /// One watch per key prefix per process, shared by every client.
     watches: Mutex<HashMap<String, watch::Receiver<InstanceList>>>,
@@ -136,6 +139,22 @@ impl Runtime {
     /// The transport, for tools that need it directly.
     pub fn transport(&self) -> &Arc<dyn Transport> {
         &self.inner.engines.transport
+    }
+
+    /// This process's metrics (shared by every lease of these engines).
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.inner.engines.metrics
+    }
+
+    /// The health of every endpoint served by this process.
+    pub fn health(&self) -> crate::status::HealthReport {
+        self.inner.engines.health.report()
+    }
+
+    /// Where the status server listens, when `ROTOR_STATUS_ADDR` (or
+    /// [`RuntimeBuilder::status_addr`]) started one.
+    pub fn status_addr(&self) -> Option<std::net::SocketAddr> {
+        self.inner.engines.status_addr.get().copied()
     }
 
     /// The discovery, if this runtime has one.
@@ -283,6 +302,19 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Serves `/metrics`, `/health` and `/live` on `addr` (port 0: any).
+    pub fn status_addr(mut self, addr: std::net::SocketAddr) -> Self {
+        self.config.status_addr = Some(addr);
+        self
+    }
+
+    /// Scrapes `$SRV.STATS` of every served component into the
+    /// `rotor_nats_service_*` gauges at this interval.
+    pub fn stats_scrape_interval(mut self, interval: Duration) -> Self {
+        self.config.stats_scrape_interval = Some(interval);
+        self
+    }
+
     /// How long start-up tries to reach each server.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.config.connect_timeout = timeout;
@@ -344,7 +376,20 @@ impl RuntimeBuilder {
             (Some(_), false) => Mode::Embedded,
             (Some(_), true) => Mode::Distributed,
         };
-        let engines = Arc::new(Engines { transport, discovery, config, mode, watches: Mutex::default() });
+        let engines = Arc::new(Engines {
+            transport,
+            discovery,
+            config,
+            metrics: crate::metrics::Metrics::default(),
+            health: Arc::default(),
+            status_addr: std::sync::OnceLock::new(),
+            mode,
+            watches: Mutex::default(),
+        });
+        if let Some(addr) = engines.config.status_addr {
+            let bound = crate::status::start(addr, Arc::downgrade(&engines)).await?;
+            let _ = engines.status_addr.set(bound);
+        }
         Runtime::start(engines).await
     }
 }

@@ -14,6 +14,7 @@ use tracing::Instrument;
 
 use crate::context::{StreamSetup, with_trace};
 use crate::discovery::{InstanceRecord, TransportAddress};
+use crate::metrics::EndpointMetrics;
 use crate::transport::{Binding, EndpointSpec, Incoming, ServiceSpec};
 use crate::wire::{ErrorKind, Message, header};
 use crate::{Context, Error, Guard, InstanceId, Runtime, Service, names};
@@ -32,6 +33,9 @@ pub struct ServeHandle<S> {
     binding: Option<Guard>,
     _claim: Guard,
     dispatcher: Option<JoinHandle<()>>,
+    _health: Guard,
+    draining: Arc<std::sync::atomic::AtomicBool>,
+    scraper: Option<JoinHandle<()>>,
     tracker: TaskTracker,
     cancel: CancellationToken,
     rt: Runtime,
@@ -65,6 +69,7 @@ impl<S: Service> ServeHandle<S> {
     /// Leaves discovery, stops taking requests, and waits for the accepted
     /// ones up to the drain timeout; past it, cancels the rest.
     pub async fn shutdown(mut self) -> ShutdownReport {
+        self.draining.store(true, std::sync::atomic::Ordering::Relaxed);
         self.registrations.clear();
         self.binding.take();
         let drain = self.rt.config().drain_timeout;
@@ -92,6 +97,9 @@ impl<S> Drop for ServeHandle<S> {
         // client picks an instance that no longer listens.
         self.registrations.clear();
         self.binding.take();
+        if let Some(scraper) = self.scraper.take() {
+            scraper.abort();
+        }
     }
 }
 
@@ -102,6 +110,19 @@ pub(crate) async fn serve<S: Service>(rt: &Runtime, service: Arc<S>) -> Result<S
     let engines = rt.engines();
     let lease = if desc.is_static { None } else { rt.lease() };
     let discovered = lease.is_some();
+    let server_metrics = engines.metrics.server(desc);
+    let metrics: Arc<[EndpointMetrics]> =
+        desc.endpoints.iter().map(|ep| server_metrics.endpoint(ep.name)).collect();
+    let stats: crate::transport::StatsData = {
+        let (metrics, service) = (metrics.clone(), Arc::downgrade(&service));
+        Arc::new(move |number| {
+            let extra = service.upgrade().and_then(|s| s.extra_stats());
+            metrics
+                .get(number)
+                .map(|m| serde_json::to_value(m.data(extra)).unwrap_or_default())
+                .unwrap_or_default()
+        })
+    };
 
     let spec = ServiceSpec {
         name: desc.service.to_string(),
@@ -125,6 +146,7 @@ pub(crate) async fn serve<S: Service>(rt: &Runtime, service: Arc<S>) -> Result<S
                 }
             })
             .collect(),
+        stats,
     };
     // Listen first, register second: a client must never find an instance
     // that cannot answer yet.
@@ -157,6 +179,7 @@ pub(crate) async fn serve<S: Service>(rt: &Runtime, service: Arc<S>) -> Result<S
         tracker: tracker.clone(),
         cancel: cancel.clone(),
         transport: engines.transport.clone(),
+        metrics,
     };
     let span =
         tracing::info_span!("serve", namespace = desc.namespace, component = desc.name, instance = %instance);
@@ -164,7 +187,35 @@ pub(crate) async fn serve<S: Service>(rt: &Runtime, service: Arc<S>) -> Result<S
     tracing::info!(namespace = desc.namespace, component = desc.name, instance = %instance,
         endpoints = desc.endpoints.len(), "serving");
 
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let endpoint_names: Vec<&str> = desc.endpoints.iter().map(|ep| ep.name).collect();
+    let health = engines.health.add(
+        desc.namespace,
+        desc.name,
+        &endpoint_names,
+        rt.lease_changes(),
+        discovered,
+        draining.clone(),
+    );
+    let scraper = engines.config.stats_scrape_interval.map(|interval| {
+        let rt = rt.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            loop {
+                tick.tick().await;
+                let wait = (interval / 2).min(Duration::from_secs(1));
+                match rt.transport().scrape_stats(desc.service.to_string(), wait).await {
+                    Ok(stats) => rt.metrics().nats_service.record(&stats),
+                    Err(e) => tracing::debug!(error = %e, "$SRV.STATS scrape failed"),
+                }
+            }
+        })
+    });
+
     Ok(ServeHandle {
+        _health: health,
+        draining,
+        scraper,
         service,
         instance,
         registrations,
@@ -185,6 +236,7 @@ struct Dispatcher<S> {
     tracker: TaskTracker,
     cancel: CancellationToken,
     transport: Arc<dyn crate::transport::Transport>,
+    metrics: Arc<[EndpointMetrics]>,
 }
 
 impl<S: Service> Dispatcher<S> {
@@ -195,7 +247,11 @@ impl<S: Service> Dispatcher<S> {
                 tokio::spawn(responder.respond(reply));
                 continue;
             };
-            let deadline = message.timeout().map(|t| Instant::now() + t);
+            let arrived = Instant::now();
+            let metrics = self.metrics[endpoint].clone();
+            metrics.inflight.inc();
+            metrics.request_bytes.inc_by(message.payload.len() as u64);
+            let deadline = message.timeout().map(|t| arrived + t);
             let instance = self.lease.borrow().id;
             let window = message
                 .headers
@@ -222,6 +278,7 @@ impl<S: Service> Dispatcher<S> {
                 self.cancel.child_token(),
                 message.headers,
                 stream,
+                metrics,
                 responder,
             );
             let handler = S::handle(self.service.clone(), endpoint, ctx.clone(), message.payload);
@@ -237,6 +294,19 @@ impl<S: Service> Dispatcher<S> {
             let transport = self.transport.clone();
             let work = async move {
                 let reply = with_trace(ctx.trace().clone(), run_handler(handler, &ctx)).await;
+                let metrics = ctx.metrics();
+                metrics.inflight.dec();
+                metrics.requests.inc();
+                metrics.duration.observe(arrived.elapsed().as_secs_f64());
+                if let Some(kind) = reply.error_kind() {
+                    metrics.error(kind.as_str());
+                    if matches!(kind, ErrorKind::Deadline | ErrorKind::Unavailable) {
+                        metrics.cancellations.inc();
+                    }
+                }
+                if !crate::stream::is_done(&reply) {
+                    metrics.response_bytes.inc_by(reply.payload.len() as u64);
+                }
                 finish(&ctx, reply, &*transport).await;
             };
             self.tracker.spawn(work.instrument(span));

@@ -21,6 +21,12 @@ pub trait Service: Send + Sync + Sized + 'static {
     #[doc(hidden)]
     fn handle(self: Arc<Self>, endpoint: usize, ctx: Context, payload: Bytes) -> BoxFuture<'static, Message>;
 
+    /// The component's own figures for the `data` of `$SRV.STATS`, from
+    /// `#[component(stats = "method")]`.
+    fn extra_stats(&self) -> Option<serde_json::Value> {
+        None
+    }
+
     /// Wraps an untyped client into the typed one.
     #[doc(hidden)]
     fn client(core: crate::ClientCore) -> Self::Client;

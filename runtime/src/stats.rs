@@ -84,3 +84,11 @@ pub struct EndpointStats {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<serde_json::Value>,
 }
+
+impl EndpointStats {
+    /// Rotor's figures for this endpoint, from `data`: the same numbers as
+    /// the serving process's Prometheus metrics.
+    pub fn rotor(&self) -> Option<crate::metrics::EndpointData> {
+        serde_json::from_value(self.data.clone()?).ok()
+    }
+}

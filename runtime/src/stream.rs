@@ -107,6 +107,9 @@ where
 
     let stream = std::pin::pin!(stream);
     let end = pump(ctx, &setup, stream, &mut control_messages, encode, describe, encode_err).await;
+    if let Some(kind) = end.as_ref().and_then(Message::error_kind) {
+        ctx.metrics().error(kind.as_str());
+    }
     if let Some(last) = end {
         let _ = transport.publish(setup.inbox.clone(), last).await;
     }
@@ -165,6 +168,7 @@ where
                     }
                     Some("cancel") => {
                         ctx.cancel_token().cancel();
+                        ctx.metrics().cancellations.inc();
                         return None;
                     }
                     _ => {}
@@ -197,6 +201,8 @@ where
                     if transport.publish(setup.inbox.clone(), message).await.is_err() {
                         return None;
                     }
+                    ctx.metrics().stream_items.inc();
+                    ctx.metrics().response_bytes.inc_by(size);
                     seq += 1;
                     credit -= 1;
                     credit_bytes = credit_bytes.saturating_sub(size);
@@ -213,6 +219,7 @@ where
                 if heard_from_caller.elapsed() > silence_limit {
                     tracing::debug!(endpoint = ctx.endpoint(), "stream caller silent; cancelling");
                     ctx.cancel_token().cancel();
+                    ctx.metrics().cancellations.inc();
                     return None;
                 }
                 let heartbeat = Message { headers: crate::wire::Headers::one(header::STREAM, "heartbeat"), payload: Bytes::new() };

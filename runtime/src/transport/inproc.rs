@@ -33,9 +33,18 @@ struct Inner {
     subjects: Mutex<HashMap<String, Vec<Subscriber>>>,
     /// Plain subscriptions (inboxes), by subject.
     plain: Mutex<HashMap<String, Vec<Inbox>>>,
-    services: Mutex<Vec<Arc<Mutex<ServiceStats>>>>,
+    services: Mutex<Vec<Served>>,
     next_id: AtomicU64,
     max_payload: usize,
+}
+
+/// A bound service's figures, and how to fill the `data` of each entry.
+#[derive(Clone)]
+struct Served {
+    stats: Arc<Mutex<ServiceStats>>,
+    /// Endpoint number of each entry in `stats.endpoints`.
+    numbers: Vec<usize>,
+    data: super::StatsData,
 }
 
 /// A plain subscription: its id and where its messages go.
@@ -137,6 +146,7 @@ impl Transport for InProcess {
         }));
         let mut subjects = self.subjects();
         let mut bound = Vec::new();
+        let mut numbers = Vec::new();
         for (endpoint, ep) in spec.endpoints.iter().enumerate() {
             for subject in &ep.subjects {
                 let mut service = stats.lock().unwrap_or_else(|p| p.into_inner());
@@ -147,13 +157,15 @@ impl Transport for InProcess {
                     ..EndpointStats::default()
                 });
                 let slot = service.endpoints.len() - 1;
+                numbers.push(endpoint);
                 let sub = Subscriber { id, endpoint, tx: tx.clone(), stats: stats.clone(), slot };
                 subjects.entry(subject.clone()).or_default().push(sub);
                 bound.push(subject.clone());
             }
         }
         drop(subjects);
-        self.inner.services.lock().unwrap_or_else(|p| p.into_inner()).push(stats.clone());
+        let served = Served { stats: stats.clone(), numbers, data: spec.stats.clone() };
+        self.inner.services.lock().unwrap_or_else(|p| p.into_inner()).push(served);
         let this = self.clone();
         let guard = Guard::new(move || {
             let mut subjects = this.subjects();
@@ -165,7 +177,11 @@ impl Transport for InProcess {
                     }
                 }
             }
-            this.inner.services.lock().unwrap_or_else(|p| p.into_inner()).retain(|s| !Arc::ptr_eq(s, &stats));
+            this.inner
+                .services
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|s| !Arc::ptr_eq(&s.stats, &stats));
         });
         Box::pin(future::ready(Ok(Binding { incoming, guard })))
     }
@@ -272,8 +288,16 @@ impl Transport for InProcess {
         let services = self.inner.services.lock().unwrap_or_else(|p| p.into_inner());
         let stats = services
             .iter()
-            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).clone())
-            .filter(|s| s.name == service)
+            .filter_map(|served| {
+                let mut stats = served.stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                if stats.name != service {
+                    return None;
+                }
+                for (entry, number) in stats.endpoints.iter_mut().zip(&served.numbers) {
+                    entry.data = Some((served.data)(*number));
+                }
+                Some(stats)
+            })
             .collect();
         Box::pin(future::ready(Ok(stats)))
     }

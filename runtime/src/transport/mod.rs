@@ -8,6 +8,7 @@
 mod inproc;
 mod nats;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -22,7 +23,7 @@ use crate::wire::Message;
 use crate::{Error, Guard, InstanceId, TransportError};
 
 /// What a served component listens on.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ServiceSpec {
     /// The NATS micro service name.
     pub name: String,
@@ -36,7 +37,12 @@ pub struct ServiceSpec {
     pub instance: InstanceId,
     /// One entry per endpoint, in the order of the component's descriptor.
     pub endpoints: Vec<EndpointSpec>,
+    /// The `data` of an endpoint's `$SRV.STATS` entry, by endpoint number.
+    pub stats: StatsData,
 }
+
+/// Makes the `data` field of one endpoint's statistics, by endpoint number.
+pub type StatsData = Arc<dyn Fn(usize) -> serde_json::Value + Send + Sync>;
 
 /// One endpoint of a [`ServiceSpec`].
 #[derive(Clone, Debug)]

@@ -134,16 +134,26 @@ impl Transport for Nats {
                 ("rotor.instance".to_string(), spec.instance.to_string()),
                 ("rotor.wire".to_string(), WIRE_VERSION.to_string()),
             ]);
+            // The micro endpoint names (`say`, `say-1f2e`) by endpoint number.
+            let prefix = format!("{}.", spec.name);
+            let numbers: HashMap<String, usize> = spec
+                .endpoints
+                .iter()
+                .enumerate()
+                .flat_map(|(i, ep)| ep.subjects.iter().map(move |s| (s.clone(), i)))
+                .map(|(subject, i)| (subject.strip_prefix(&prefix).unwrap_or(&subject).to_string(), i))
+                .collect();
+            let stats = spec.stats.clone();
             let service = self
                 .client
                 .service_builder()
+                .stats_handler(move |name, _| numbers.get(&name).map(|i| stats(*i)).unwrap_or_default())
                 .description(format!("Rotor component {}/{}", spec.namespace, spec.component))
                 .metadata(metadata)
                 .start(&spec.name, &spec.version)
                 .await
                 .map_err(bind_error)?;
             let (tx, incoming) = mpsc::channel(QUEUE_DEPTH);
-            let prefix = format!("{}.", spec.name);
             for (index, ep) in spec.endpoints.iter().enumerate() {
                 for subject in &ep.subjects {
                     let name = subject.strip_prefix(&prefix).unwrap_or(subject);

@@ -1,0 +1,172 @@
+//! Health of the served endpoints, and the status server: `/metrics`,
+//! `/health` and `/live` over HTTP, on `ROTOR_STATUS_ADDR`.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::discovery::LeaseState;
+use crate::runtime::Engines;
+use crate::{Error, Guard};
+
+/// What one served endpoint is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndpointState {
+    /// Registered (or static) and taking requests.
+    Serving,
+    /// Shutting down: out of discovery, finishing what it accepted.
+    Draining,
+    /// The lease is lost: not in discovery until it is replaced.
+    LeaseLost,
+}
+
+/// One served endpoint, as `/health` reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointHealth {
+    /// Namespace.
+    pub namespace: String,
+    /// Component.
+    pub component: String,
+    /// Endpoint.
+    pub endpoint: String,
+    /// The instance id, in hex.
+    pub instance: String,
+    /// Its state.
+    pub state: EndpointState,
+}
+
+/// The health of every endpoint served in this process.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthReport {
+    /// `true` when every served endpoint is serving.
+    pub healthy: bool,
+    /// Each endpoint.
+    pub endpoints: Vec<EndpointHealth>,
+}
+
+struct Entry {
+    id: u64,
+    names: [String; 3],
+    lease: watch::Receiver<LeaseState>,
+    registered: bool,
+    draining: Arc<AtomicBool>,
+}
+
+/// The endpoints served in this process.
+#[derive(Default)]
+pub(crate) struct Health {
+    entries: Mutex<Vec<Entry>>,
+    next: AtomicU64,
+}
+
+impl Health {
+    /// Adds a served component's endpoints; they leave when the guard drops.
+    /// `draining` is set by its shutdown.
+    pub(crate) fn add(
+        self: &Arc<Self>,
+        namespace: &str,
+        component: &str,
+        endpoints: &[&str],
+        lease: watch::Receiver<LeaseState>,
+        registered: bool,
+        draining: Arc<AtomicBool>,
+    ) -> Guard {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        for endpoint in endpoints {
+            entries.push(Entry {
+                id,
+                names: [namespace.to_string(), component.to_string(), endpoint.to_string()],
+                lease: lease.clone(),
+                registered,
+                draining: draining.clone(),
+            });
+        }
+        let this = Arc::downgrade(self);
+        Guard::new(move || {
+            if let Some(this) = this.upgrade() {
+                this.entries.lock().unwrap_or_else(|p| p.into_inner()).retain(|e| e.id != id);
+            }
+        })
+    }
+
+    pub(crate) fn report(&self) -> HealthReport {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let endpoints: Vec<EndpointHealth> = entries
+            .iter()
+            .map(|e| {
+                let lease = *e.lease.borrow();
+                let state = if e.draining.load(Ordering::Relaxed) {
+                    EndpointState::Draining
+                } else if e.registered && !lease.live {
+                    EndpointState::LeaseLost
+                } else {
+                    EndpointState::Serving
+                };
+                let [namespace, component, endpoint] = e.names.clone();
+                EndpointHealth { namespace, component, endpoint, instance: lease.id.to_string(), state }
+            })
+            .collect();
+        HealthReport { healthy: endpoints.iter().all(|e| e.state == EndpointState::Serving), endpoints }
+    }
+}
+
+/// Serves `/metrics`, `/health` and `/live` on `addr` until the engines go.
+pub(crate) async fn start(addr: SocketAddr, engines: Weak<Engines>) -> Result<SocketAddr, Error> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::Config(format!("cannot serve status on {addr} (ROTOR_STATUS_ADDR): {e}")))?;
+    let bound = listener.local_addr().map_err(|e| Error::Config(e.to_string()))?;
+    let (metrics_engines, health_engines) = (engines.clone(), engines.clone());
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let engines = metrics_engines.clone();
+                async move {
+                    let Some(engines) = engines.upgrade() else {
+                        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+                    };
+                    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], engines.metrics.render())
+                        .into_response()
+                }
+            }),
+        )
+        .route(
+            "/health",
+            get(move || {
+                let engines = health_engines.clone();
+                async move {
+                    let Some(engines) = engines.upgrade() else {
+                        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+                    };
+                    let report = engines.health.report();
+                    let status =
+                        if report.healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+                    (status, axum::Json(report)).into_response()
+                }
+            }),
+        )
+        .route("/live", get(|| async { "live" }));
+    tokio::spawn(async move {
+        let closed = async move {
+            // Stops when the engines are gone, checked at a leisurely pace.
+            while engines.strong_count() > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        };
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(closed).await {
+            tracing::warn!(error = %e, "the status server stopped");
+        }
+    });
+    tracing::info!(address = %bound, "status server: /metrics /health /live");
+    Ok(bound)
+}
