@@ -39,6 +39,17 @@ struct Inner {
     responder: Mutex<Option<Box<dyn Respond>>>,
 }
 
+/// What the dispatcher knows of a request when it makes its context.
+pub(crate) struct Parts {
+    pub instance: InstanceId,
+    pub names: [Arc<str>; 3],
+    pub deadline: Option<Instant>,
+    pub cancel: CancellationToken,
+    pub headers: Headers,
+    pub stream: Option<StreamSetup>,
+    pub metrics: EndpointMetrics,
+}
+
 /// Where a streaming endpoint sends its items.
 #[derive(Clone)]
 pub(crate) struct StreamSetup {
@@ -127,16 +138,8 @@ pub(crate) async fn with_trace<F: std::future::Future>(trace: Trace, fut: F) -> 
 }
 
 impl Context {
-    pub(crate) fn new(
-        instance: InstanceId,
-        names: [Arc<str>; 3],
-        deadline: Option<Instant>,
-        cancel: CancellationToken,
-        headers: Headers,
-        stream: Option<StreamSetup>,
-        metrics: EndpointMetrics,
-        responder: Box<dyn Respond>,
-    ) -> Self {
+    pub(crate) fn new(parts: Parts, responder: Box<dyn Respond>) -> Self {
+        let Parts { instance, names, deadline, cancel, headers, stream, metrics } = parts;
         let trace = Trace::from_headers(&headers);
         Context {
             inner: Arc::new(Inner {

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::context::{StreamSetup, with_trace};
+use crate::context::{Parts, StreamSetup, with_trace};
 use crate::discovery::{InstanceRecord, TransportAddress};
 use crate::metrics::EndpointMetrics;
 use crate::transport::{Binding, EndpointSpec, Incoming, ServiceSpec};
@@ -271,16 +271,16 @@ impl<S: Service> Dispatcher<S> {
                     .max(Duration::from_millis(10)),
                 transport: self.transport.clone(),
             });
-            let ctx = Context::new(
+            let parts = Parts {
                 instance,
-                names.clone(),
+                names: names.clone(),
                 deadline,
-                self.cancel.child_token(),
-                message.headers,
+                cancel: self.cancel.child_token(),
+                headers: message.headers,
                 stream,
                 metrics,
-                responder,
-            );
+            };
+            let ctx = Context::new(parts, responder);
             let handler = S::handle(self.service.clone(), endpoint, ctx.clone(), message.payload);
             let span = tracing::info_span!(
                 "rotor.request",
