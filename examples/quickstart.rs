@@ -56,6 +56,13 @@ impl Greeter {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Logs as RUST_LOG says (warnings by default).
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
     // ANCHOR: serve
     // One runtime is one instance (one lease). A second lease in the same
     // process stands in for a second worker process.

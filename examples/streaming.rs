@@ -64,6 +64,13 @@ async fn consume(rt: &Runtime) -> Result<(), Box<dyn std::error::Error>> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Logs as RUST_LOG says (warnings by default).
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
     let rt = Runtime::from_env().await?;
     match std::env::args().nth(1).as_deref() {
         Some("serve") => {
