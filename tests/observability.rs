@@ -145,6 +145,24 @@ async fn metrics_over_http_count_every_request_and_error() {
         sample(&text, "rotor_client_errors_total", &[("component", "absent"), ("kind", "no_instances")]),
         Some(1.0)
     );
+    // The program's own metrics, at each level of the hierarchy.
+    let ns = rt.namespace("test.obs").unwrap();
+    ns.metrics().counter("shop_visits_total", "Visits").unwrap().inc_by(2);
+    let endpoint = ns.component("shop").unwrap().endpoint("buy").unwrap();
+    endpoint.metrics().gauge("shop_queue_length", "Queue").unwrap().set(5);
+    rt.metrics().scope(&[]).counter("process_starts_total", "Starts").unwrap().inc();
+    let text = metrics(addr).await;
+    assert_eq!(sample(&text, "shop_visits_total", &[("namespace", "test.obs")]), Some(2.0));
+    assert_eq!(
+        sample(
+            &text,
+            "shop_queue_length",
+            &[("namespace", "test.obs"), ("component", "shop"), ("endpoint", "buy")]
+        ),
+        Some(5.0)
+    );
+    assert_eq!(sample(&text, "process_starts_total", &[]), Some(1.0));
+
     let (status, live) = get(addr, "/live").await;
     assert_eq!((status, live.as_str()), (200, "live"));
 }

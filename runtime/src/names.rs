@@ -46,6 +46,11 @@ impl Namespace {
         &self.name
     }
 
+    /// Metrics of this namespace: each carries the `namespace` label.
+    pub fn metrics(&self) -> crate::metrics::Scope {
+        self.rt.metrics().scope(&[(crate::metrics::names::NAMESPACE, &self.name)])
+    }
+
     /// A child namespace: `llm` then `prod` gives `llm.prod`.
     pub fn namespace(&self, child: &str) -> Result<Namespace, Error> {
         Namespace::new(self.rt.clone(), &format!("{}.{child}", self.name))
@@ -72,6 +77,12 @@ impl Component {
     /// Its NATS micro service name.
     pub fn service_name(&self) -> String {
         service_name(&self.namespace.name, &self.name)
+    }
+
+    /// Metrics of this component: each carries `namespace` and `component`.
+    pub fn metrics(&self) -> crate::metrics::Scope {
+        use crate::metrics::names::{COMPONENT, NAMESPACE};
+        self.namespace.rt.metrics().scope(&[(NAMESPACE, &self.namespace.name), (COMPONENT, &self.name)])
     }
 
     /// Every registered endpoint instance of this component, read from
@@ -104,6 +115,19 @@ impl Endpoint {
     /// Its component.
     pub fn component(&self) -> &Component {
         &self.component
+    }
+
+    /// Metrics of this endpoint: each carries `namespace`, `component` and
+    /// `endpoint`.
+    pub fn metrics(&self) -> crate::metrics::Scope {
+        use crate::metrics::names::{COMPONENT, ENDPOINT, NAMESPACE};
+        let c = &self.component;
+        let labels = [
+            (NAMESPACE, c.namespace.name.as_str()),
+            (COMPONENT, c.name.as_str()),
+            (ENDPOINT, self.name.as_str()),
+        ];
+        c.namespace.rt.metrics().scope(&labels)
     }
 
     /// The queue-group subject, answered by any instance.

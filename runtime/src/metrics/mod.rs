@@ -22,6 +22,7 @@ use crate::ComponentDescriptor;
 /// Every metric of one process.
 pub struct Metrics {
     root: Registry,
+    scopes: Mutex<HashMap<Vec<(String, String)>, Scope>>,
     children: Mutex<Vec<Registry>>,
     servers: Mutex<HashMap<&'static str, Arc<ServerMetrics>>>,
     clients: Mutex<HashMap<String, Arc<ClientMetrics>>>,
@@ -43,6 +44,7 @@ impl Default for Metrics {
         let nats_service = NatsServiceGauges::new(&root);
         Metrics {
             root,
+            scopes: Mutex::default(),
             children: Mutex::default(),
             servers: Mutex::default(),
             clients: Mutex::default(),
@@ -82,6 +84,17 @@ impl Metrics {
         String::from_utf8(out).expect("the text format is UTF-8")
     }
 
+    /// A registry for the program's own metrics at one level of the
+    /// hierarchy, whose metrics carry `labels` (such as `namespace` and
+    /// `component`); made on first use, then shared.
+    pub fn scope(&self, labels: &[(&str, &str)]) -> Scope {
+        let key: Vec<(String, String)> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        lock(&self.scopes)
+            .entry(key.clone())
+            .or_insert_with(|| Scope { registry: self.child(key.into_iter().collect()) })
+            .clone()
+    }
+
     fn child(&self, labels: HashMap<String, String>) -> Registry {
         let registry = Registry::new_custom(None, Some(labels)).expect("valid constant labels");
         lock(&self.children).push(registry.clone());
@@ -115,6 +128,42 @@ impl Metrics {
                 Arc::new(ClientMetrics::new(&self.child(labels)))
             })
             .clone()
+    }
+}
+
+/// One level of the metrics hierarchy, for a program's own metrics: every
+/// metric made here carries the level's labels and is served on `/metrics`.
+#[derive(Clone)]
+pub struct Scope {
+    registry: Registry,
+}
+
+impl Scope {
+    /// A counter.
+    pub fn counter(&self, name: &str, help: &str) -> Result<IntCounter, prometheus::Error> {
+        let c = IntCounter::new(name, help)?;
+        self.registry.register(Box::new(c.clone()))?;
+        Ok(c)
+    }
+
+    /// A gauge.
+    pub fn gauge(&self, name: &str, help: &str) -> Result<IntGauge, prometheus::Error> {
+        let g = IntGauge::new(name, help)?;
+        self.registry.register(Box::new(g.clone()))?;
+        Ok(g)
+    }
+
+    /// A histogram with Rotor's duration buckets (50 µs to 10 min).
+    pub fn histogram(&self, name: &str, help: &str) -> Result<prometheus::Histogram, prometheus::Error> {
+        let opts = HistogramOpts::new(name, help).buckets(names::DURATION_BUCKETS.to_vec());
+        let h = prometheus::Histogram::with_opts(opts)?;
+        self.registry.register(Box::new(h.clone()))?;
+        Ok(h)
+    }
+
+    /// The registry itself, for any other collector.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 }
 
