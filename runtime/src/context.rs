@@ -80,8 +80,9 @@ pub(crate) struct Trace {
     pub span_id: String,
 }
 
+/// `bytes` random bytes (8 or 16) in hex.
 fn random_hex(bytes: usize) -> String {
-    (0..bytes).map(|_| format!("{:02x}", fastrand::u8(..))).collect()
+    if bytes > 8 { format!("{:032x}", fastrand::u128(..)) } else { format!("{:016x}", fastrand::u64(..)) }
 }
 
 impl Trace {

@@ -167,6 +167,17 @@ impl Scope {
     }
 }
 
+/// The sum of a counter family over every series of one endpoint.
+fn sum_for_endpoint(family: &IntCounterVec, endpoint: &str) -> u64 {
+    family
+        .collect()
+        .iter()
+        .flat_map(|f| f.get_metric())
+        .filter(|m| m.get_label().iter().any(|l| l.name() == names::ENDPOINT && l.value() == endpoint))
+        .map(|m| m.get_counter().get_value() as u64)
+        .sum()
+}
+
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     register(registry, IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
 }
@@ -288,15 +299,7 @@ impl EndpointMetrics {
     }
 
     fn errors_total(&self) -> u64 {
-        let mut total = 0;
-        for family in self.errors.collect() {
-            for m in family.get_metric() {
-                if m.get_label().iter().any(|l| l.name() == names::ENDPOINT && l.value() == &*self.endpoint) {
-                    total += m.get_counter().get_value() as u64;
-                }
-            }
-        }
-        total
+        sum_for_endpoint(&self.errors, &self.endpoint)
     }
 
     pub(crate) fn data(&self, extra: Option<serde_json::Value>) -> EndpointData {
@@ -369,15 +372,7 @@ impl ClientEndpointMetrics {
     }
 
     pub(crate) fn errors_total(&self) -> u64 {
-        let mut total = 0;
-        for family in self.errors.collect() {
-            for m in family.get_metric() {
-                if m.get_label().iter().any(|l| l.name() == names::ENDPOINT && l.value() == &*self.endpoint) {
-                    total += m.get_counter().get_value() as u64;
-                }
-            }
-        }
-        total
+        sum_for_endpoint(&self.errors, &self.endpoint)
     }
 }
 

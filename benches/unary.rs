@@ -1,0 +1,175 @@
+//! Unary round trips on a nats-server (and etcd) that the benchmark starts
+//! itself: Rotor's typed client against raw async-nats request/reply and
+//! the async-nats service API, side by side in one run, interleaved.
+//!
+//! Rows: sequential calls with 64-byte, 1 KiB and 64 KiB payloads (p50,
+//! p99, calls/s), and 64 calls in flight (calls/s). Ratios are Rotor/raw.
+//!
+//! `cargo bench --bench unary` (add `-- --quick` for fewer calls).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use async_nats::service::ServiceExt;
+use bytes::Bytes;
+use futures::StreamExt;
+use support::Servers;
+
+#[derive(Debug, serde::Serialize, serde::Deserialize, thiserror::Error)]
+#[error("never")]
+struct Never;
+
+struct Echo;
+
+#[rotor::component(namespace = "bench.unary")]
+impl Echo {
+    #[endpoint]
+    async fn echo(&self, data: String) -> Result<String, Never> {
+        Ok(data)
+    }
+}
+
+struct Figures {
+    p50: Duration,
+    p99: Duration,
+    per_sec: f64,
+}
+
+async fn sequential<F, Fut>(calls: usize, mut call: F) -> Figures
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for _ in 0..calls / 10 {
+        call().await;
+    }
+    let mut samples = Vec::with_capacity(calls);
+    let start = Instant::now();
+    for _ in 0..calls {
+        let t = Instant::now();
+        call().await;
+        samples.push(t.elapsed());
+    }
+    let total = start.elapsed();
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
+    Figures { p50: at(0.5), p99: at(0.99), per_sec: calls as f64 / total.as_secs_f64() }
+}
+
+async fn in_flight<F, Fut>(calls: usize, window: usize, call: F) -> f64
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let start = Instant::now();
+    futures::stream::iter(0..calls).for_each_concurrent(window, |_| call()).await;
+    calls as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Raw request/reply: a plain subscriber echoes the payload back.
+async fn raw_responder(url: &str) {
+    let client = async_nats::connect(url).await.unwrap();
+    let mut sub = client.subscribe("raw.echo").await.unwrap();
+    tokio::spawn(async move {
+        while let Some(m) = sub.next().await {
+            let client = client.clone();
+            tokio::spawn(async move {
+                client.publish(m.reply.unwrap(), m.payload).await.unwrap();
+            });
+        }
+    });
+}
+
+/// The async-nats service API: an endpoint that echoes.
+async fn service_responder(url: &str) {
+    let client = async_nats::connect(url).await.unwrap();
+    let service = client.service_builder().start("svc_echo", "1.0.0").await.unwrap();
+    let mut endpoint = service.endpoint("echo").await.unwrap();
+    tokio::spawn(async move {
+        let _service = service;
+        while let Some(request) = endpoint.next().await {
+            tokio::spawn(async move {
+                let payload = request.message.payload.clone();
+                request.respond(Ok(payload)).await.unwrap();
+            });
+        }
+    });
+}
+
+fn row(name: &str, f: &Figures) {
+    println!("  {name:<28} {:>10.1?} {:>10.1?} {:>10.0}", f.p50, f.p99, f.per_sec);
+}
+
+#[tokio::main]
+async fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let calls = if quick { 2_000 } else { 20_000 };
+    let servers = Servers::start();
+    let url = servers.nats.url();
+    let rt = servers.runtime().await;
+    let _server = rt.serve(Echo).await.unwrap();
+    let client = Echo::client(&rt).await.unwrap();
+    client.core().wait_for_instances().await.unwrap();
+    raw_responder(&url).await;
+    service_responder(&url).await;
+    let nats = async_nats::connect(&url).await.unwrap();
+    nats.flush().await.unwrap();
+
+    for size in [64usize, 1024, 64 * 1024] {
+        // A JSON string of `size` bytes, and the same bytes raw.
+        let text = "x".repeat(size - 2);
+        let raw = Bytes::from(vec![b'x'; size]);
+        let n = if size > 4096 { calls / 4 } else { calls };
+        let rotor = sequential(n, || {
+            let (client, text) = (client.clone(), text.clone());
+            async move {
+                client.echo(text).await.unwrap();
+            }
+        })
+        .await;
+        let raw_f = sequential(n, || {
+            let (nats, raw) = (nats.clone(), raw.clone());
+            async move {
+                nats.request("raw.echo", raw).await.unwrap();
+            }
+        })
+        .await;
+        let svc = sequential(n, || {
+            let (nats, raw) = (nats.clone(), raw.clone());
+            async move {
+                nats.request("echo", raw).await.unwrap();
+            }
+        })
+        .await;
+        println!("unary, {size}-byte payload, sequential, {n} calls:      p50        p99    calls/s");
+        row("rotor typed client", &rotor);
+        row("raw async-nats request", &raw_f);
+        row("async-nats service API", &svc);
+        println!(
+            "  ratio rotor/raw: p50 {:.2}x, p99 {:.2}x, calls/s {:.2}x",
+            rotor.p50.as_secs_f64() / raw_f.p50.as_secs_f64(),
+            rotor.p99.as_secs_f64() / raw_f.p99.as_secs_f64(),
+            rotor.per_sec / raw_f.per_sec
+        );
+    }
+
+    let text = "x".repeat(62);
+    let raw = Bytes::from(vec![b'x'; 64]);
+    let rotor = in_flight(calls * 2, 64, || {
+        let (client, text) = (client.clone(), text.clone());
+        async move {
+            client.echo(text).await.unwrap();
+        }
+    })
+    .await;
+    let raw_f = in_flight(calls * 2, 64, || {
+        let (nats, raw) = (nats.clone(), raw.clone());
+        async move {
+            nats.request("raw.echo", raw).await.unwrap();
+        }
+    })
+    .await;
+    println!("unary, 64-byte payload, 64 in flight, {} calls: rotor {rotor:.0} calls/s, raw {raw_f:.0} calls/s, ratio {:.2}x", calls * 2, rotor / raw_f);
+}
