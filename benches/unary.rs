@@ -171,5 +171,9 @@ async fn main() {
         }
     })
     .await;
-    println!("unary, 64-byte payload, 64 in flight, {} calls: rotor {rotor:.0} calls/s, raw {raw_f:.0} calls/s, ratio {:.2}x", calls * 2, rotor / raw_f);
+    println!(
+        "unary, 64-byte payload, 64 in flight, {} calls: rotor {rotor:.0} calls/s, raw {raw_f:.0} calls/s, ratio {:.2}x",
+        calls * 2,
+        rotor / raw_f
+    );
 }

@@ -409,6 +409,41 @@ async fn malformed_payloads_and_oversize_requests_over_nats() {
     assert_eq!(client.say("still serving".into()).await.unwrap().text, "still serving");
 }
 
+#[derive(Debug, Serialize, Deserialize)]
+enum Position {
+    On,
+    Off,
+}
+
+struct Switch;
+
+#[rotor::component(namespace = "test.dist")]
+impl Switch {
+    #[endpoint]
+    async fn flip(&self, to: Position) -> Result<Position, EchoError> {
+        Ok(match to {
+            Position::On => Position::Off,
+            Position::Off => Position::On,
+        })
+    }
+}
+
+/// serde quotes the unknown variant in its message, carriage return
+/// included; the message goes into a header, which must stay one line.
+#[tokio::test]
+async fn an_error_message_with_control_characters_still_makes_a_reply() {
+    let servers = Servers::start();
+    let rt = servers.runtime().await;
+    let _server = rt.serve(Switch).await.unwrap();
+    let raw = rt.namespace("test.dist").unwrap().component("switch").unwrap().endpoint("flip").unwrap();
+    let client = raw.client().await.unwrap().with_timeout(Duration::from_secs(5));
+    let (reply, _) = client.call_raw(0, Bytes::from_static(b"\"a\\rb\"")).await.unwrap();
+    assert_eq!(reply.error_kind(), Some(ErrorKind::Decode));
+    let message = reply.headers.get("Nats-Service-Error").unwrap();
+    assert!(message.contains("unknown variant") && !message.contains('\r'), "{message:?}");
+    assert!(matches!(Switch::client(&rt).await.unwrap().flip(Position::On).await.unwrap(), Position::Off));
+}
+
 #[tokio::test]
 async fn nats_token_authentication() {
     let nats = Nats::start_with_token("s3cret");

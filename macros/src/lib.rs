@@ -19,7 +19,7 @@ use quote::quote;
 
 /// Turns an inherent `impl` block into a Rotor component.
 ///
-/// ```ignore
+/// ```text
 /// #[rotor::component(namespace = "llm", name = "tokenizer", labels(model = "llama"))]
 /// impl Tokenizer {
 ///     #[endpoint]

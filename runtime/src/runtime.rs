@@ -341,7 +341,7 @@ impl RuntimeBuilder {
 
     /// Interval of stream heartbeats and keep-alives.
     pub fn stream_heartbeat(mut self, interval: Duration) -> Self {
-        self.config.stream_heartbeat = interval;
+        self.config.stream_heartbeat = crate::stream::clamp_heartbeat(interval);
         self
     }
 

@@ -15,7 +15,7 @@ use tracing::Instrument;
 use crate::context::{Parts, StreamSetup, with_trace};
 use crate::discovery::{InstanceRecord, TransportAddress};
 use crate::metrics::EndpointMetrics;
-use crate::transport::{Binding, EndpointSpec, Incoming, ServiceSpec};
+use crate::transport::{EndpointSpec, Incoming, ServiceSpec};
 use crate::wire::{ErrorKind, Message, header};
 use crate::{Context, Error, Guard, InstanceId, Runtime, Service, names};
 
@@ -32,9 +32,9 @@ pub struct ServeHandle<S> {
     registrations: Vec<Guard>,
     binding: Option<Guard>,
     _claim: Guard,
-    dispatcher: Option<JoinHandle<()>>,
     _health: Guard,
     draining: Arc<std::sync::atomic::AtomicBool>,
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
     scraper: Option<JoinHandle<()>>,
     tracker: TaskTracker,
     cancel: CancellationToken,
@@ -63,7 +63,7 @@ impl<S: Service> ServeHandle<S> {
 
     /// Requests being handled right now.
     pub fn in_flight(&self) -> usize {
-        self.tracker.len()
+        self.in_flight.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Leaves discovery, stops taking requests, and waits for the accepted
@@ -73,14 +73,10 @@ impl<S: Service> ServeHandle<S> {
         self.registrations.clear();
         self.binding.take();
         let drain = self.rt.config().drain_timeout;
-        let deadline = tokio::time::Instant::now() + drain;
-        let mut drained = true;
-        if let Some(dispatcher) = self.dispatcher.take() {
-            // Ends once every accepted request has been handed to a task.
-            drained = tokio::time::timeout_at(deadline, dispatcher).await.is_ok();
-        }
         self.tracker.close();
-        drained &= tokio::time::timeout_at(deadline, self.tracker.wait()).await.is_ok();
+        // Waits for the transport to let go of the dispatcher (everything it
+        // received is handed over) and for every handler.
+        let drained = tokio::time::timeout(drain, self.tracker.wait()).await.is_ok();
         if !drained {
             tracing::warn!(service = S::DESCRIPTOR.service, instance = %self.instance, ?drain,
                 remaining = self.tracker.len(), "drain timeout passed; cancelling the remaining requests");
@@ -148,9 +144,32 @@ pub(crate) async fn serve<S: Service>(rt: &Runtime, service: Arc<S>) -> Result<S
             .collect(),
         stats,
     };
+    let tracker = TaskTracker::new();
+    let cancel = CancellationToken::new();
+    let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let dispatcher = Arc::new(Dispatcher {
+        service: service.clone(),
+        lease: rt.lease_changes(),
+        names: desc
+            .endpoints
+            .iter()
+            .map(|ep| [desc.namespace.into(), desc.name.into(), ep.name.into()])
+            .collect(),
+        tracker: tracker.clone(),
+        // Keeps the tracker from counting as drained while the transport
+        // can still dispatch: it goes with the last copy of the closure.
+        _listening: tracker.token(),
+        cancel: cancel.clone(),
+        transport: engines.transport.clone(),
+        metrics,
+        span: tracing::info_span!("serve", namespace = desc.namespace, component = desc.name, instance = %instance),
+        in_flight: in_flight.clone(),
+    });
+    let dispatch: crate::transport::Dispatch = Arc::new(move |incoming| dispatcher.dispatch(incoming));
+
     // Listen first, register second: a client must never find an instance
     // that cannot answer yet.
-    let Binding { incoming, guard } = engines.transport.bind(spec.clone()).await?;
+    let guard = engines.transport.bind(spec.clone(), dispatch).await?;
 
     let mut registrations = Vec::new();
     if let Some(lease) = lease {
@@ -165,25 +184,6 @@ pub(crate) async fn serve<S: Service>(rt: &Runtime, service: Arc<S>) -> Result<S
             registrations.push(lease.register(record).await?);
         }
     }
-
-    let tracker = TaskTracker::new();
-    let cancel = CancellationToken::new();
-    let dispatcher = Dispatcher {
-        service: service.clone(),
-        lease: rt.lease_changes(),
-        names: desc
-            .endpoints
-            .iter()
-            .map(|ep| [desc.namespace.into(), desc.name.into(), ep.name.into()])
-            .collect(),
-        tracker: tracker.clone(),
-        cancel: cancel.clone(),
-        transport: engines.transport.clone(),
-        metrics,
-    };
-    let span =
-        tracing::info_span!("serve", namespace = desc.namespace, component = desc.name, instance = %instance);
-    let dispatcher = tokio::spawn(dispatcher.run(incoming).instrument(span));
     tracing::info!(namespace = desc.namespace, component = desc.name, instance = %instance,
         endpoints = desc.endpoints.len(), "serving");
 
@@ -205,7 +205,7 @@ pub(crate) async fn serve<S: Service>(rt: &Runtime, service: Arc<S>) -> Result<S
                 tick.tick().await;
                 let wait = (interval / 2).min(Duration::from_secs(1));
                 match rt.transport().scrape_stats(desc.service.to_string(), wait).await {
-                    Ok(stats) => rt.metrics().nats_service.record(&stats),
+                    Ok(stats) => rt.metrics().nats_service.record(desc.service, &stats),
                     Err(e) => tracing::debug!(error = %e, "$SRV.STATS scrape failed"),
                 }
             }
@@ -213,6 +213,7 @@ pub(crate) async fn serve<S: Service>(rt: &Runtime, service: Arc<S>) -> Result<S
     });
 
     Ok(ServeHandle {
+        in_flight,
         _health: health,
         draining,
         scraper,
@@ -221,7 +222,6 @@ pub(crate) async fn serve<S: Service>(rt: &Runtime, service: Arc<S>) -> Result<S
         registrations,
         binding: Some(guard),
         _claim: claim,
-        dispatcher: Some(dispatcher),
         tracker,
         cancel,
         rt: rt.clone(),
@@ -234,18 +234,23 @@ struct Dispatcher<S> {
     lease: tokio::sync::watch::Receiver<crate::discovery::LeaseState>,
     names: Vec<[Arc<str>; 3]>,
     tracker: TaskTracker,
+    _listening: tokio_util::task::task_tracker::TaskTrackerToken,
     cancel: CancellationToken,
     transport: Arc<dyn crate::transport::Transport>,
     metrics: Arc<[EndpointMetrics]>,
+    span: tracing::Span,
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl<S: Service> Dispatcher<S> {
-    async fn run(self, mut incoming: tokio::sync::mpsc::Receiver<Incoming>) {
-        while let Some(Incoming { endpoint, message, responder }) = incoming.recv().await {
+    /// Starts a task for one request.
+    fn dispatch(&self, incoming: Incoming) {
+        let Incoming { endpoint, message, responder } = incoming;
+        {
             let Some(names) = self.names.get(endpoint) else {
                 let reply = Message::error(ErrorKind::UnknownEndpoint, "no such endpoint");
                 tokio::spawn(responder.respond(reply));
-                continue;
+                return;
             };
             let arrived = Instant::now();
             let metrics = self.metrics[endpoint].clone();
@@ -262,13 +267,14 @@ impl<S: Service> Dispatcher<S> {
                 inbox: inbox.to_string(),
                 window: window.0.clamp(1, u64::from(u32::MAX)) as u32,
                 window_bytes: window.1.max(1),
-                heartbeat: message
-                    .headers
-                    .get(header::STREAM_HEARTBEAT_MS)
-                    .and_then(|h| h.parse().ok())
-                    .map(Duration::from_millis)
-                    .unwrap_or(crate::stream::DEFAULT_HEARTBEAT)
-                    .max(Duration::from_millis(10)),
+                heartbeat: crate::stream::clamp_heartbeat(
+                    message
+                        .headers
+                        .get(header::STREAM_HEARTBEAT_MS)
+                        .and_then(|h| h.parse().ok())
+                        .map(Duration::from_millis)
+                        .unwrap_or(crate::stream::DEFAULT_HEARTBEAT),
+                ),
                 transport: self.transport.clone(),
             });
             let parts = Parts {
@@ -283,6 +289,7 @@ impl<S: Service> Dispatcher<S> {
             let ctx = Context::new(parts, responder);
             let handler = S::handle(self.service.clone(), endpoint, ctx.clone(), message.payload);
             let span = tracing::info_span!(
+                parent: &self.span,
                 "rotor.request",
                 namespace = ctx.namespace(),
                 component = ctx.component(),
@@ -292,6 +299,8 @@ impl<S: Service> Dispatcher<S> {
                 trace_id = ctx.trace_id(),
             );
             let transport = self.transport.clone();
+            let in_flight = self.in_flight.clone();
+            in_flight.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let work = async move {
                 let reply = with_trace(ctx.trace().clone(), run_handler(handler, &ctx)).await;
                 let metrics = ctx.metrics();
@@ -308,6 +317,7 @@ impl<S: Service> Dispatcher<S> {
                     metrics.response_bytes.inc_by(reply.payload.len() as u64);
                 }
                 finish(&ctx, reply, &*transport).await;
+                in_flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
             };
             self.tracker.spawn(work.instrument(span));
         }
@@ -318,14 +328,15 @@ impl<S: Service> Dispatcher<S> {
 /// accepted, as the stream's last message.
 async fn finish(ctx: &Context, mut reply: Message, transport: &dyn crate::transport::Transport) {
     let max_payload = transport.max_payload();
+    reply.headers.insert(header::INSTANCE, ctx.instance_id().to_string());
     if reply.size() > max_payload {
         let text = format!(
             "the response is {} bytes, over the transport's limit of {max_payload} bytes (max_payload)",
             reply.size()
         );
         reply = Message::error(ErrorKind::Oversize, &text);
+        reply.headers.insert(header::INSTANCE, ctx.instance_id().to_string());
     }
-    reply.headers.insert(header::INSTANCE, ctx.instance_id().to_string());
     match ctx.take_responder() {
         Some(responder) => {
             if let Err(e) = responder.respond(reply).await {

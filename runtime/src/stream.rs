@@ -54,6 +54,13 @@ fn item_message(seq: u64, item: &[u8]) -> Message {
     Message { headers: crate::wire::Headers::new(), payload: payload.into() }
 }
 
+/// Heartbeat intervals are kept between 10 ms (a tighter one would have a
+/// stream fail between two beats) and 60 s (a looser one would let a dead
+/// peer's work run for ever).
+pub(crate) fn clamp_heartbeat(interval: Duration) -> Duration {
+    interval.clamp(Duration::from_millis(10), Duration::from_secs(60))
+}
+
 /// What a streaming handler returns after it sent its own end.
 pub(crate) fn done() -> Message {
     let mut m = Message::ok(Bytes::new());
@@ -110,7 +117,12 @@ where
     if let Some(kind) = end.as_ref().and_then(Message::error_kind) {
         ctx.metrics().error(kind.as_str());
     }
-    if let Some(last) = end {
+    if let Some(mut last) = end {
+        if last.size() > transport.max_payload() {
+            // An error too large to send (a huge application error): say so instead.
+            let text = "the stream's final error is larger than max_payload";
+            last = stream_message("end", seq_of(&last), Message::error(ErrorKind::Oversize, text));
+        }
         let _ = transport.publish(setup.inbox.clone(), last).await;
     }
     done()
@@ -124,6 +136,10 @@ fn app_error<E>(e: &E, describe: fn(&E) -> String, encode_err: Encode<E>) -> Mes
             Message::error(ErrorKind::Internal, &format!("could not encode the error `{text}`: {err}"))
         }
     }
+}
+
+fn seq_of(message: &Message) -> u64 {
+    message.stream_seq().unwrap_or(0)
 }
 
 /// `"<items> <bytes>"`, as in the window and credit headers.
@@ -148,7 +164,10 @@ where
 {
     let transport = &setup.transport;
     let limit = transport.max_payload();
-    let (mut credit, mut credit_bytes) = (u64::from(setup.window), setup.window_bytes);
+    // Byte credit may go below zero: an item larger than what is left is
+    // still sent whole, and the overshoot is paid back before the next.
+    let (mut credit, mut credit_bytes) =
+        (u64::from(setup.window), setup.window_bytes.min(i64::MAX as u64) as i64);
     let mut seq = 0u64;
     let mut heard_from_caller = Instant::now();
     let silence_limit = setup.heartbeat * MISSED_BEATS;
@@ -164,7 +183,7 @@ where
                     Some("credit") => {
                         let (items, bytes) = msg.headers.get(header::STREAM_CREDIT).and_then(parse_pair).unwrap_or((0, 0));
                         credit = credit.saturating_add(items);
-                        credit_bytes = credit_bytes.saturating_add(bytes);
+                        credit_bytes = credit_bytes.saturating_add(bytes.min(i64::MAX as u64) as i64);
                     }
                     Some("cancel") => {
                         ctx.cancel_token().cancel();
@@ -205,8 +224,8 @@ where
                     ctx.metrics().response_bytes.inc_by(size);
                     seq += 1;
                     credit -= 1;
-                    credit_bytes = credit_bytes.saturating_sub(size);
-                    if credit == 0 || credit_bytes == 0 {
+                    credit_bytes = credit_bytes.saturating_sub(size as i64);
+                    if credit == 0 || credit_bytes <= 0 {
                         break;
                     }
                     match stream.next().now_or_never() {
@@ -235,7 +254,10 @@ type Next<T, E> = Poll<Option<Result<T, CallError<E>>>>;
 enum Control {
     /// Items and bytes consumed since the last grant.
     Credit(u64, u64),
+    /// The stream ended as the server meant it to: nothing more to say.
     Finished,
+    /// The caller gave up on the stream: tell the server to stop.
+    Cancel,
 }
 
 /// A typed stream of responses from a streaming endpoint: items in order,
@@ -283,7 +305,8 @@ pub(crate) struct Opened {
 }
 
 impl<T, E> ResponseStream<T, E> {
-    pub(crate) fn new(opened: Opened, decode: Decode<T>, decode_err: Decode<E>) -> Self {
+    pub(crate) fn new(mut opened: Opened, decode: Decode<T>, decode_err: Decode<E>) -> Self {
+        opened.heartbeat = clamp_heartbeat(opened.heartbeat);
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(control_task(opened.transport, opened.control, rx, opened.heartbeat));
         ResponseStream {
@@ -320,7 +343,9 @@ impl<T, E> ResponseStream<T, E> {
     }
 
     fn fail(&mut self, error: TransportError) -> Next<T, E> {
-        self.finish();
+        // The server may still be producing: stop it.
+        self.done = true;
+        let _ = self.control.send(Control::Cancel);
         Poll::Ready(Some(Err(CallError::Transport(error))))
     }
 
@@ -479,7 +504,7 @@ async fn control_task(
                     let _ = transport.publish(control.clone(), m).await;
                 }
                 Some(Control::Finished) => return,
-                None => {
+                Some(Control::Cancel) | None => {
                     let _ = transport.publish(control.clone(), message("cancel")).await;
                     return;
                 }

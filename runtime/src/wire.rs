@@ -233,12 +233,19 @@ impl Message {
 
     /// Size on the wire, for limits: payload plus headers.
     pub fn size(&self) -> usize {
-        self.payload.len() + self.headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum::<usize>()
+        let headers: usize = self.headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
+        // `NATS/1.0\r\n` before the headers and `\r\n` after them.
+        let framing = if self.headers.is_empty() { 0 } else { 12 };
+        self.payload.len() + headers + framing
     }
 }
 
 /// Header values are single lines; keep the first line of long messages.
+/// Header values are single lines without control characters (a `\r` in a
+/// header would break the NATS framing, and error texts can echo user
+/// input): the first line, control characters as spaces, at most 1024
+/// characters.
 fn one_line(s: &str) -> String {
     let line = s.lines().next().unwrap_or("");
-    line.chars().take(1024).collect()
+    line.chars().take(1024).map(|c| if c.is_control() { ' ' } else { c }).collect()
 }

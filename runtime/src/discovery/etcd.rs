@@ -152,6 +152,7 @@ impl Discovery for EtcdDiscovery {
                 ttl: self.ttl,
                 state,
                 registrations: Mutex::default(),
+                ops: tokio::sync::Mutex::new(()),
                 next: AtomicU64::new(0),
             });
             let keeper = tokio::spawn(keep(Arc::downgrade(&inner)));
@@ -267,6 +268,10 @@ struct LeaseInner {
     /// What to write again under a new lease, by registration number.
     registrations: Mutex<HashMap<u64, InstanceRecord>>,
     next: AtomicU64,
+    /// Serializes registering, deregistering and renewing, so that none of
+    /// them sees the others half done (a key written under a lease that is
+    /// being replaced, or deleted under the old id while renewed under the new).
+    ops: tokio::sync::Mutex<()>,
 }
 
 impl LeaseInner {
@@ -290,18 +295,29 @@ impl Lease for EtcdLease {
 
     fn register(&self, mut record: InstanceRecord) -> BoxFuture<'_, Result<Guard, Error>> {
         Box::pin(async move {
+            let _ops = self.inner.ops.lock().await;
             record.instance_id = self.inner.id();
-            put_create(&self.inner.client, &record).await?;
+            // Remembered before the write: a write that lands after a
+            // timeout is still renewed and deleted like any other.
             let number = self.inner.next.fetch_add(1, Ordering::Relaxed);
-            self.inner.registrations().insert(number, record);
+            self.inner.registrations().insert(number, record.clone());
+            if let Err(e) = put_create(&self.inner.client, &record).await {
+                self.inner.registrations().remove(&number);
+                if !matches!(e, Error::AlreadyRegistered { .. }) {
+                    // It may have landed all the same.
+                    let _ = timed("delete", self.inner.client.clone().delete(key_of(&record), None)).await;
+                }
+                return Err(e);
+            }
             let inner = Arc::downgrade(&self.inner);
             let runtime = tokio::runtime::Handle::try_current().ok();
             Ok(Guard::new(move || {
-                let Some(inner) = inner.upgrade() else { return };
-                let Some(record) = inner.registrations().remove(&number) else { return };
-                let (Some(runtime), mut client) = (runtime, inner.client.clone()) else { return };
+                let (Some(inner), Some(runtime)) = (inner.upgrade(), runtime) else { return };
                 runtime.spawn(async move {
-                    if let Err(e) = timed("delete", client.delete(key_of(&record), None)).await {
+                    let _ops = inner.ops.lock().await;
+                    let Some(record) = inner.registrations().remove(&number) else { return };
+                    if let Err(e) = timed("delete", inner.client.clone().delete(key_of(&record), None)).await
+                    {
                         tracing::warn!(error = %e, "could not delete a registration; it goes with the lease");
                     }
                 });
@@ -365,6 +381,7 @@ async fn keep(inner: std::sync::Weak<LeaseInner>) {
 
 /// Takes a new lease and writes every registration under it.
 async fn renew(lease: &LeaseInner) -> Result<usize, Error> {
+    let _ops = lease.ops.lock().await;
     let new = grant(&lease.client, lease.ttl).await?;
     let records: Vec<(u64, InstanceRecord)> = lease
         .registrations()
@@ -372,14 +389,15 @@ async fn renew(lease: &LeaseInner) -> Result<usize, Error> {
         .map(|(n, r)| (*n, InstanceRecord { instance_id: new, ..r.clone() }))
         .collect();
     for (_, record) in &records {
-        put_create(&lease.client, record).await?;
+        if let Err(e) = put_create(&lease.client, record).await {
+            // Start again from scratch next time; this lease takes its keys along.
+            let _ = timed("lease revoke", lease.client.clone().lease_revoke(new.0)).await;
+            return Err(e);
+        }
     }
     let mut registrations = lease.registrations();
-    for (number, record) in &records {
-        // A registration dropped meanwhile stays dropped.
-        if let Some(slot) = registrations.get_mut(number) {
-            *slot = record.clone();
-        }
+    for (number, record) in records.iter() {
+        registrations.insert(*number, record.clone());
     }
     drop(registrations);
     lease.state.send_replace(LeaseState { id: new, live: true });

@@ -381,6 +381,9 @@ pub(crate) struct NatsServiceGauges {
     pub requests: GaugeVec,
     pub errors: GaugeVec,
     pub average_seconds: GaugeVec,
+    /// The `[service_id, endpoint]` label sets last recorded, by service, so
+    /// that instances that are gone stop being reported.
+    recorded: Mutex<HashMap<String, Vec<[String; 2]>>>,
 }
 
 impl NatsServiceGauges {
@@ -396,16 +399,30 @@ impl NatsServiceGauges {
                 names::NATS_SERVICE_AVERAGE_PROCESSING_SECONDS,
                 "Average processing time, from $SRV.STATS",
             ),
+            recorded: Mutex::default(),
         }
     }
 
-    pub(crate) fn record(&self, stats: &[crate::ServiceStats]) {
-        for service in stats {
-            for ep in &service.endpoints {
-                let l = &[service.name.as_str(), service.id.as_str(), ep.name.as_str()];
+    /// Sets the gauges of `service` from one scrape, dropping the series of
+    /// instances that no longer replied.
+    pub(crate) fn record(&self, service: &str, stats: &[crate::ServiceStats]) {
+        let mut now = Vec::new();
+        for s in stats {
+            for ep in &s.endpoints {
+                let l = &[service, s.id.as_str(), ep.name.as_str()];
                 self.requests.with_label_values(l).set(ep.num_requests as f64);
                 self.errors.with_label_values(l).set(ep.num_errors as f64);
                 self.average_seconds.with_label_values(l).set(ep.average_processing_time as f64 / 1e9);
+                now.push([s.id.clone(), ep.name.clone()]);
+            }
+        }
+        let mut recorded = lock(&self.recorded);
+        for [id, endpoint] in recorded.insert(service.to_string(), now.clone()).unwrap_or_default() {
+            if !now.contains(&[id.clone(), endpoint.clone()]) {
+                let l = &[service, id.as_str(), endpoint.as_str()];
+                for gauge in [&self.requests, &self.errors, &self.average_seconds] {
+                    let _ = gauge.remove_label_values(l);
+                }
             }
         }
     }

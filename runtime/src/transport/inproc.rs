@@ -10,7 +10,7 @@ use futures::future::{self, BoxFuture};
 use futures::stream::BoxStream;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Binding, Incoming, Respond, ServiceSpec, Transport};
+use super::{Dispatch, Incoming, Respond, ServiceSpec, Transport};
 use crate::stats::{EndpointStats, ServiceStats};
 use crate::wire::{Message, header};
 use crate::{Error, Guard, TransportError};
@@ -18,9 +18,6 @@ use crate::{Error, Guard, TransportError};
 /// NATS's default `max_payload`; the embedded mode enforces the same limit
 /// so that code tested here does not fail for the first time on a server.
 pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
-
-/// How many accepted requests may wait for a served component's dispatcher.
-const QUEUE_DEPTH: usize = 1024;
 
 /// Requests and replies through channels inside this process, with NATS's
 /// semantics: queue groups, "no responders", a payload limit.
@@ -54,7 +51,7 @@ type Inbox = (u64, mpsc::UnboundedSender<Message>);
 struct Subscriber {
     id: u64,
     endpoint: usize,
-    tx: mpsc::Sender<Incoming>,
+    dispatch: Dispatch,
     stats: Arc<Mutex<ServiceStats>>,
     /// This subject's entry in `stats.endpoints`.
     slot: usize,
@@ -131,8 +128,7 @@ impl Respond for Reply {
 }
 
 impl Transport for InProcess {
-    fn bind(&self, spec: ServiceSpec) -> BoxFuture<'_, Result<Binding, Error>> {
-        let (tx, incoming) = mpsc::channel(QUEUE_DEPTH);
+    fn bind(&self, spec: ServiceSpec, dispatch: Dispatch) -> BoxFuture<'_, Result<Guard, Error>> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let prefix = format!("{}.", spec.name);
         let started = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
@@ -158,7 +154,7 @@ impl Transport for InProcess {
                 });
                 let slot = service.endpoints.len() - 1;
                 numbers.push(endpoint);
-                let sub = Subscriber { id, endpoint, tx: tx.clone(), stats: stats.clone(), slot };
+                let sub = Subscriber { id, endpoint, dispatch: dispatch.clone(), stats: stats.clone(), slot };
                 subjects.entry(subject.clone()).or_default().push(sub);
                 bound.push(subject.clone());
             }
@@ -183,7 +179,7 @@ impl Transport for InProcess {
                 .unwrap_or_else(|p| p.into_inner())
                 .retain(|s| !Arc::ptr_eq(&s.stats, &stats));
         });
-        Box::pin(future::ready(Ok(Binding { incoming, guard })))
+        Box::pin(future::ready(Ok(guard)))
     }
 
     fn request(
@@ -210,13 +206,11 @@ impl Transport for InProcess {
                 slot: sub.slot,
                 started: Instant::now(),
             });
-            let incoming = Incoming { endpoint: sub.endpoint, message, responder };
+            (sub.dispatch)(Incoming { endpoint: sub.endpoint, message, responder });
+            // Dropped now: a served component that is shutting down must not
+            // wait for this request to finish before it stops listening.
+            drop(sub);
             let exchange = async {
-                // Only this send holds the sender: a served component that is
-                // shutting down must not wait for this request to finish.
-                let tx = sub.tx;
-                tx.send(incoming).await.map_err(|_| no_responders())?;
-                drop(tx);
                 // A dropped responder means the instance went away with the
                 // request unanswered, which NATS reports as no responders.
                 reply_rx.await.map_err(|_| no_responders())

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-use tokio::sync::mpsc;
 
 pub use inproc::InProcess;
 pub use nats::Nats;
@@ -74,19 +73,17 @@ pub trait Respond: Send + 'static {
     fn respond(self: Box<Self>, reply: Message) -> BoxFuture<'static, Result<(), TransportError>>;
 }
 
-/// A live subscription: requests arrive on `incoming` until `guard` is
-/// dropped; requests accepted before that are still delivered.
-pub struct Binding {
-    /// The requests.
-    pub incoming: mpsc::Receiver<Incoming>,
-    /// Unsubscribes when dropped.
-    pub guard: Guard,
-}
+/// Takes each request as the transport receives it. It is called on the
+/// transport's own task, so it must return at once (it hands the request to
+/// a task of its own). The transport drops it when it stops listening.
+pub type Dispatch = Arc<dyn Fn(Incoming) + Send + Sync>;
 
 /// Moves requests and replies.
 pub trait Transport: Send + Sync + 'static {
-    /// Starts listening for a service's requests.
-    fn bind(&self, spec: ServiceSpec) -> BoxFuture<'_, Result<Binding, Error>>;
+    /// Starts listening for a service's requests, handing each to
+    /// `dispatch`, until the returned guard is dropped; the transport drops
+    /// `dispatch` once nothing can call it any more.
+    fn bind(&self, spec: ServiceSpec, dispatch: Dispatch) -> BoxFuture<'_, Result<Guard, Error>>;
 
     /// Sends a request to `subject` and waits up to `timeout` for the reply.
     fn request(

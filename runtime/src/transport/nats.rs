@@ -11,16 +11,12 @@ use async_nats::{ConnectOptions, HeaderMap, RequestErrorKind};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-use tokio::sync::mpsc;
 
-use super::{Binding, Incoming, Respond, ServiceSpec, Transport};
+use super::{Dispatch, Incoming, Respond, ServiceSpec, Transport};
 use crate::config::{NatsAuth, NatsConfig};
 use crate::stats::ServiceStats;
 use crate::wire::{Headers, Message, WIRE_VERSION, header};
 use crate::{Error, Guard, TransportError};
-
-/// How many accepted requests may wait for a served component's dispatcher.
-const QUEUE_DEPTH: usize = 1024;
 
 /// Requests and replies over a NATS connection.
 #[derive(Clone, Debug)]
@@ -83,7 +79,11 @@ impl Nats {
 fn to_nats(headers: &Headers) -> HeaderMap {
     let mut map = HeaderMap::new();
     for (name, value) in headers.iter() {
-        map.insert(name, value);
+        // async-nats asserts that a value holds no line break; one that
+        // does (from a caller's own headers) is dropped rather than panic.
+        if !value.contains(['\r', '\n']) {
+            map.insert(name, value);
+        }
     }
     map
 }
@@ -123,8 +123,42 @@ impl Respond for Reply {
     }
 }
 
+/// Adds every endpoint of `spec` to `service`, each forwarding to `dispatch`.
+async fn add_endpoints(
+    service: &async_nats::service::Service,
+    spec: &ServiceSpec,
+    prefix: &str,
+    dispatch: &Dispatch,
+) -> Result<(), async_nats::Error> {
+    for (index, ep) in spec.endpoints.iter().enumerate() {
+        for subject in &ep.subjects {
+            let name = subject.strip_prefix(prefix).unwrap_or(subject);
+            let metadata = HashMap::from([
+                ("rotor.endpoint".to_string(), ep.name.clone()),
+                ("rotor.request".to_string(), ep.request_type.clone()),
+                ("rotor.response".to_string(), ep.response_type.clone()),
+            ]);
+            let mut endpoint =
+                service.endpoint_builder().name(name).metadata(metadata).add(subject.clone()).await?;
+            let dispatch = dispatch.clone();
+            // Ends when the service stops; requests it already
+            // received are still dispatched.
+            tokio::spawn(async move {
+                while let Some(request) = endpoint.next().await {
+                    let message = Message {
+                        headers: from_nats(request.message.headers.as_ref()),
+                        payload: request.message.payload.clone(),
+                    };
+                    dispatch(Incoming { endpoint: index, message, responder: Box::new(Reply(request)) });
+                }
+            });
+        }
+    }
+    Ok(())
+}
+
 impl Transport for Nats {
-    fn bind(&self, spec: ServiceSpec) -> BoxFuture<'_, Result<Binding, Error>> {
+    fn bind(&self, spec: ServiceSpec, dispatch: Dispatch) -> BoxFuture<'_, Result<Guard, Error>> {
         Box::pin(async move {
             let bind_error =
                 |e: async_nats::Error| Error::Bind { service: spec.name.clone(), detail: e.to_string() };
@@ -153,37 +187,10 @@ impl Transport for Nats {
                 .start(&spec.name, &spec.version)
                 .await
                 .map_err(bind_error)?;
-            let (tx, incoming) = mpsc::channel(QUEUE_DEPTH);
-            for (index, ep) in spec.endpoints.iter().enumerate() {
-                for subject in &ep.subjects {
-                    let name = subject.strip_prefix(&prefix).unwrap_or(subject);
-                    let metadata = HashMap::from([
-                        ("rotor.endpoint".to_string(), ep.name.clone()),
-                        ("rotor.request".to_string(), ep.request_type.clone()),
-                        ("rotor.response".to_string(), ep.response_type.clone()),
-                    ]);
-                    let mut endpoint = service
-                        .endpoint_builder()
-                        .name(name)
-                        .metadata(metadata)
-                        .add(subject.clone())
-                        .await
-                        .map_err(bind_error)?;
-                    let tx = tx.clone();
-                    tokio::spawn(async move {
-                        while let Some(request) = endpoint.next().await {
-                            let message = Message {
-                                headers: from_nats(request.message.headers.as_ref()),
-                                payload: request.message.payload.clone(),
-                            };
-                            let incoming =
-                                Incoming { endpoint: index, message, responder: Box::new(Reply(request)) };
-                            if tx.send(incoming).await.is_err() {
-                                break;
-                            }
-                        }
-                    });
-                }
+            if let Err(e) = add_endpoints(&service, &spec, &prefix, &dispatch).await {
+                // No half-served component: what was added goes with it.
+                let _ = service.stop().await;
+                return Err(bind_error(e));
             }
             // The guard runs in `Drop`, which cannot await: stopping is spawned.
             let service = Mutex::new(Some(service));
@@ -197,7 +204,7 @@ impl Transport for Nats {
                     });
                 }
             });
-            Ok(Binding { incoming, guard })
+            Ok(guard)
         })
     }
 
