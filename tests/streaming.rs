@@ -382,3 +382,44 @@ async fn sigkill_of_the_server_mid_stream_ends_the_stream_with_an_error() {
     assert!(after < heartbeat * 3 + Duration::from_millis(500), "took {after:?}");
     assert!(stream.next().await.is_none());
 }
+
+/// The byte window bounds what a server sends ahead, whatever the item
+/// window allows. Items 0 to 9 are 9 bytes on the wire (an 8-byte sequence
+/// number and one digit); the window is 40 bytes.
+#[tokio::test]
+async fn the_byte_window_bounds_the_bytes_in_flight() {
+    let transport = std::sync::Arc::new(rotor::transport::InProcess::new());
+    let discovery = std::sync::Arc::new(rotor::discovery::MemoryDiscovery::new());
+    let server_rt =
+        Runtime::builder().transport(transport.clone()).discovery(discovery.clone()).build().await.unwrap();
+    let client_rt = Runtime::builder()
+        .transport(transport)
+        .discovery(discovery)
+        .stream_window(10_000)
+        .stream_window_bytes(40)
+        .build()
+        .await
+        .unwrap();
+    let handle = server_rt.serve(Numbers::default()).await.unwrap();
+    let produced = || handle.service().produced.load(Ordering::SeqCst);
+    let client = Numbers::client(&client_rt).await.unwrap();
+    let mut stream = client.endless().await.unwrap();
+
+    // 4 items use 36 of the 40 bytes; the fifth overshoots to -5 and the
+    // server stops there.
+    stream.next().await.unwrap().unwrap();
+    round_trip(&client).await;
+    assert_eq!(produced(), 5);
+
+    // Consuming a quarter of the window (2 items, 18 bytes) grants 18: the
+    // overshoot is paid back first, so 2 more items go (13, 4, then -5).
+    stream.next().await.unwrap().unwrap();
+    within("the credit to be used", async {
+        while produced() < 7 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    round_trip(&client).await;
+    assert_eq!(produced(), 7, "nothing beyond the window");
+}
