@@ -5,7 +5,8 @@
 //!
 //! `cargo bench --bench embedded` (add `-- --quick` for a short run).
 
-use std::time::{Duration, Instant};
+#[path = "common/measure.rs"]
+mod measure;
 
 use rotor::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -30,36 +31,6 @@ impl Echo {
     }
 }
 
-struct Stats {
-    p50: Duration,
-    p99: Duration,
-    per_sec: f64,
-}
-
-fn stats(mut samples: Vec<Duration>, total: Duration) -> Stats {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q) as usize];
-    Stats { p50: at(0.50), p99: at(0.99), per_sec: samples.len() as f64 / total.as_secs_f64() }
-}
-
-async fn measure<F, Fut>(calls: usize, mut call: F) -> Stats
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    for _ in 0..calls / 10 {
-        call().await;
-    }
-    let mut samples = Vec::with_capacity(calls);
-    let start = Instant::now();
-    for _ in 0..calls {
-        let t = Instant::now();
-        call().await;
-        samples.push(t.elapsed());
-    }
-    stats(samples, start.elapsed())
-}
-
 type Job = (Payload, oneshot::Sender<Payload>);
 
 #[tokio::main]
@@ -71,7 +42,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rt = Runtime::embedded().await?;
     let _server = rt.serve(Echo).await?;
     let client = Echo::client(&rt).await?;
-    let rotor = measure(calls, || {
+    let rotor = measure::sequential(calls, || {
         let client = client.clone();
         let data = data.clone();
         async move {
@@ -88,7 +59,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             });
         }
     });
-    let floor = measure(calls, || {
+    let floor = measure::sequential(calls, || {
         let tx = tx.clone();
         let data = data.clone();
         async move {

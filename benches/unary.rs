@@ -10,7 +10,10 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::time::{Duration, Instant};
+#[path = "common/measure.rs"]
+mod measure;
+
+use std::time::Instant;
 
 use async_nats::service::ServiceExt;
 use bytes::Bytes;
@@ -29,33 +32,6 @@ impl Echo {
     async fn echo(&self, data: String) -> Result<String, Never> {
         Ok(data)
     }
-}
-
-struct Figures {
-    p50: Duration,
-    p99: Duration,
-    per_sec: f64,
-}
-
-async fn sequential<F, Fut>(calls: usize, mut call: F) -> Figures
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    for _ in 0..calls / 10 {
-        call().await;
-    }
-    let mut samples = Vec::with_capacity(calls);
-    let start = Instant::now();
-    for _ in 0..calls {
-        let t = Instant::now();
-        call().await;
-        samples.push(t.elapsed());
-    }
-    let total = start.elapsed();
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
-    Figures { p50: at(0.5), p99: at(0.99), per_sec: calls as f64 / total.as_secs_f64() }
 }
 
 async fn in_flight<F, Fut>(calls: usize, window: usize, call: F) -> f64
@@ -98,7 +74,7 @@ async fn service_responder(url: &str) {
     });
 }
 
-fn row(name: &str, f: &Figures) {
+fn row(name: &str, f: &measure::Figures) {
     println!("  {name:<28} {:>10.1?} {:>10.1?} {:>10.0}", f.p50, f.p99, f.per_sec);
 }
 
@@ -122,21 +98,21 @@ async fn main() {
         let text = "x".repeat(size - 2);
         let raw = Bytes::from(vec![b'x'; size]);
         let n = if size > 4096 { calls / 4 } else { calls };
-        let rotor = sequential(n, || {
+        let rotor = measure::sequential(n, || {
             let (client, text) = (client.clone(), text.clone());
             async move {
                 client.echo(text).await.unwrap();
             }
         })
         .await;
-        let raw_f = sequential(n, || {
+        let raw_f = measure::sequential(n, || {
             let (nats, raw) = (nats.clone(), raw.clone());
             async move {
                 nats.request("raw.echo", raw).await.unwrap();
             }
         })
         .await;
-        let svc = sequential(n, || {
+        let svc = measure::sequential(n, || {
             let (nats, raw) = (nats.clone(), raw.clone());
             async move {
                 nats.request("echo", raw).await.unwrap();
