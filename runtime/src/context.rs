@@ -88,7 +88,8 @@ fn random_hex(bytes: usize) -> String {
 impl Trace {
     /// A new trace, for a call made outside any handler.
     pub fn root() -> Trace {
-        Trace { request_id: random_hex(8), trace_id: random_hex(16), span_id: random_hex(8) }
+        let trace_id = random_hex(16);
+        Trace { request_id: trace_id[..16].to_string(), trace_id, span_id: random_hex(8) }
     }
 
     /// The trace of an incoming request: its ids, with a span of our own.
@@ -98,11 +99,10 @@ impl Trace {
             let (_version, trace, _parent) = (parts.next()?, parts.next()?, parts.next()?);
             (trace.len() == 32 && trace.bytes().all(|b| b.is_ascii_hexdigit())).then(|| trace.to_string())
         });
-        Trace {
-            request_id: headers.get(header::REQUEST_ID).map(str::to_string).unwrap_or_else(|| random_hex(8)),
-            trace_id: parsed.unwrap_or_else(|| random_hex(16)),
-            span_id: random_hex(8),
-        }
+        let trace_id = parsed.unwrap_or_else(|| random_hex(16));
+        let request_id =
+            headers.get(header::REQUEST_ID).map(str::to_string).unwrap_or_else(|| trace_id[..16].to_string());
+        Trace { request_id, trace_id, span_id: random_hex(8) }
     }
 
     /// The trace of a call made on behalf of this one: same request and
@@ -117,7 +117,9 @@ impl Trace {
     }
 
     pub fn write(&self, headers: &mut Headers) {
-        headers.insert(header::REQUEST_ID, self.request_id.clone());
+        if self.request_id != self.trace_id[..16] {
+            headers.insert(header::REQUEST_ID, self.request_id.clone());
+        }
         headers.insert(header::TRACEPARENT, self.traceparent());
     }
 }

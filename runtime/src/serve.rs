@@ -252,6 +252,12 @@ impl<S: Service> Dispatcher<S> {
                 tokio::spawn(responder.respond(reply));
                 return;
             };
+            if let Err(version) = message.check_version() {
+                let text =
+                    format!("wire format version {version} is not supported; this server speaks version 1");
+                tokio::spawn(responder.respond(Message::error(ErrorKind::Decode, &text)));
+                return;
+            }
             let arrived = Instant::now();
             let metrics = self.metrics[endpoint].clone();
             metrics.inflight.inc();

@@ -1,7 +1,9 @@
 //! What crosses the wire: messages, headers, and the stable error codes.
 //!
-//! Every request and reply carries `Rotor-Wire: 1`, so a later format can be
-//! told apart. Failures are replies with the NATS micro error headers
+//! The format is versioned: a message without `Rotor-Wire` is version 1, and
+//! a later format will say its version there (a server refuses versions it
+//! does not speak). Version 1 leaves the header out, since every header costs
+//! on both sides and in the NATS server. Failures are replies with the NATS micro error headers
 //! (`Nats-Service-Error`, `Nats-Service-Error-Code`) plus `Rotor-Error`, the
 //! machine-readable kind.
 
@@ -15,7 +17,7 @@ pub const WIRE_VERSION: &str = "1";
 
 /// Header names.
 pub mod header {
-    /// Wire format version.
+    /// Wire format version; absent means version 1.
     pub const WIRE: &str = "Rotor-Wire";
     /// Error message (NATS micro convention).
     pub const SERVICE_ERROR: &str = "Nats-Service-Error";
@@ -46,7 +48,9 @@ pub mod header {
     pub const STREAM: &str = "Rotor-Stream";
     /// Items and bytes (`"<items> <bytes>"`) granted by a `credit` message.
     pub const STREAM_CREDIT: &str = "Rotor-Credit";
-    /// Identifies a request and the requests made on its behalf.
+    /// Identifies a request and the requests made on its behalf; sent only
+    /// when it is not the first 16 hex digits of the trace id, as Rotor's own
+    /// request ids are.
     pub const REQUEST_ID: &str = "Rotor-Request-Id";
     /// W3C trace context.
     pub const TRACEPARENT: &str = "traceparent";
@@ -175,7 +179,6 @@ impl Message {
     /// caller stops waiting.
     pub fn request(payload: Bytes, timeout: Option<Duration>) -> Self {
         let mut headers = Headers::new();
-        headers.insert(header::WIRE, WIRE_VERSION);
         if let Some(t) = timeout {
             headers.insert(header::TIMEOUT_MS, t.as_millis().max(1).to_string());
         }
@@ -184,15 +187,12 @@ impl Message {
 
     /// A successful reply.
     pub fn ok(payload: Bytes) -> Self {
-        let mut headers = Headers::new();
-        headers.insert(header::WIRE, WIRE_VERSION);
-        Message { headers, payload }
+        Message { headers: Headers::new(), payload }
     }
 
     /// A failure reply: `message` for people, `kind` and its code for programs.
     pub fn error(kind: ErrorKind, message: &str) -> Self {
         let mut headers = Headers::new();
-        headers.insert(header::WIRE, WIRE_VERSION);
         headers.insert(header::SERVICE_ERROR, one_line(message));
         headers.insert(header::SERVICE_ERROR_CODE, kind.code().to_string());
         headers.insert(header::ERROR_KIND, kind.as_str());
@@ -213,6 +213,16 @@ impl Message {
             // A NATS micro error from a non-Rotor responder still counts.
             self.headers.get(header::SERVICE_ERROR_CODE).map(|_| ErrorKind::Internal)
         })
+    }
+
+    /// `Err` with the version when the message says it is of a wire format
+    /// this build does not speak.
+    pub fn check_version(&self) -> Result<(), String> {
+        match self.headers.get(header::WIRE) {
+            None => Ok(()),
+            Some(v) if v == WIRE_VERSION => Ok(()),
+            Some(v) => Err(v.to_string()),
+        }
     }
 
     /// The caller's remaining time, from the request headers.
