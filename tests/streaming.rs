@@ -423,3 +423,26 @@ async fn the_byte_window_bounds_the_bytes_in_flight() {
     round_trip(&client).await;
     assert_eq!(produced(), 7, "nothing beyond the window");
 }
+
+/// When the caller's side fails a stream (here an item that does not decode
+/// as the type it expects), it tells the server to stop at once instead of
+/// leaving it to notice the silence three heartbeats later.
+#[tokio::test]
+async fn a_stream_failed_by_the_caller_cancels_the_server() {
+    let (dropped_tx, dropped_rx) = oneshot::channel();
+    let rt = Runtime::embedded().await.unwrap();
+    let numbers = Numbers { dropped: Mutex::new(Some(dropped_tx)), ..Numbers::default() };
+    let _server = rt.serve(numbers).await.unwrap();
+    let core = rt.namespace("test.stream").unwrap().component("numbers").unwrap();
+    let endless = core.endpoint("endless").unwrap().client().await.unwrap();
+    use rotor::__private::{call_stream, error_codec, request_codec, response_codec};
+    // `endless` yields numbers; this caller expects strings.
+    let codecs = (request_codec::<()>(), response_codec::<String>(), error_codec::<StreamError>());
+    let mut stream = call_stream(&endless, 0, &(), codecs).await.unwrap();
+    let failed = Instant::now();
+    let err = stream.next().await.unwrap().unwrap_err();
+    assert!(matches!(err.transport(), Some(TransportError::Decode { .. })), "{err:?}");
+    let dropped = within("the server's stream to be dropped", dropped_rx).await.unwrap();
+    let after = dropped.saturating_duration_since(failed);
+    assert!(after < Duration::from_millis(500), "the server stopped {after:?} later, not at once");
+}
