@@ -384,8 +384,8 @@ async fn sigkill_of_the_server_mid_stream_ends_the_stream_with_an_error() {
 }
 
 /// The byte window bounds what a server sends ahead, whatever the item
-/// window allows. Items 0 to 9 are 9 bytes on the wire (an 8-byte sequence
-/// number and one digit); the window is 40 bytes.
+/// window allows. Items 0 to 9 count 5 bytes each (a 4-byte length and one
+/// digit); the window is 40 bytes.
 #[tokio::test]
 async fn the_byte_window_bounds_the_bytes_in_flight() {
     let transport = std::sync::Arc::new(rotor::transport::InProcess::new());
@@ -405,23 +405,22 @@ async fn the_byte_window_bounds_the_bytes_in_flight() {
     let client = Numbers::client(&client_rt).await.unwrap();
     let mut stream = client.endless().await.unwrap();
 
-    // 4 items use 36 of the 40 bytes; the fifth overshoots to -5 and the
-    // server stops there.
+    // 8 items use the 40 bytes; the server stops there.
     stream.next().await.unwrap().unwrap();
     round_trip(&client).await;
-    assert_eq!(produced(), 5);
+    assert_eq!(produced(), 8);
 
-    // Consuming a quarter of the window (2 items, 18 bytes) grants 18: the
-    // overshoot is paid back first, so 2 more items go (13, 4, then -5).
+    // Consuming a quarter of the window (2 items, 10 bytes) grants 10 bytes:
+    // 2 more items.
     stream.next().await.unwrap().unwrap();
     within("the credit to be used", async {
-        while produced() < 7 {
+        while produced() < 10 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     })
     .await;
     round_trip(&client).await;
-    assert_eq!(produced(), 7, "nothing beyond the window");
+    assert_eq!(produced(), 10, "nothing beyond the window");
 }
 
 /// When the caller's side fails a stream (here an item that does not decode

@@ -46,12 +46,41 @@ fn stream_message(kind: &str, seq: u64, mut message: Message) -> Message {
     message
 }
 
-/// An item: no header, the sequence number then the encoded item.
-fn item_message(seq: u64, item: &[u8]) -> Message {
-    let mut payload = Vec::with_capacity(8 + item.len());
-    payload.extend_from_slice(&seq.to_be_bytes());
-    payload.extend_from_slice(item);
-    Message { headers: crate::wire::Headers::new(), payload: payload.into() }
+/// The sequence number that starts an item message.
+const BATCH_HEADER: usize = 8;
+/// The length that starts each item in an item message.
+const ENTRY_HEADER: usize = 4;
+/// Items ready together are sent together, up to this many bytes a message.
+const MAX_BATCH: usize = 64 * 1024;
+
+/// An item message: no header; the sequence number of its first item
+/// (8 bytes, big endian), then each item as its length (4 bytes, big
+/// endian) and its encoding.
+struct Batch(Vec<u8>);
+
+impl Batch {
+    fn new(first: u64) -> Self {
+        let mut bytes = Vec::with_capacity(256);
+        bytes.extend_from_slice(&first.to_be_bytes());
+        Batch(bytes)
+    }
+
+    fn push(&mut self, item: &[u8]) {
+        self.0.extend_from_slice(&(item.len() as u32).to_be_bytes());
+        self.0.extend_from_slice(item);
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.len() == BATCH_HEADER
+    }
+
+    fn into_message(self) -> Message {
+        Message { headers: crate::wire::Headers::new(), payload: self.0.into() }
+    }
 }
 
 /// Heartbeat intervals are kept between 10 ms (a tighter one would have a
@@ -194,37 +223,51 @@ where
                 }
             }
             item = stream.next(), if credit > 0 && credit_bytes > 0 => {
+                // Every item ready now, as far as credit goes, travels in
+                // one message: a plain NATS PUB carries many items.
                 let mut item = item;
-                // While items are ready and credit lasts, send without
-                // going back through the select.
+                let mut batch = Batch::new(seq);
+                let mut last = None;
                 loop {
-                    let message = match item {
-                        None => return Some(stream_message("end", seq, Message::ok(Bytes::new()))),
-                        Some(Err(e)) => return Some(stream_message("end", seq, app_error(&e, describe, encode_err))),
+                    let bytes = match item {
+                        None => {
+                            last = Some(stream_message("end", seq, Message::ok(Bytes::new())));
+                            break;
+                        }
+                        Some(Err(e)) => {
+                            last = Some(stream_message("end", seq, app_error(&e, describe, encode_err)));
+                            break;
+                        }
                         Some(Ok(value)) => match encode(&value) {
-                            Ok(bytes) => item_message(seq, &bytes),
+                            Ok(bytes) => bytes,
                             Err(e) => {
                                 let text = format!("could not encode item {seq}: {e}");
-                                return Some(stream_message("end", seq, Message::error(ErrorKind::Internal, &text)));
+                                last = Some(stream_message("end", seq, Message::error(ErrorKind::Internal, &text)));
+                                break;
                             }
                         },
                     };
-                    if message.size() > limit {
+                    let entry = ENTRY_HEADER + bytes.len();
+                    if BATCH_HEADER + entry > limit {
                         let text = format!(
                             "stream item {seq} is {} bytes, over the transport's limit of {limit} bytes (max_payload)",
-                            message.size()
+                            BATCH_HEADER + entry
                         );
-                        return Some(stream_message("end", seq, Message::error(ErrorKind::Oversize, &text)));
+                        last = Some(stream_message("end", seq, Message::error(ErrorKind::Oversize, &text)));
+                        break;
                     }
-                    let size = message.payload.len() as u64;
-                    if transport.publish(setup.inbox.clone(), message).await.is_err() {
-                        return None;
+                    if batch.len() + entry > limit.min(MAX_BATCH) {
+                        let full = std::mem::replace(&mut batch, Batch::new(seq));
+                        if transport.publish(setup.inbox.clone(), full.into_message()).await.is_err() {
+                            return None;
+                        }
                     }
+                    batch.push(&bytes);
                     ctx.metrics().stream_items.inc();
-                    ctx.metrics().response_bytes.inc_by(size);
+                    ctx.metrics().response_bytes.inc_by(entry as u64);
                     seq += 1;
                     credit -= 1;
-                    credit_bytes = credit_bytes.saturating_sub(size as i64);
+                    credit_bytes = credit_bytes.saturating_sub(entry as i64);
                     if credit == 0 || credit_bytes <= 0 {
                         break;
                     }
@@ -232,6 +275,12 @@ where
                         Some(next) => item = next,
                         None => break,
                     }
+                }
+                if !batch.is_empty() && transport.publish(setup.inbox.clone(), batch.into_message()).await.is_err() {
+                    return None;
+                }
+                if last.is_some() {
+                    return last;
                 }
             }
             _ = beat.tick() => {
@@ -267,6 +316,9 @@ enum Control {
 pub struct ResponseStream<T, E> {
     messages: BoxStream<'static, Message>,
     control: mpsc::UnboundedSender<Control>,
+    /// Items of a message received but not yet taken, then possibly the
+    /// error that ends the stream.
+    pending: std::collections::VecDeque<(Result<T, CallError<E>>, u64)>,
     decode: Decode<T>,
     decode_err: Decode<E>,
     instance: Option<InstanceId>,
@@ -312,6 +364,7 @@ impl<T, E> ResponseStream<T, E> {
         ResponseStream {
             messages: opened.messages,
             control: tx,
+            pending: std::collections::VecDeque::new(),
             decode,
             decode_err,
             instance: opened.instance,
@@ -346,41 +399,69 @@ impl<T, E> ResponseStream<T, E> {
         // The server may still be producing: stop it.
         self.done = true;
         let _ = self.control.send(Control::Cancel);
-        Poll::Ready(Some(Err(CallError::Transport(error))))
+        self.pending.push_back((Err(CallError::Transport(error)), 0));
+        self.take()
     }
 
-    fn on_item(&mut self, payload: &[u8]) -> Next<T, E> {
-        let Some((seq, item)) = payload.split_first_chunk::<8>() else {
-            return self
-                .fail(TransportError::Disconnected("a stream item without its sequence number".into()));
+    /// The next pending item, granting credit for it: credit follows what
+    /// the caller consumes, not what arrived.
+    fn take(&mut self) -> Next<T, E> {
+        let Some((item, size)) = self.pending.pop_front() else { return Poll::Pending };
+        if item.is_ok() {
+            self.ungranted.0 += 1;
+            self.ungranted.1 += size;
+            // Granting at a quarter of the window keeps three quarters of it
+            // in flight while the credit travels.
+            if self.ungranted.0 >= (self.window.0 / 4).max(1)
+                || self.ungranted.1 >= (self.window.1 / 4).max(1)
+            {
+                let (items, bytes) = std::mem::take(&mut self.ungranted);
+                let _ = self.control.send(Control::Credit(items, bytes));
+            }
+        }
+        Poll::Ready(Some(item))
+    }
+
+    /// Takes the items of an item message into `pending`.
+    fn on_items(&mut self, payload: &[u8]) -> Next<T, E> {
+        let broken = |what: &str| TransportError::Disconnected(format!("a malformed stream message: {what}"));
+        let Some((first, mut rest)) = payload.split_first_chunk::<BATCH_HEADER>() else {
+            return self.fail(broken("no sequence number"));
         };
-        let seq = u64::from_be_bytes(*seq);
-        if seq != self.next_seq {
-            let detail = format!("expected item {}, got item {seq}: messages were lost", self.next_seq);
+        let first = u64::from_be_bytes(*first);
+        if first != self.next_seq {
+            let detail = format!("expected item {}, got item {first}: messages were lost", self.next_seq);
             return self.fail(TransportError::Disconnected(detail));
         }
-        self.next_seq += 1;
-        self.ungranted.0 += 1;
-        self.ungranted.1 += payload.len() as u64;
-        // Granting at a quarter of the window keeps three quarters of it in
-        // flight while the credit travels.
-        if self.ungranted.0 >= (self.window.0 / 4).max(1) || self.ungranted.1 >= (self.window.1 / 4).max(1) {
-            let (items, bytes) = std::mem::take(&mut self.ungranted);
-            let _ = self.control.send(Control::Credit(items, bytes));
+        while !rest.is_empty() {
+            let Some((len, tail)) = rest.split_first_chunk::<ENTRY_HEADER>() else {
+                return self.fail(broken("a cut item length"));
+            };
+            let len = u32::from_be_bytes(*len) as usize;
+            if tail.len() < len {
+                return self.fail(broken("a cut item"));
+            }
+            let (item, tail) = tail.split_at(len);
+            rest = tail;
+            self.next_seq += 1;
+            match (self.decode)(item) {
+                Ok(v) => self.pending.push_back((Ok(v), (ENTRY_HEADER + len) as u64)),
+                Err(e) => {
+                    return self.fail(TransportError::Decode {
+                        what: format!("item {} of {}", self.next_seq - 1, self.label),
+                        detail: e.to_string(),
+                        instance: self.instance,
+                    });
+                }
+            }
         }
-        match (self.decode)(item) {
-            Ok(v) => Poll::Ready(Some(Ok(v))),
-            Err(e) => self.fail(TransportError::Decode {
-                what: format!("item {} of {}", self.next_seq - 1, self.label),
-                detail: e.to_string(),
-                instance: self.instance,
-            }),
-        }
+        self.take()
     }
 
     fn on_message(&mut self, msg: Message) -> Option<Next<T, E>> {
         if msg.headers.is_empty() {
-            return Some(self.on_item(&msg.payload));
+            let next = self.on_items(&msg.payload);
+            return (!next.is_pending()).then_some(next);
         }
         let kind = msg.stream_kind().unwrap_or("");
         if kind == "heartbeat" {
@@ -438,12 +519,18 @@ impl<T, E> ResponseStream<T, E> {
     }
 }
 
+// Items are only ever moved in and out of the queue, never pinned in place.
+impl<T, E> Unpin for ResponseStream<T, E> {}
+
 impl<T, E> Stream for ResponseStream<T, E> {
     type Item = Result<T, CallError<E>>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         loop {
+            if !this.pending.is_empty() {
+                return this.take();
+            }
             if this.done {
                 return Poll::Ready(None);
             }
