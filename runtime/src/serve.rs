@@ -245,7 +245,7 @@ struct Dispatcher<S> {
 impl<S: Service> Dispatcher<S> {
     /// Starts a task for one request.
     fn dispatch(&self, incoming: Incoming) {
-        let Incoming { endpoint, message, responder } = incoming;
+        let Incoming { endpoint, addressed, message, responder } = incoming;
         {
             let Some(names) = self.names.get(endpoint) else {
                 let reply = Message::error(ErrorKind::UnknownEndpoint, "no such endpoint");
@@ -322,7 +322,7 @@ impl<S: Service> Dispatcher<S> {
                 if !crate::stream::is_done(&reply) {
                     metrics.response_bytes.inc_by(reply.payload.len() as u64);
                 }
-                finish(&ctx, reply, &*transport).await;
+                finish(&ctx, reply, addressed, &*transport).await;
                 in_flight.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
             };
             self.tracker.spawn(work.instrument(span));
@@ -332,9 +332,18 @@ impl<S: Service> Dispatcher<S> {
 
 /// Sends a handler's outcome: as the reply, or, when a stream was already
 /// accepted, as the stream's last message.
-async fn finish(ctx: &Context, mut reply: Message, transport: &dyn crate::transport::Transport) {
+async fn finish(
+    ctx: &Context,
+    mut reply: Message,
+    addressed: bool,
+    transport: &dyn crate::transport::Transport,
+) {
     let max_payload = transport.max_payload();
-    reply.headers.insert(header::INSTANCE, ctx.instance_id().to_string());
+    // A caller that addressed this instance knows who answers; a success
+    // then goes without any header, the cheapest reply there is.
+    if !addressed || reply.error_kind().is_some() {
+        reply.headers.insert(header::INSTANCE, ctx.instance_id().to_string());
+    }
     if reply.size() > max_payload {
         let text = format!(
             "the response is {} bytes, over the transport's limit of {max_payload} bytes (max_payload)",

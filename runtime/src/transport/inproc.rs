@@ -52,6 +52,7 @@ struct Subscriber {
     id: u64,
     endpoint: usize,
     dispatch: Dispatch,
+    addressed: bool,
     stats: Arc<Mutex<ServiceStats>>,
     /// This subject's entry in `stats.endpoints`.
     slot: usize,
@@ -144,7 +145,8 @@ impl Transport for InProcess {
         let mut bound = Vec::new();
         let mut numbers = Vec::new();
         for (endpoint, ep) in spec.endpoints.iter().enumerate() {
-            for subject in &ep.subjects {
+            // The first subject is the queue group's; any other, this instance's.
+            for (nth, subject) in ep.subjects.iter().enumerate() {
                 let mut service = stats.lock().unwrap_or_else(|p| p.into_inner());
                 service.endpoints.push(EndpointStats {
                     name: subject.strip_prefix(&prefix).unwrap_or(subject).to_string(),
@@ -154,7 +156,14 @@ impl Transport for InProcess {
                 });
                 let slot = service.endpoints.len() - 1;
                 numbers.push(endpoint);
-                let sub = Subscriber { id, endpoint, dispatch: dispatch.clone(), stats: stats.clone(), slot };
+                let sub = Subscriber {
+                    id,
+                    endpoint,
+                    dispatch: dispatch.clone(),
+                    addressed: nth > 0,
+                    stats: stats.clone(),
+                    slot,
+                };
                 subjects.entry(subject.clone()).or_default().push(sub);
                 bound.push(subject.clone());
             }
@@ -206,7 +215,7 @@ impl Transport for InProcess {
                 slot: sub.slot,
                 started: Instant::now(),
             });
-            (sub.dispatch)(Incoming { endpoint: sub.endpoint, message, responder });
+            (sub.dispatch)(Incoming { endpoint: sub.endpoint, addressed: sub.addressed, message, responder });
             // Dropped now: a served component that is shutting down must not
             // wait for this request to finish before it stops listening.
             drop(sub);

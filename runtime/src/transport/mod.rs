@@ -61,6 +61,9 @@ pub struct EndpointSpec {
 pub struct Incoming {
     /// Index of the endpoint in the [`ServiceSpec`].
     pub endpoint: usize,
+    /// `true` when it came on a subject of this instance alone (not the
+    /// queue group): the caller then knows who answers.
+    pub addressed: bool,
     /// The request.
     pub message: Message,
     /// Sends the reply.

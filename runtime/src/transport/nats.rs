@@ -131,7 +131,9 @@ async fn add_endpoints(
     dispatch: &Dispatch,
 ) -> Result<(), async_nats::Error> {
     for (index, ep) in spec.endpoints.iter().enumerate() {
-        for subject in &ep.subjects {
+        // The first subject is the queue group's; any other, this instance's.
+        for (nth, subject) in ep.subjects.iter().enumerate() {
+            let addressed = nth > 0;
             let name = subject.strip_prefix(prefix).unwrap_or(subject);
             let metadata = HashMap::from([
                 ("rotor.endpoint".to_string(), ep.name.clone()),
@@ -149,7 +151,8 @@ async fn add_endpoints(
                         headers: from_nats(request.message.headers.as_ref()),
                         payload: request.message.payload.clone(),
                     };
-                    dispatch(Incoming { endpoint: index, message, responder: Box::new(Reply(request)) });
+                    let responder = Box::new(Reply(request));
+                    dispatch(Incoming { endpoint: index, addressed, message, responder });
                 }
             });
         }
