@@ -5,7 +5,9 @@
 //! Rows: sequential calls with 64-byte, 1 KiB and 64 KiB payloads (p50,
 //! p99, calls/s), and 64 calls in flight (calls/s). Ratios are Rotor/raw.
 //!
-//! `cargo bench --bench unary` (add `-- --quick` for fewer calls).
+//! `cargo bench --bench unary` (add `-- --quick` for fewer calls,
+//! `-- --in-flight-only` for the last row alone, `-- --profile-rotor` for
+//! Rotor's part of it alone).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -13,7 +15,16 @@ mod support;
 #[path = "common/measure.rs"]
 mod measure;
 
-use std::time::Instant;
+#[path = "common/cpu.rs"]
+mod cpu;
+
+#[path = "common/allocs.rs"]
+mod allocs;
+
+#[global_allocator]
+static ALLOCATOR: allocs::Counting = allocs::Counting;
+
+use std::time::{Duration, Instant};
 
 use async_nats::service::ServiceExt;
 use bytes::Bytes;
@@ -34,14 +45,30 @@ impl Echo {
     }
 }
 
-async fn in_flight<F, Fut>(calls: usize, window: usize, call: F) -> f64
+/// What a run of calls in flight measured.
+struct InFlight {
+    per_sec: f64,
+    /// CPU time per call of this process (client and server), then of nats-server.
+    cpu: Vec<Duration>,
+    /// Allocations per call in this process.
+    allocations: f64,
+}
+
+/// Calls `call` `calls` times with `window` calls in flight.
+async fn in_flight<F, Fut>(calls: usize, window: usize, pids: &[u32], call: F) -> InFlight
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
+    let cpu = cpu::CpuMeter::start(pids);
+    let allocations = allocs::count();
     let start = Instant::now();
     futures::stream::iter(0..calls).for_each_concurrent(window, |_| call()).await;
-    calls as f64 / start.elapsed().as_secs_f64()
+    InFlight {
+        per_sec: calls as f64 / start.elapsed().as_secs_f64(),
+        cpu: cpu.per(calls),
+        allocations: (allocs::count() - allocations) as f64 / calls as f64,
+    }
 }
 
 /// Raw request/reply: a plain subscriber echoes the payload back.
@@ -81,6 +108,8 @@ fn row(name: &str, f: &measure::Figures) {
 #[tokio::main]
 async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    // For profiling the in-flight row on its own.
+    let in_flight_only = std::env::args().any(|a| a == "--in-flight-only");
     let calls = if quick { 2_000 } else { 20_000 };
     let servers = Servers::start();
     let url = servers.nats.url();
@@ -93,7 +122,8 @@ async fn main() {
     let nats = async_nats::connect(&url).await.unwrap();
     nats.flush().await.unwrap();
 
-    for size in [64usize, 1024, 64 * 1024] {
+    let sizes: &[usize] = if in_flight_only { &[] } else { &[64, 1024, 64 * 1024] };
+    for &size in sizes {
         // A JSON string of `size` bytes, and the same bytes raw.
         let text = "x".repeat(size - 2);
         let raw = Bytes::from(vec![b'x'; size]);
@@ -133,23 +163,68 @@ async fn main() {
 
     let text = "x".repeat(62);
     let raw = Bytes::from(vec![b'x'; 64]);
-    let rotor = in_flight(calls * 2, 64, || {
+    let n = calls * 2;
+    let pids = [std::process::id(), servers.nats.pid().expect("nats-server runs")];
+    let rotor_call = || {
         let (client, text) = (client.clone(), text.clone());
         async move {
             client.echo(text).await.unwrap();
         }
-    })
-    .await;
-    let raw_f = in_flight(calls * 2, 64, || {
-        let (nats, raw) = (nats.clone(), raw.clone());
-        async move {
-            nats.request("raw.echo", raw).await.unwrap();
-        }
-    })
-    .await;
+    };
+    if std::env::args().any(|a| a == "--profile-rotor") {
+        // Rotor's calls alone, for a profiler (e.g. callgrind) to count.
+        let run = in_flight(n, 64, &pids, rotor_call).await;
+        println!(
+            "rotor alone, 64 in flight: {:.0} calls/s, {:.1} allocations/call",
+            run.per_sec, run.allocations
+        );
+        return;
+    }
+    let (mut rotor, mut raw_f, mut svc) = (Vec::new(), Vec::new(), Vec::new());
+    // Interleaved rounds, so that a disturbance hits all three alike.
+    for _ in 0..3 {
+        rotor.push(in_flight(n, 64, &pids, rotor_call).await);
+        raw_f.push(
+            in_flight(n, 64, &pids, || {
+                let (nats, raw) = (nats.clone(), raw.clone());
+                async move {
+                    nats.request("raw.echo", raw).await.unwrap();
+                }
+            })
+            .await,
+        );
+        svc.push(
+            in_flight(n, 64, &pids, || {
+                let (nats, raw) = (nats.clone(), raw.clone());
+                async move {
+                    nats.request("echo", raw).await.unwrap();
+                }
+            })
+            .await,
+        );
+    }
+    let (rotor, raw_f, svc) = (median(rotor), median(raw_f), median(svc));
     println!(
-        "unary, 64-byte payload, 64 in flight, {} calls: rotor {rotor:.0} calls/s, raw {raw_f:.0} calls/s, ratio {:.2}x",
-        calls * 2,
-        rotor / raw_f
+        "unary, 64-byte payload, 64 in flight, {n} calls, median of 3 rounds:\n  {:<28} {:>10} {:>18} {:>18} {:>12}",
+        "", "calls/s", "CPU/call (bench)", "CPU/call (nats)", "allocs/call"
     );
+    for (name, run) in
+        [("rotor typed client", &rotor), ("raw async-nats request", &raw_f), ("async-nats service API", &svc)]
+    {
+        println!(
+            "  {name:<28} {:>10.0} {:>18.1?} {:>18.1?} {:>12.1}",
+            run.per_sec, run.cpu[0], run.cpu[1], run.allocations
+        );
+    }
+    println!(
+        "  ratio rotor/raw: calls/s {:.2}x (service API/raw {:.2}x)",
+        rotor.per_sec / raw_f.per_sec,
+        svc.per_sec / raw_f.per_sec
+    );
+}
+
+/// The round with the median rate.
+fn median(mut v: Vec<InFlight>) -> InFlight {
+    v.sort_by(|a, b| a.per_sec.total_cmp(&b.per_sec));
+    v.swap_remove(v.len() / 2)
 }

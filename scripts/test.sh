@@ -24,6 +24,9 @@ fi
 # Benchmarks print figures and are run on purpose (`cargo bench`); here they
 # are only built, so that they cannot rot.
 cargo build --workspace --benches --quiet
+# Another crate of a program may turn on prometheus's `protobuf` feature,
+# which changes prometheus's API: the runtime must build either way.
+cargo check --quiet -p rotor-runtime --features prometheus/protobuf
 cargo test --workspace
 cargo run --quiet --example quickstart
 mdbook build book

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use crate::discovery::{InstanceList, InstanceRecord};
 use crate::wire::{ErrorKind, Message, header};
 use tracing::Instrument;
 
-use crate::context::{Trace, outgoing_trace};
+use crate::context::{Trace, inherited_trace};
 use crate::metrics::ClientEndpointMetrics;
 use crate::stream::{Opened, ResponseStream};
 use crate::wire::Headers;
@@ -73,6 +73,9 @@ pub(crate) struct Route {
     /// `None` for static components and runtimes without discovery.
     instances: Option<watch::Receiver<InstanceList>>,
     next: AtomicUsize,
+    /// `true` while `health.evicted` is not empty, so that routing can skip
+    /// the lock otherwise.
+    any_evicted: AtomicBool,
     idempotent: bool,
     health: Mutex<Health>,
     metrics: ClientEndpointMetrics,
@@ -136,6 +139,7 @@ impl ClientCore {
                 endpoint: s.endpoint.to_string(),
                 instances,
                 next: AtomicUsize::new(0),
+                any_evicted: AtomicBool::new(false),
                 idempotent: s.idempotent,
                 health: Mutex::default(),
                 metrics: rt.engines().metrics.client(s.namespace, s.component).endpoint(s.endpoint),
@@ -345,14 +349,20 @@ impl ClientCore {
         };
         route.metrics.requests.inc();
         let started = Instant::now();
-        let trace = outgoing_trace();
+        let inherited = inherited_trace();
+        let propagate = inherited.is_some();
+        let trace = inherited.unwrap_or_else(Trace::root);
         let span = tracing::debug_span!(
             "rotor.call",
             endpoint = %route.label,
-            request_id = %trace.request_id,
-            trace_id = %trace.trace_id,
+            request_id = %trace.request_id(),
+            trace_id = %trace.trace_id(),
         );
-        let call = Call { payload, timeout, retries, trace: &trace, stream };
+        // A trace goes on the wire only where someone can follow it: from
+        // inside a handler, or when this call's span is recorded. Otherwise
+        // the server starts the trace, and the call costs two headers less.
+        let trace = (propagate || !span.is_disabled()).then_some(&trace);
+        let call = Call { payload, timeout, retries, trace, stream };
         let result = self.attempts(route, call).instrument(span).await;
         route.metrics.duration.observe(started.elapsed().as_secs_f64());
         if let Err(e) = &result {
@@ -366,7 +376,7 @@ impl ClientCore {
         route: &Route,
         call: Call<'_>,
     ) -> Result<(Message, Option<InstanceId>), TransportError> {
-        let Call { payload, timeout, retries, trace, stream } = call;
+        let Call { mut payload, timeout, retries, trace, stream } = call;
         let started = Instant::now();
         let transport = &self.shared.rt.engines().transport;
         let mut attempt = 0;
@@ -379,8 +389,12 @@ impl ClientCore {
                 None => Some(left.saturating_sub((left / 20).min(Duration::from_millis(100)))),
                 Some(_) => self.timeout.map(|t| t.saturating_sub(started.elapsed())),
             };
-            let mut message = Message::request(payload.clone(), server_time);
-            trace.write(&mut message.headers);
+            // The last attempt takes the payload rather than share it.
+            let payload = if attempt < retries { payload.clone() } else { std::mem::take(&mut payload) };
+            let mut message = Message::request(payload, server_time);
+            if let Some(trace) = trace {
+                trace.write(&mut message.headers);
+            }
             for (name, value) in stream.iter().flat_map(|h| h.iter()) {
                 message.headers.insert(name.to_string(), value);
             }
@@ -398,7 +412,13 @@ impl ClientCore {
                 }
                 (Err(e @ TransportError::NoResponders { .. }), Some(id)) => {
                     // Gone before its lease lapsed: out of rotation now.
-                    if route.health().evicted.insert(id, Instant::now()).is_none() {
+                    let newly = {
+                        let mut health = route.health();
+                        // Set under the lock, as routing clears it under the lock.
+                        route.any_evicted.store(true, Ordering::Relaxed);
+                        health.evicted.insert(id, Instant::now()).is_none()
+                    };
+                    if newly {
                         route.metrics.evictions.inc();
                     }
                     tracing::debug!(endpoint = %route.label, instance = %id, "no responders; evicted");
@@ -429,6 +449,18 @@ impl ClientCore {
                 None => Err(TransportError::UnknownInstance { endpoint: route.label.clone(), instance: id }),
             };
         }
+        // The common case, nothing evicted and no load to compare, takes
+        // no lock and allocates nothing.
+        if !route.any_evicted.load(Ordering::Relaxed) && self.router != Router::PowerOfTwo {
+            if list.is_empty() {
+                return Err(TransportError::NoInstances { endpoint: route.label.clone() });
+            }
+            let record = match self.router {
+                Router::Random => &list[fastrand::usize(..list.len())],
+                _ => &list[route.next.fetch_add(1, Ordering::Relaxed) % list.len()],
+            };
+            return Ok((record.transport.subject().to_string(), Some(record.instance_id)));
+        }
         let mut health = route.health();
         if !health.evicted.is_empty() {
             // Past twice the TTL the lease of a dead instance has surely
@@ -437,18 +469,20 @@ impl ClientCore {
             health.evicted.retain(|id, since| {
                 since.elapsed() < readmit_after && list.iter().any(|r| r.instance_id == *id)
             });
+            route.any_evicted.store(!health.evicted.is_empty(), Ordering::Relaxed);
         }
-        let live: Vec<&InstanceRecord> =
-            list.iter().filter(|r| !health.evicted.contains_key(&r.instance_id)).collect();
-        if live.is_empty() {
+        let live = || list.iter().filter(|r| !health.evicted.contains_key(&r.instance_id));
+        let count = live().count();
+        if count == 0 {
             return Err(TransportError::NoInstances { endpoint: route.label.clone() });
         }
+        let nth = |n: usize| live().nth(n).expect("fewer than `count` live instances");
         let record = match self.router {
-            Router::RoundRobin => live[route.next.fetch_add(1, Ordering::Relaxed) % live.len()],
-            Router::Random => live[fastrand::usize(..live.len())],
+            Router::RoundRobin => nth(route.next.fetch_add(1, Ordering::Relaxed) % count),
+            Router::Random => nth(fastrand::usize(..count)),
             Router::PowerOfTwo => {
-                let a = live[fastrand::usize(..live.len())];
-                let b = live[fastrand::usize(..live.len())];
+                let a = nth(fastrand::usize(..count));
+                let b = nth(fastrand::usize(..count));
                 let load = |r: &InstanceRecord| health.in_flight.get(&r.instance_id).copied().unwrap_or(0);
                 if load(b) < load(a) { b } else { a }
             }
@@ -462,7 +496,8 @@ struct Call<'a> {
     payload: Bytes,
     timeout: Duration,
     retries: u32,
-    trace: &'a Trace,
+    /// The trace to send along, if any.
+    trace: Option<&'a Trace>,
     stream: Option<&'a Headers>,
 }
 

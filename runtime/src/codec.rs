@@ -7,7 +7,9 @@ use serde::de::DeserializeOwned;
 
 /// Encodes a value.
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Bytes, serde_json::Error> {
-    serde_json::to_vec(value).map(Bytes::from)
+    // `Bytes` takes a vector with spare capacity only by allocating a
+    // shared header beside it; trimming it first (a shrink in place) does not.
+    serde_json::to_vec(value).map(|v| Bytes::from(v.into_boxed_slice()))
 }
 
 /// Decodes a value. An empty payload decodes as JSON `null`, so `()` needs no bytes.

@@ -1,7 +1,7 @@
 //! The per-request context a handler may take as an argument, and the
 //! trace context that travels from a handler to the calls it makes.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -27,27 +27,36 @@ pub struct Context {
 
 struct Inner {
     instance: InstanceId,
-    names: [Arc<str>; 3],
+    endpoint: Arc<ServedEndpoint>,
     deadline: Option<Instant>,
-    cancel: CancellationToken,
+    /// Made on first use: most requests finish without anyone asking.
+    cancel: OnceLock<CancellationToken>,
     headers: Headers,
     trace: Trace,
     stream: Option<StreamSetup>,
-    metrics: EndpointMetrics,
     /// The reply channel, taken by a streaming endpoint to accept the stream
     /// before its first item.
     responder: Mutex<Option<Box<dyn Respond>>>,
 }
 
+/// What every request to one served endpoint shares: one reference per
+/// request rather than a copy of each name and metric handle, each of which
+/// would be an atomic count shared by every core.
+pub(crate) struct ServedEndpoint {
+    /// Namespace, component, endpoint.
+    pub names: [Arc<str>; 3],
+    pub metrics: EndpointMetrics,
+    /// Cancelled when the instance gives up on its accepted requests.
+    pub shutdown: CancellationToken,
+}
+
 /// What the dispatcher knows of a request when it makes its context.
 pub(crate) struct Parts {
     pub instance: InstanceId,
-    pub names: [Arc<str>; 3],
+    pub endpoint: Arc<ServedEndpoint>,
     pub deadline: Option<Instant>,
-    pub cancel: CancellationToken,
     pub headers: Headers,
     pub stream: Option<StreamSetup>,
-    pub metrics: EndpointMetrics,
 }
 
 /// Where a streaming endpoint sends its items.
@@ -64,32 +73,37 @@ impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context")
             .field("instance", &self.inner.instance)
-            .field("endpoint", &self.inner.names)
+            .field("endpoint", &self.inner.endpoint.names)
             .field("deadline", &self.inner.deadline)
-            .field("request_id", &self.inner.trace.request_id)
+            .field("request_id", &self.inner.trace.request_id())
             .finish()
     }
 }
 
-/// A request id and a W3C trace context.
+/// A request id and a W3C trace context. Kept compact and free of heap
+/// allocations (unless a caller names its own request id): a trace is made
+/// for every call and every request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Trace {
-    pub request_id: String,
-    pub trace_id: String,
+    /// 32 hex digits (ASCII).
+    trace_id: [u8; 32],
+    /// Only when it is not the first 16 hex digits of the trace id, as
+    /// Rotor's own request ids are.
+    request_id: Option<String>,
     /// This hop's span id.
-    pub span_id: String,
+    span_id: u64,
 }
 
-/// `bytes` random bytes (8 or 16) in hex.
-fn random_hex(bytes: usize) -> String {
-    if bytes > 8 { format!("{:032x}", fastrand::u128(..)) } else { format!("{:016x}", fastrand::u64(..)) }
+/// `value` as 32 lowercase hex digits.
+fn hex_id(value: u128) -> [u8; 32] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    std::array::from_fn(|i| DIGITS[(value >> (124 - 4 * i) & 0xf) as usize])
 }
 
 impl Trace {
     /// A new trace, for a call made outside any handler.
     pub fn root() -> Trace {
-        let trace_id = random_hex(16);
-        Trace { request_id: trace_id[..16].to_string(), trace_id, span_id: random_hex(8) }
+        Trace { trace_id: hex_id(fastrand::u128(..)), request_id: None, span_id: fastrand::u64(..) }
     }
 
     /// The trace of an incoming request: its ids, with a span of our own.
@@ -97,28 +111,42 @@ impl Trace {
         let parsed = headers.get(header::TRACEPARENT).and_then(|tp| {
             let mut parts = tp.split('-');
             let (_version, trace, _parent) = (parts.next()?, parts.next()?, parts.next()?);
-            (trace.len() == 32 && trace.bytes().all(|b| b.is_ascii_hexdigit())).then(|| trace.to_string())
+            let trace: [u8; 32] = trace.as_bytes().try_into().ok()?;
+            trace.iter().all(u8::is_ascii_hexdigit).then_some(trace)
         });
-        let trace_id = parsed.unwrap_or_else(|| random_hex(16));
-        let request_id =
-            headers.get(header::REQUEST_ID).map(str::to_string).unwrap_or_else(|| trace_id[..16].to_string());
-        Trace { request_id, trace_id, span_id: random_hex(8) }
+        let mut trace = match parsed {
+            Some(trace_id) => Trace { trace_id, request_id: None, span_id: fastrand::u64(..) },
+            None => Trace::root(),
+        };
+        trace.request_id =
+            headers.get(header::REQUEST_ID).filter(|id| *id != &trace.trace_id()[..16]).map(str::to_string);
+        trace
     }
 
     /// The trace of a call made on behalf of this one: same request and
     /// trace ids, a new span.
     pub fn child(&self) -> Trace {
-        Trace { span_id: random_hex(8), ..self.clone() }
+        Trace { span_id: fastrand::u64(..), ..self.clone() }
+    }
+
+    pub fn request_id(&self) -> &str {
+        self.request_id.as_deref().unwrap_or(&self.trace_id()[..16])
+    }
+
+    pub fn trace_id(&self) -> &str {
+        // Only ASCII hex digits are ever stored.
+        std::str::from_utf8(&self.trace_id).expect("hex digits")
     }
 
     /// The `traceparent` header value: version 00, sampled.
     pub fn traceparent(&self) -> String {
-        format!("00-{}-{}-01", self.trace_id, self.span_id)
+        format!("00-{}-{:016x}-01", self.trace_id(), self.span_id)
     }
 
+    /// Writes the ids into outgoing headers.
     pub fn write(&self, headers: &mut Headers) {
-        if self.request_id != self.trace_id[..16] {
-            headers.insert(header::REQUEST_ID, self.request_id.clone());
+        if let Some(id) = &self.request_id {
+            headers.insert(header::REQUEST_ID, id.clone());
         }
         headers.insert(header::TRACEPARENT, self.traceparent());
     }
@@ -129,10 +157,10 @@ tokio::task_local! {
     static CURRENT: Trace;
 }
 
-/// The trace for an outgoing call: a child of the running handler's, or a
-/// new one.
-pub(crate) fn outgoing_trace() -> Trace {
-    CURRENT.try_with(Trace::child).unwrap_or_else(|_| Trace::root())
+/// The trace for an outgoing call: a child of the running handler's, or,
+/// outside any handler, `None`.
+pub(crate) fn inherited_trace() -> Option<Trace> {
+    CURRENT.try_with(Trace::child).ok()
 }
 
 /// Runs `fut` with `trace` as the current trace.
@@ -142,18 +170,17 @@ pub(crate) async fn with_trace<F: std::future::Future>(trace: Trace, fut: F) -> 
 
 impl Context {
     pub(crate) fn new(parts: Parts, responder: Box<dyn Respond>) -> Self {
-        let Parts { instance, names, deadline, cancel, headers, stream, metrics } = parts;
+        let Parts { instance, endpoint, deadline, headers, stream } = parts;
         let trace = Trace::from_headers(&headers);
         Context {
             inner: Arc::new(Inner {
                 instance,
-                names,
+                endpoint,
                 deadline,
-                cancel,
+                cancel: OnceLock::new(),
                 headers,
                 trace,
                 stream,
-                metrics,
                 responder: Mutex::new(Some(responder)),
             }),
         }
@@ -166,17 +193,17 @@ impl Context {
 
     /// The component's namespace.
     pub fn namespace(&self) -> &str {
-        &self.inner.names[0]
+        &self.inner.endpoint.names[0]
     }
 
     /// The component's name.
     pub fn component(&self) -> &str {
-        &self.inner.names[1]
+        &self.inner.endpoint.names[1]
     }
 
     /// The endpoint's wire name.
     pub fn endpoint(&self) -> &str {
-        &self.inner.names[2]
+        &self.inner.endpoint.names[2]
     }
 
     /// When the caller stops waiting, if it said.
@@ -192,24 +219,25 @@ impl Context {
     /// `true` once the request is cancelled: its deadline passed, its caller
     /// dropped the stream, or the instance stopped waiting for it.
     pub fn is_cancelled(&self) -> bool {
-        self.inner.cancel.is_cancelled()
+        self.inner.cancel.get().is_some_and(CancellationToken::is_cancelled)
+            || self.inner.endpoint.shutdown.is_cancelled()
     }
 
     /// Completes when the request is cancelled; use it in `tokio::select!`
     /// to stop long work early.
     pub async fn cancelled(&self) {
-        self.inner.cancel.cancelled().await
+        self.cancel_token().cancelled().await
     }
 
     /// The request id: set by the first caller, kept by every call made on
     /// the request's behalf.
     pub fn request_id(&self) -> &str {
-        &self.inner.trace.request_id
+        self.inner.trace.request_id()
     }
 
     /// The W3C trace id (32 hex digits).
     pub fn trace_id(&self) -> &str {
-        &self.inner.trace.trace_id
+        self.inner.trace.trace_id()
     }
 
     /// The W3C `traceparent` of this hop (this server's span).
@@ -223,7 +251,12 @@ impl Context {
     }
 
     pub(crate) fn cancel_token(&self) -> &CancellationToken {
-        &self.inner.cancel
+        self.inner.cancel.get_or_init(|| self.inner.endpoint.shutdown.child_token())
+    }
+
+    /// Completes when the instance gives up on its accepted requests.
+    pub(crate) async fn shutdown(&self) {
+        self.inner.endpoint.shutdown.cancelled().await
     }
 
     pub(crate) fn trace(&self) -> &Trace {
@@ -235,7 +268,7 @@ impl Context {
     }
 
     pub(crate) fn metrics(&self) -> &EndpointMetrics {
-        &self.inner.metrics
+        &self.inner.endpoint.metrics
     }
 
     /// The reply channel, once; `None` after a streaming endpoint took it.

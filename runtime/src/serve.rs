@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::context::{Parts, StreamSetup, with_trace};
+use crate::context::{Parts, ServedEndpoint, StreamSetup, with_trace};
 use crate::discovery::{InstanceRecord, TransportAddress};
 use crate::metrics::EndpointMetrics;
 use crate::transport::{EndpointSpec, Incoming, ServiceSpec};
@@ -150,18 +150,20 @@ pub(crate) async fn serve<S: Service>(rt: &Runtime, service: Arc<S>) -> Result<S
     let dispatcher = Arc::new(Dispatcher {
         service: service.clone(),
         lease: rt.lease_changes(),
-        names: desc
+        endpoints: desc
             .endpoints
             .iter()
-            .map(|ep| [desc.namespace.into(), desc.name.into(), ep.name.into()])
+            .zip(metrics.iter())
+            .map(|(ep, metrics)| {
+                let names = [desc.namespace.into(), desc.name.into(), ep.name.into()];
+                Arc::new(ServedEndpoint { names, metrics: metrics.clone(), shutdown: cancel.clone() })
+            })
             .collect(),
         tracker: tracker.clone(),
         // Keeps the tracker from counting as drained while the transport
         // can still dispatch: it goes with the last copy of the closure.
         _listening: tracker.token(),
-        cancel: cancel.clone(),
         transport: engines.transport.clone(),
-        metrics,
         span: tracing::info_span!("serve", namespace = desc.namespace, component = desc.name, instance = %instance),
         in_flight: in_flight.clone(),
     });
@@ -232,12 +234,10 @@ struct Dispatcher<S> {
     service: Arc<S>,
     /// The current instance id: a replaced lease changes it.
     lease: tokio::sync::watch::Receiver<crate::discovery::LeaseState>,
-    names: Vec<[Arc<str>; 3]>,
+    endpoints: Vec<Arc<ServedEndpoint>>,
     tracker: TaskTracker,
     _listening: tokio_util::task::task_tracker::TaskTrackerToken,
-    cancel: CancellationToken,
     transport: Arc<dyn crate::transport::Transport>,
-    metrics: Arc<[EndpointMetrics]>,
     span: tracing::Span,
     in_flight: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -247,7 +247,7 @@ impl<S: Service> Dispatcher<S> {
     fn dispatch(&self, incoming: Incoming) {
         let Incoming { endpoint, addressed, message, responder } = incoming;
         {
-            let Some(names) = self.names.get(endpoint) else {
+            let Some(served) = self.endpoints.get(endpoint) else {
                 let reply = Message::error(ErrorKind::UnknownEndpoint, "no such endpoint");
                 tokio::spawn(responder.respond(reply));
                 return;
@@ -259,7 +259,7 @@ impl<S: Service> Dispatcher<S> {
                 return;
             }
             let arrived = Instant::now();
-            let metrics = self.metrics[endpoint].clone();
+            let metrics = &served.metrics;
             metrics.inflight.inc();
             metrics.request_bytes.inc_by(message.payload.len() as u64);
             let deadline = message.timeout().map(|t| arrived + t);
@@ -283,15 +283,8 @@ impl<S: Service> Dispatcher<S> {
                 ),
                 transport: self.transport.clone(),
             });
-            let parts = Parts {
-                instance,
-                names: names.clone(),
-                deadline,
-                cancel: self.cancel.child_token(),
-                headers: message.headers,
-                stream,
-                metrics,
-            };
+            let parts =
+                Parts { instance, endpoint: served.clone(), deadline, headers: message.headers, stream };
             let ctx = Context::new(parts, responder);
             let handler = S::handle(self.service.clone(), endpoint, ctx.clone(), message.payload);
             let span = tracing::info_span!(
@@ -377,6 +370,14 @@ async fn run_handler(handler: futures::future::BoxFuture<'static, Message>, ctx:
             None => std::future::pending().await,
         }
     };
+    // A unary request is cancelled only by its deadline (below) or by
+    // shutdown; a stream also by its caller, through the request's token.
+    let cancelled = async {
+        match ctx.stream_setup() {
+            Some(_) => ctx.cancelled().await,
+            None => ctx.shutdown().await,
+        }
+    };
     tokio::select! {
         biased;
         outcome = AssertUnwindSafe(handler).catch_unwind() => match outcome {
@@ -391,7 +392,7 @@ async fn run_handler(handler: futures::future::BoxFuture<'static, Message>, ctx:
             ctx.cancel_token().cancel();
             Message::error(ErrorKind::Deadline, "the request's deadline passed; the handler was cancelled")
         }
-        () = ctx.cancelled() => {
+        () = cancelled => {
             Message::error(ErrorKind::Unavailable, "the instance shut down before the handler finished")
         }
     }

@@ -58,6 +58,29 @@ pub mod header {
     /// line, so it fits a header). Error replies carry no payload: NATS micro
     /// sends none with an error.
     pub const ERROR_BODY: &str = "Rotor-Error-Body";
+
+    /// The constant for `name` when it is one of the names above.
+    pub(crate) fn known(name: &str) -> Option<&'static str> {
+        [
+            TIMEOUT_MS,
+            TRACEPARENT,
+            REQUEST_ID,
+            INSTANCE,
+            SERVICE_ERROR,
+            SERVICE_ERROR_CODE,
+            ERROR_KIND,
+            ERROR_BODY,
+            WIRE,
+            STREAM,
+            STREAM_INBOX,
+            STREAM_WINDOW,
+            STREAM_HEARTBEAT_MS,
+            STREAM_CONTROL,
+            STREAM_CREDIT,
+        ]
+        .into_iter()
+        .find(|known| *known == name)
+    }
 }
 
 /// Why a server answered with an error instead of a response. The codes are
@@ -162,6 +185,16 @@ impl Headers {
     /// Every header, in insertion order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().map(|(n, v)| (n.as_ref(), v.as_str()))
+    }
+}
+
+impl IntoIterator for Headers {
+    type Item = (Cow<'static, str>, String);
+    type IntoIter = std::vec::IntoIter<Self::Item>;
+
+    /// Every header, in insertion order, by value.
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
     }
 }
 

@@ -167,15 +167,13 @@ impl Scope {
     }
 }
 
-/// The sum of a counter family over every series of one endpoint.
-fn sum_for_endpoint(family: &IntCounterVec, endpoint: &str) -> u64 {
-    family
-        .collect()
-        .iter()
-        .flat_map(|f| f.get_metric())
-        .filter(|m| m.get_label().iter().any(|l| l.name() == names::ENDPOINT && l.value() == endpoint))
-        .map(|m| m.get_counter().get_value() as u64)
-        .sum()
+/// A family that is never registered: each endpoint's errors of every type
+/// together, read for `$SRV.STATS` and [`ClientStats`](crate::ClientStats).
+/// Summing the registered family's series would read prometheus's data
+/// model, whose API changes with its `protobuf` feature, which any other
+/// crate in a program may turn on.
+fn unregistered_total(name: &str) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, "errors of every type"), &[names::ENDPOINT]).expect("valid metric")
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -191,6 +189,7 @@ fn histogram(registry: &Registry, name: &str, help: &str) -> HistogramVec {
 pub(crate) struct ServerMetrics {
     requests: IntCounterVec,
     errors: IntCounterVec,
+    errors_total: IntCounterVec,
     duration: HistogramVec,
     inflight: IntGaugeVec,
     request_bytes: IntCounterVec,
@@ -210,6 +209,7 @@ impl ServerMetrics {
                 "Requests answered with an error, by type",
                 &[names::ENDPOINT, names::ERROR_TYPE],
             ),
+            errors_total: unregistered_total(names::ERRORS_TOTAL),
             duration: histogram(
                 r,
                 names::REQUEST_DURATION_SECONDS,
@@ -244,6 +244,7 @@ impl ServerMetrics {
             endpoint: endpoint.into(),
             requests: self.requests.with_label_values(l),
             errors: self.errors.clone(),
+            errors_total: self.errors_total.with_label_values(l),
             duration: self.duration.with_label_values(l),
             inflight: self.inflight.with_label_values(l),
             request_bytes: self.request_bytes.with_label_values(l),
@@ -260,6 +261,7 @@ pub(crate) struct EndpointMetrics {
     endpoint: Arc<str>,
     pub requests: IntCounter,
     errors: IntCounterVec,
+    errors_total: IntCounter,
     pub duration: prometheus::Histogram,
     pub inflight: IntGauge,
     pub request_bytes: IntCounter,
@@ -296,10 +298,11 @@ pub struct EndpointData {
 impl EndpointMetrics {
     pub(crate) fn error(&self, kind: &str) {
         self.errors.with_label_values(&[&self.endpoint, kind]).inc();
+        self.errors_total.inc();
     }
 
     fn errors_total(&self) -> u64 {
-        sum_for_endpoint(&self.errors, &self.endpoint)
+        self.errors_total.get()
     }
 
     pub(crate) fn data(&self, extra: Option<serde_json::Value>) -> EndpointData {
@@ -321,6 +324,7 @@ impl EndpointMetrics {
 pub(crate) struct ClientMetrics {
     requests: IntCounterVec,
     errors: IntCounterVec,
+    errors_total: IntCounterVec,
     retries: IntCounterVec,
     evictions: IntCounterVec,
     duration: HistogramVec,
@@ -337,6 +341,7 @@ impl ClientMetrics {
                 "Calls that failed outside the handler, by kind",
                 &[names::ENDPOINT, names::KIND],
             ),
+            errors_total: unregistered_total(names::CLIENT_ERRORS_TOTAL),
             retries: counter(r, names::CLIENT_RETRIES_TOTAL, "Attempts repeated on another instance", ep),
             evictions: counter(r, names::CLIENT_EVICTIONS_TOTAL, "Instances taken out of rotation", ep),
             duration: histogram(r, names::CLIENT_REQUEST_DURATION_SECONDS, "Time from a call to its reply"),
@@ -349,6 +354,7 @@ impl ClientMetrics {
             endpoint: endpoint.into(),
             requests: self.requests.with_label_values(l),
             errors: self.errors.clone(),
+            errors_total: self.errors_total.with_label_values(l),
             retries: self.retries.with_label_values(l),
             evictions: self.evictions.with_label_values(l),
             duration: self.duration.with_label_values(l),
@@ -361,6 +367,7 @@ pub(crate) struct ClientEndpointMetrics {
     endpoint: Arc<str>,
     pub requests: IntCounter,
     errors: IntCounterVec,
+    errors_total: IntCounter,
     pub retries: IntCounter,
     pub evictions: IntCounter,
     pub duration: prometheus::Histogram,
@@ -369,10 +376,11 @@ pub(crate) struct ClientEndpointMetrics {
 impl ClientEndpointMetrics {
     pub(crate) fn error(&self, kind: &str) {
         self.errors.with_label_values(&[&self.endpoint, kind]).inc();
+        self.errors_total.inc();
     }
 
     pub(crate) fn errors_total(&self) -> u64 {
-        sum_for_endpoint(&self.errors, &self.endpoint)
+        self.errors_total.get()
     }
 }
 

@@ -6,6 +6,7 @@
 //! same payload limit semantics.
 
 mod inproc;
+mod micro;
 mod nats;
 
 use std::sync::Arc;

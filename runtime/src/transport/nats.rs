@@ -1,21 +1,23 @@
 //! The NATS transport: every served component is one NATS micro service, so
 //! `$SRV.PING`, `$SRV.INFO` and `$SRV.STATS` and the standard NATS tools see
-//! it; requests are NATS request/reply.
+//! it (see `micro`); requests are NATS request/reply on queue-group
+//! subscriptions.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use async_nats::service::ServiceExt;
-use async_nats::{ConnectOptions, HeaderMap, RequestErrorKind};
+use async_nats::{ConnectOptions, HeaderMap, HeaderName, RequestErrorKind};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
+use tokio_util::sync::CancellationToken;
+
+use super::micro::{Counters, Micro, MicroEndpoint, QUEUE_GROUP};
 use super::{Dispatch, Incoming, Respond, ServiceSpec, Transport};
 use crate::config::{NatsAuth, NatsConfig};
 use crate::stats::ServiceStats;
-use crate::wire::{Headers, Message, WIRE_VERSION, header};
+use crate::wire::{Headers, Message, header};
 use crate::{Error, Guard, TransportError};
 
 /// Requests and replies over a NATS connection.
@@ -76,13 +78,18 @@ impl Nats {
     }
 }
 
-fn to_nats(headers: &Headers) -> HeaderMap {
+/// Consumes the headers, so that values move rather than copy.
+fn to_nats(headers: Headers) -> HeaderMap {
     let mut map = HeaderMap::new();
-    for (name, value) in headers.iter() {
+    for (name, value) in headers {
         // async-nats asserts that a value holds no line break; one that
         // does (from a caller's own headers) is dropped rather than panic.
         if !value.contains(['\r', '\n']) {
-            map.insert(name, value);
+            match name {
+                // A static name is referenced, not copied.
+                std::borrow::Cow::Borrowed(name) => map.insert(HeaderName::from_static(name), value),
+                std::borrow::Cow::Owned(name) => map.insert(name, value),
+            }
         }
     }
     map
@@ -93,14 +100,26 @@ fn from_nats(map: Option<&HeaderMap>) -> Headers {
     if let Some(map) = map.filter(|m| !m.is_empty()) {
         for (name, values) in map.iter() {
             if let Some(value) = values.first() {
-                headers.insert(name.to_string(), value.as_str().to_string());
+                // Rotor's own names are borrowed rather than copied for every message.
+                let name: &str = name.as_ref();
+                match header::known(name) {
+                    Some(known) => headers.insert(known, value.as_str()),
+                    None => headers.insert(name.to_string(), value.as_str()),
+                }
             }
         }
     }
     headers
 }
 
-struct Reply(async_nats::service::Request);
+/// Sends the reply to one request and counts it in the endpoint's
+/// `$SRV.STATS` figures.
+struct Reply {
+    client: async_nats::Client,
+    to: async_nats::Subject,
+    counters: Arc<Counters>,
+    arrived: Instant,
+}
 
 impl Respond for Reply {
     fn respond(self: Box<Self>, reply: Message) -> BoxFuture<'static, Result<(), TransportError>> {
@@ -112,101 +131,88 @@ impl Respond for Reply {
                     status: reply.headers.get(header::SERVICE_ERROR).unwrap_or("").to_string(),
                 }
             });
-            let headers = to_nats(&reply.headers);
-            // Errors go through the service API so that its statistics count them.
-            let result = match failure {
-                None => self.0.respond_with_headers(Ok(reply.payload), headers).await,
-                Some(error) => self.0.respond_with_headers(Err(error), headers).await,
+            // Without headers it is a plain PUB, the cheapest message NATS has.
+            let sent = if reply.headers.is_empty() {
+                self.client.publish(self.to, reply.payload).await
+            } else {
+                self.client.publish_with_headers(self.to, to_nats(reply.headers), reply.payload).await
             };
-            result.map_err(|e| TransportError::Disconnected(format!("could not send a reply: {e}")))
+            self.counters.record(self.arrived.elapsed(), failure);
+            sent.map_err(|e| TransportError::Disconnected(format!("could not send a reply: {e}")))
         })
     }
 }
 
-/// Adds every endpoint of `spec` to `service`, each forwarding to `dispatch`.
-async fn add_endpoints(
-    service: &async_nats::service::Service,
-    spec: &ServiceSpec,
-    prefix: &str,
-    dispatch: &Dispatch,
-) -> Result<(), async_nats::Error> {
-    for (index, ep) in spec.endpoints.iter().enumerate() {
-        // The first subject is the queue group's; any other, this instance's.
-        for (nth, subject) in ep.subjects.iter().enumerate() {
-            let addressed = nth > 0;
-            let name = subject.strip_prefix(prefix).unwrap_or(subject);
-            let metadata = HashMap::from([
-                ("rotor.endpoint".to_string(), ep.name.clone()),
-                ("rotor.request".to_string(), ep.request_type.clone()),
-                ("rotor.response".to_string(), ep.response_type.clone()),
-            ]);
-            let mut endpoint =
-                service.endpoint_builder().name(name).metadata(metadata).add(subject.clone()).await?;
-            let dispatch = dispatch.clone();
-            // Ends when the service stops; requests it already
-            // received are still dispatched.
-            tokio::spawn(async move {
-                while let Some(request) = endpoint.next().await {
-                    let message = Message {
-                        headers: from_nats(request.message.headers.as_ref()),
-                        payload: request.message.payload.clone(),
-                    };
-                    let responder = Box::new(Reply(request));
-                    dispatch(Incoming { endpoint: index, addressed, message, responder });
+/// Hands every request on one subscription to `dispatch` until `stop`,
+/// then unsubscribes and still hands over what had already arrived.
+fn listen(
+    client: async_nats::Client,
+    mut requests: async_nats::Subscriber,
+    ep: &MicroEndpoint,
+    dispatch: Dispatch,
+    stop: CancellationToken,
+) {
+    let (endpoint, addressed, counters) = (ep.number, ep.addressed, ep.counters.clone());
+    tokio::spawn(async move {
+        let mut stopping = false;
+        loop {
+            let request = tokio::select! {
+                biased;
+                request = requests.next() => match request {
+                    Some(request) => request,
+                    None => break,
+                },
+                () = stop.cancelled(), if !stopping => {
+                    stopping = true;
+                    if requests.drain().await.is_err() {
+                        break;
+                    }
+                    continue;
                 }
+            };
+            let Some(to) = request.reply else {
+                tracing::debug!(subject = %request.subject, "ignoring a request without a reply subject");
+                continue;
+            };
+            let responder = Box::new(Reply {
+                client: client.clone(),
+                to,
+                counters: counters.clone(),
+                arrived: Instant::now(),
             });
+            let message = Message { headers: from_nats(request.headers.as_ref()), payload: request.payload };
+            dispatch(Incoming { endpoint, addressed, message, responder });
         }
-    }
-    Ok(())
+    });
 }
 
 impl Transport for Nats {
     fn bind(&self, spec: ServiceSpec, dispatch: Dispatch) -> BoxFuture<'_, Result<Guard, Error>> {
         Box::pin(async move {
-            let bind_error =
-                |e: async_nats::Error| Error::Bind { service: spec.name.clone(), detail: e.to_string() };
-            let metadata = HashMap::from([
-                ("rotor.namespace".to_string(), spec.namespace.clone()),
-                ("rotor.component".to_string(), spec.component.clone()),
-                ("rotor.instance".to_string(), spec.instance.to_string()),
-                ("rotor.wire".to_string(), WIRE_VERSION.to_string()),
-            ]);
-            // The micro endpoint names (`say`, `say-1f2e`) by endpoint number.
-            let prefix = format!("{}.", spec.name);
-            let numbers: HashMap<String, usize> = spec
-                .endpoints
-                .iter()
-                .enumerate()
-                .flat_map(|(i, ep)| ep.subjects.iter().map(move |s| (s.clone(), i)))
-                .map(|(subject, i)| (subject.strip_prefix(&prefix).unwrap_or(&subject).to_string(), i))
-                .collect();
-            let stats = spec.stats.clone();
-            let service = self
-                .client
-                .service_builder()
-                .stats_handler(move |name, _| numbers.get(&name).map(|i| stats(*i)).unwrap_or_default())
-                .description(format!("Rotor component {}/{}", spec.namespace, spec.component))
-                .metadata(metadata)
-                .start(&spec.name, &spec.version)
-                .await
-                .map_err(bind_error)?;
-            if let Err(e) = add_endpoints(&service, &spec, &prefix, &dispatch).await {
-                // No half-served component: what was added goes with it.
-                let _ = service.stop().await;
-                return Err(bind_error(e));
-            }
-            // The guard runs in `Drop`, which cannot await: stopping is spawned.
-            let service = Mutex::new(Some(service));
-            let runtime = tokio::runtime::Handle::current();
-            let guard = Guard::new(move || {
-                if let Some(service) = service.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                    runtime.spawn(async move {
-                        if let Err(e) = service.stop().await {
-                            tracing::warn!(error = %e, "could not stop a NATS service");
-                        }
-                    });
-                }
+            let bind_error = |e: async_nats::SubscribeError| Error::Bind {
+                service: spec.name.clone(),
+                detail: e.to_string(),
+            };
+            let micro = Arc::new(Micro::new(&spec));
+            let stop = CancellationToken::new();
+            // The guard cancels `stop`, on success and on a half-done bind alike.
+            let guard = Guard::new({
+                let stop = stop.clone();
+                move || stop.cancel()
             });
+            let mut subscriptions = Vec::new();
+            for ep in &micro.endpoints {
+                let subscriber = self
+                    .client
+                    .queue_subscribe(ep.subject.clone(), QUEUE_GROUP.to_string())
+                    .await
+                    .map_err(bind_error)?;
+                subscriptions.push(subscriber);
+            }
+            micro.clone().serve_verbs(self.client.clone(), stop.clone()).await.map_err(bind_error)?;
+            for (subscriber, ep) in subscriptions.into_iter().zip(&micro.endpoints) {
+                listen(self.client.clone(), subscriber, ep, dispatch.clone(), stop.clone());
+            }
             Ok(guard)
         })
     }
@@ -225,7 +231,7 @@ impl Transport for Nats {
             }
             let request = async_nats::Request::new()
                 .payload(message.payload)
-                .headers(to_nats(&message.headers))
+                .headers(to_nats(message.headers))
                 .timeout(Some(timeout));
             match self.client.send_request(subject.clone(), request).await {
                 Ok(reply) => {
@@ -282,7 +288,7 @@ impl Transport for Nats {
             let sent = if message.headers.is_empty() {
                 self.client.publish(subject, message.payload).await
             } else {
-                self.client.publish_with_headers(subject, to_nats(&message.headers), message.payload).await
+                self.client.publish_with_headers(subject, to_nats(message.headers), message.payload).await
             };
             sent.map_err(|e| TransportError::Disconnected(format!("could not publish: {e}")))
         })
