@@ -338,6 +338,46 @@ async fn calls_made_by_a_handler_carry_its_request_and_trace_ids() {
     assert_eq!(front, downstream, "the same request id and trace id downstream");
 }
 
+/// A call made outside any handler sends its trace only when its
+/// `rotor.call` span is recorded, so that the trace ids on both sides match;
+/// otherwise the server starts the trace.
+#[tokio::test]
+async fn a_root_call_sends_its_trace_only_when_its_span_is_recorded() {
+    struct Traced;
+
+    #[rotor::component(namespace = "test.trace")]
+    impl Traced {
+        #[endpoint]
+        async fn seen(&self, ctx: &Context) -> Result<(Option<String>, String), StreamError> {
+            let sent = ctx.headers().get("traceparent").map(str::to_string);
+            Ok((sent, ctx.trace_id().to_string()))
+        }
+    }
+
+    let servers = Servers::start();
+    let rt = servers.runtime().await;
+    let _server = rt.serve(Traced).await.unwrap();
+    let client = Traced::client(&rt).await.unwrap();
+    client.core().wait_for_instances().await.unwrap();
+
+    let (sent, trace_id) = client.seen().await.unwrap();
+    assert_eq!(sent, None, "no subscriber records the call's span, so no trace is sent");
+    assert_eq!(trace_id.len(), 32, "the server started a trace of its own: {trace_id}");
+
+    let recorded = {
+        use tracing_subscriber::util::SubscriberInitExt;
+        tracing_subscriber::fmt()
+            .with_max_level(tracing_subscriber::filter::LevelFilter::DEBUG)
+            .with_writer(std::io::sink)
+            .finish()
+            .set_default()
+    };
+    let (sent, trace_id) = client.seen().await.unwrap();
+    drop(recorded);
+    let sent = sent.expect("a recorded call sends its traceparent");
+    assert_eq!(sent.split('-').nth(1), Some(trace_id.as_str()), "the server continues the caller's trace");
+}
+
 /// The serving process dies mid-stream: the caller's stream ends with a
 /// transport error within three heartbeats, and does not hang.
 #[tokio::test]
