@@ -6,8 +6,8 @@
 //! p99, calls/s), and 64 calls in flight (calls/s). Ratios are Rotor/raw.
 //!
 //! `cargo bench --bench unary` (add `-- --quick` for fewer calls,
-//! `-- --in-flight-only` for the last row alone, `-- --profile-rotor` for
-//! Rotor's part of it alone).
+//! `-- --in-flight-only` for the last row alone, `-- --profile rotor` or
+//! `-- --profile raw` for one side of it alone).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -171,28 +171,30 @@ async fn main() {
             client.echo(text).await.unwrap();
         }
     };
-    if std::env::args().any(|a| a == "--profile-rotor") {
-        // Rotor's calls alone, for a profiler (e.g. callgrind) to count.
-        let run = in_flight(n, 64, &pids, rotor_call).await;
+    let raw_call = || {
+        let (nats, raw) = (nats.clone(), raw.clone());
+        async move {
+            nats.request("raw.echo", raw).await.unwrap();
+        }
+    };
+    // One side's calls alone, for a profiler (e.g. callgrind) to count.
+    if let Some(side) = std::env::args().skip_while(|a| a != "--profile").nth(1) {
+        let run = match side.as_str() {
+            "rotor" => in_flight(n, 64, &pids, rotor_call).await,
+            _ => in_flight(n, 64, &pids, raw_call).await,
+        };
         println!(
-            "rotor alone, 64 in flight: {:.0} calls/s, {:.1} allocations/call",
+            "{side} alone, 64 in flight: {:.0} calls/s, {:.1} allocations/call",
             run.per_sec, run.allocations
         );
         return;
     }
+    let rounds = if quick { 3 } else { 7 };
     let (mut rotor, mut raw_f, mut svc) = (Vec::new(), Vec::new(), Vec::new());
     // Interleaved rounds, so that a disturbance hits all three alike.
-    for _ in 0..3 {
+    for _ in 0..rounds {
         rotor.push(in_flight(n, 64, &pids, rotor_call).await);
-        raw_f.push(
-            in_flight(n, 64, &pids, || {
-                let (nats, raw) = (nats.clone(), raw.clone());
-                async move {
-                    nats.request("raw.echo", raw).await.unwrap();
-                }
-            })
-            .await,
-        );
+        raw_f.push(in_flight(n, 64, &pids, raw_call).await);
         svc.push(
             in_flight(n, 64, &pids, || {
                 let (nats, raw) = (nats.clone(), raw.clone());
@@ -205,7 +207,7 @@ async fn main() {
     }
     let (rotor, raw_f, svc) = (median(rotor), median(raw_f), median(svc));
     println!(
-        "unary, 64-byte payload, 64 in flight, {n} calls, median of 3 rounds:\n  {:<28} {:>10} {:>18} {:>18} {:>12}",
+        "unary, 64-byte payload, 64 in flight, {n} calls, median of {rounds} rounds:\n  {:<28} {:>10} {:>18} {:>18} {:>12}",
         "", "calls/s", "CPU/call (bench)", "CPU/call (nats)", "allocs/call"
     );
     for (name, run) in

@@ -229,10 +229,11 @@ impl Transport for Nats {
             if size > limit {
                 return Err(TransportError::Oversize { what: "request".into(), size, limit });
             }
-            let request = async_nats::Request::new()
-                .payload(message.payload)
-                .headers(to_nats(message.headers))
-                .timeout(Some(timeout));
+            let mut request = async_nats::Request::new().payload(message.payload).timeout(Some(timeout));
+            // Without headers it is a plain PUB, and the reply's parse is the cheapest.
+            if !message.headers.is_empty() {
+                request = request.headers(to_nats(message.headers));
+            }
             match self.client.send_request(subject.clone(), request).await {
                 Ok(reply) => {
                     Ok(Message { headers: from_nats(reply.headers.as_ref()), payload: reply.payload })
