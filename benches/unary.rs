@@ -159,6 +159,17 @@ async fn main() {
             rotor.p99.as_secs_f64() / raw_f.p99.as_secs_f64(),
             rotor.per_sec / raw_f.per_sec
         );
+        // What JSON alone costs a call: the request and the response are
+        // each encoded once and decoded once.
+        let rounds = 200;
+        let start = Instant::now();
+        for _ in 0..rounds {
+            let bytes = rotor::codec::encode(&text).unwrap();
+            let back: String = rotor::codec::decode(&bytes).unwrap();
+            assert_eq!(back.len(), text.len());
+        }
+        let json = start.elapsed() * 2 / rounds;
+        println!("  JSON encode + decode of request and response, in one thread: {json:.1?} per call");
     }
 
     let text = "x".repeat(62);
