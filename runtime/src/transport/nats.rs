@@ -115,7 +115,8 @@ fn from_nats(map: Option<&HeaderMap>) -> Headers {
 /// Sends the reply to one request and counts it in the endpoint's
 /// `$SRV.STATS` figures.
 struct Reply {
-    client: async_nats::Client,
+    /// Shared: cloning a NATS client allocates (its sender boxes a future).
+    client: Arc<async_nats::Client>,
     to: async_nats::Subject,
     counters: Arc<Counters>,
     arrived: Instant,
@@ -146,7 +147,7 @@ impl Respond for Reply {
 /// Hands every request on one subscription to `dispatch` until `stop`,
 /// then unsubscribes and still hands over what had already arrived.
 fn listen(
-    client: async_nats::Client,
+    client: Arc<async_nats::Client>,
     mut requests: async_nats::Subscriber,
     ep: &MicroEndpoint,
     dispatch: Dispatch,
@@ -210,8 +211,9 @@ impl Transport for Nats {
                 subscriptions.push(subscriber);
             }
             micro.clone().serve_verbs(self.client.clone(), stop.clone()).await.map_err(bind_error)?;
+            let client = Arc::new(self.client.clone());
             for (subscriber, ep) in subscriptions.into_iter().zip(&micro.endpoints) {
-                listen(self.client.clone(), subscriber, ep, dispatch.clone(), stop.clone());
+                listen(client.clone(), subscriber, ep, dispatch.clone(), stop.clone());
             }
             Ok(guard)
         })
