@@ -389,9 +389,14 @@ impl ClientCore {
                 None => Some(left.saturating_sub((left / 20).min(Duration::from_millis(100)))),
                 Some(_) => self.timeout.map(|t| t.saturating_sub(started.elapsed())),
             };
-            // The last attempt takes the payload rather than share it.
-            let payload = if attempt < retries { payload.clone() } else { std::mem::take(&mut payload) };
-            let mut message = Message::request(payload, server_time);
+            // With a deadline the request is a copy in its envelope, so the
+            // payload stays for a retry without being shared (sharing a
+            // payload allocates); without one, the last attempt takes it.
+            let mut message = match server_time {
+                Some(time) => Message::enveloped(&payload, time),
+                None if attempt < retries => Message::request(payload.clone(), None),
+                None => Message::request(std::mem::take(&mut payload), None),
+            };
             if let Some(trace) = trace {
                 trace.write(&mut message.headers);
             }

@@ -231,15 +231,21 @@ impl Message {
     /// A request carrying `payload`, with the time the server has before the
     /// caller stops waiting.
     pub fn request(payload: Bytes, timeout: Option<Duration>) -> Self {
-        let Some(timeout) = timeout else {
-            return Message { headers: Headers::new(), payload };
-        };
+        match timeout {
+            Some(timeout) => Message::enveloped(&payload, timeout),
+            None => Message { headers: Headers::new(), payload },
+        }
+    }
+
+    /// A request with the time the server has, in an envelope in front of a
+    /// copy of `payload`.
+    pub fn enveloped(payload: &[u8], timeout: Duration) -> Self {
         let millis = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX).max(1);
         let mut enveloped = BytesMut::with_capacity(ENVELOPE_LEN + payload.len());
         enveloped.put_u8(ENVELOPE);
         enveloped.put_u8(ENVELOPE_VERSION);
         enveloped.put_u32(millis);
-        enveloped.put_slice(&payload);
+        enveloped.put_slice(payload);
         Message { headers: Headers::new(), payload: enveloped.freeze() }
     }
 
