@@ -421,17 +421,12 @@ async fn a_request_of_another_wire_version_is_refused_clearly() {
     let (rt, _servers) = instances(1).await;
     let mut message = rotor::wire::Message::request(Bytes::from_static(b"{\"a\":1,\"b\":2}"), None);
     message.headers.insert(rotor::wire::header::WIRE, "2");
-    let reply = rt
-        .transport()
-        .request(Counter::ADD_SUBJECT.to_string(), message, Duration::from_secs(5))
-        .await
-        .unwrap();
+    let reply = rt.transport().request(Counter::ADD_SUBJECT, message, Duration::from_secs(5)).await.unwrap();
     assert_eq!(reply.error_kind(), Some(ErrorKind::Decode));
     let text = reply.headers.get(rotor::wire::header::SERVICE_ERROR).unwrap();
     assert!(text.contains("version 2"), "{text}");
     // Version 1 is the default and needs no header.
     let ok = rotor::wire::Message::request(Bytes::from_static(b"{\"a\":1,\"b\":2}"), None);
-    let reply =
-        rt.transport().request(Counter::ADD_SUBJECT.to_string(), ok, Duration::from_secs(5)).await.unwrap();
+    let reply = rt.transport().request(Counter::ADD_SUBJECT, ok, Duration::from_secs(5)).await.unwrap();
     assert_eq!(reply.error_kind(), None);
 }

@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
-use crate::discovery::{InstanceList, InstanceRecord};
+use crate::discovery::InstanceList;
 use crate::wire::{ErrorKind, Message, header};
 use tracing::Instrument;
 
@@ -404,7 +404,7 @@ impl ClientCore {
                 message.headers.insert(name.to_string(), value);
             }
             let _in_flight = (self.router == Router::PowerOfTwo).then(|| InFlight::start(route, instance));
-            let result = transport.request(subject, message, left).await;
+            let result = transport.request(subject.as_str(), message, left).await;
             match (result, instance) {
                 (Ok(reply), _) => {
                     let answered = reply
@@ -440,17 +440,22 @@ impl ClientCore {
     }
 
     /// The subject for the next call, and the instance behind it when known.
-    fn pick(&self, route: &Route) -> Result<(String, Option<InstanceId>), TransportError> {
+    fn pick<'r>(&self, route: &'r Route) -> Result<(CallSubject<'r>, Option<InstanceId>), TransportError> {
         let Some(instances) = &route.instances else {
             return Ok(match self.target {
-                Some(id) => (names::instance_subject(&route.service, &route.endpoint, id.0), Some(id)),
-                None => (route.queue_subject.clone(), None),
+                Some(id) => (
+                    CallSubject::Made(names::instance_subject(&route.service, &route.endpoint, id.0)),
+                    Some(id),
+                ),
+                None => (CallSubject::Route(&route.queue_subject), None),
             });
         };
-        let list = instances.borrow();
+        // The list itself, not the watch's guard, which must not be held
+        // across the call: the subject is then borrowed, not copied.
+        let list = instances.borrow().clone();
         if let Some(id) = self.target {
-            return match list.iter().find(|r| r.instance_id == id) {
-                Some(r) => Ok((r.transport.subject().to_string(), Some(id))),
+            return match list.iter().position(|r| r.instance_id == id) {
+                Some(at) => Ok((CallSubject::Listed(list, at), Some(id))),
                 None => Err(TransportError::UnknownInstance { endpoint: route.label.clone(), instance: id }),
             };
         }
@@ -460,11 +465,12 @@ impl ClientCore {
             if list.is_empty() {
                 return Err(TransportError::NoInstances { endpoint: route.label.clone() });
             }
-            let record = match self.router {
-                Router::Random => &list[fastrand::usize(..list.len())],
-                _ => &list[route.next.fetch_add(1, Ordering::Relaxed) % list.len()],
+            let at = match self.router {
+                Router::Random => fastrand::usize(..list.len()),
+                _ => route.next.fetch_add(1, Ordering::Relaxed) % list.len(),
             };
-            return Ok((record.transport.subject().to_string(), Some(record.instance_id)));
+            let instance = list[at].instance_id;
+            return Ok((CallSubject::Listed(list, at), Some(instance)));
         }
         let mut health = route.health();
         if !health.evicted.is_empty() {
@@ -476,23 +482,42 @@ impl ClientCore {
             });
             route.any_evicted.store(!health.evicted.is_empty(), Ordering::Relaxed);
         }
-        let live = || list.iter().filter(|r| !health.evicted.contains_key(&r.instance_id));
+        let live = || (0..list.len()).filter(|&at| !health.evicted.contains_key(&list[at].instance_id));
         let count = live().count();
         if count == 0 {
             return Err(TransportError::NoInstances { endpoint: route.label.clone() });
         }
         let nth = |n: usize| live().nth(n).expect("fewer than `count` live instances");
-        let record = match self.router {
+        let at = match self.router {
             Router::RoundRobin => nth(route.next.fetch_add(1, Ordering::Relaxed) % count),
             Router::Random => nth(fastrand::usize(..count)),
             Router::PowerOfTwo => {
-                let a = nth(fastrand::usize(..count));
-                let b = nth(fastrand::usize(..count));
-                let load = |r: &InstanceRecord| health.in_flight.get(&r.instance_id).copied().unwrap_or(0);
+                let (a, b) = (nth(fastrand::usize(..count)), nth(fastrand::usize(..count)));
+                let load = |at: usize| health.in_flight.get(&list[at].instance_id).copied().unwrap_or(0);
                 if load(b) < load(a) { b } else { a }
             }
         };
-        Ok((record.transport.subject().to_string(), Some(record.instance_id)))
+        let instance = list[at].instance_id;
+        drop(health);
+        Ok((CallSubject::Listed(list, at), Some(instance)))
+    }
+}
+
+/// Where one attempt goes: a subject borrowed from the instance list it was
+/// picked from or from the route, or one made for it.
+enum CallSubject<'r> {
+    Listed(InstanceList, usize),
+    Route(&'r str),
+    Made(String),
+}
+
+impl CallSubject<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            CallSubject::Listed(list, at) => list[*at].transport.subject(),
+            CallSubject::Route(subject) => subject,
+            CallSubject::Made(subject) => subject,
+        }
     }
 }
 

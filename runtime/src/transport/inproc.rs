@@ -191,12 +191,12 @@ impl Transport for InProcess {
         Box::pin(future::ready(Ok(guard)))
     }
 
-    fn request(
-        &self,
-        subject: String,
+    fn request<'a>(
+        &'a self,
+        subject: &'a str,
         message: Message,
         timeout: Duration,
-    ) -> BoxFuture<'_, Result<Message, TransportError>> {
+    ) -> BoxFuture<'a, Result<Message, TransportError>> {
         Box::pin(async move {
             let size = message.size();
             if size > self.inner.max_payload {
@@ -206,8 +206,9 @@ impl Transport for InProcess {
                     limit: self.inner.max_payload,
                 });
             }
-            let no_responders = || TransportError::NoResponders { subject: subject.clone(), instance: None };
-            let sub = self.pick(&subject).ok_or_else(no_responders)?;
+            let no_responders =
+                || TransportError::NoResponders { subject: subject.to_string(), instance: None };
+            let sub = self.pick(subject).ok_or_else(no_responders)?;
             let (reply_tx, reply_rx) = oneshot::channel();
             let responder = Box::new(Reply {
                 tx: reply_tx,
@@ -226,9 +227,11 @@ impl Transport for InProcess {
             };
             match tokio::time::timeout(timeout, exchange).await {
                 Ok(result) => result,
-                Err(_) => {
-                    Err(TransportError::Timeout { subject: subject.clone(), after: timeout, instance: None })
-                }
+                Err(_) => Err(TransportError::Timeout {
+                    subject: subject.to_string(),
+                    after: timeout,
+                    instance: None,
+                }),
             }
         })
     }

@@ -90,12 +90,12 @@ pub trait Transport: Send + Sync + 'static {
     fn bind(&self, spec: ServiceSpec, dispatch: Dispatch) -> BoxFuture<'_, Result<Guard, Error>>;
 
     /// Sends a request to `subject` and waits up to `timeout` for the reply.
-    fn request(
-        &self,
-        subject: String,
+    fn request<'a>(
+        &'a self,
+        subject: &'a str,
         message: Message,
         timeout: Duration,
-    ) -> BoxFuture<'_, Result<Message, TransportError>>;
+    ) -> BoxFuture<'a, Result<Message, TransportError>>;
 
     /// The largest message the transport carries, in bytes.
     fn max_payload(&self) -> usize;

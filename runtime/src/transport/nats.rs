@@ -219,12 +219,12 @@ impl Transport for Nats {
         })
     }
 
-    fn request(
-        &self,
-        subject: String,
+    fn request<'a>(
+        &'a self,
+        subject: &'a str,
         message: Message,
         timeout: Duration,
-    ) -> BoxFuture<'_, Result<Message, TransportError>> {
+    ) -> BoxFuture<'a, Result<Message, TransportError>> {
         Box::pin(async move {
             let size = message.size();
             let limit = self.max_payload();
@@ -236,17 +236,20 @@ impl Transport for Nats {
             if !message.headers.is_empty() {
                 request = request.headers(to_nats(message.headers));
             }
-            match self.client.send_request(subject.clone(), request).await {
+            // A `Subject` made here is handed over; from a `String` async-nats would copy it.
+            match self.client.send_request(async_nats::Subject::from(subject), request).await {
                 Ok(reply) => {
                     Ok(Message { headers: from_nats(reply.headers.as_ref()), payload: reply.payload })
                 }
                 Err(e) => Err(match e.kind() {
                     RequestErrorKind::NoResponders => {
-                        TransportError::NoResponders { subject, instance: None }
+                        TransportError::NoResponders { subject: subject.to_string(), instance: None }
                     }
-                    RequestErrorKind::TimedOut => {
-                        TransportError::Timeout { subject, after: timeout, instance: None }
-                    }
+                    RequestErrorKind::TimedOut => TransportError::Timeout {
+                        subject: subject.to_string(),
+                        after: timeout,
+                        instance: None,
+                    },
                     RequestErrorKind::MaxPayloadExceeded => {
                         TransportError::Oversize { what: "request".into(), size, limit }
                     }
