@@ -11,6 +11,9 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+#[path = "common/floor.rs"]
+mod floor;
+
 #[allow(dead_code)]
 #[path = "../examples/hello/greeter.rs"]
 mod greeter;
@@ -18,7 +21,6 @@ mod greeter;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use etcd_client::WatchOptions;
 use rotor::prelude::*;
 use support::Servers;
 
@@ -73,41 +75,6 @@ async fn registration_to_first_call(servers: &Servers, rounds: usize) -> Vec<Dur
         // Wait until the client no longer sees it, so the next round starts clean.
         client.core().wait_for(|ids| ids.is_empty()).await.unwrap();
     }
-    samples
-}
-
-/// The same by hand: subscribe on NATS, put a key in etcd, wait for a watch
-/// to see it, then make one NATS request to the subscriber.
-async fn raw_subscribe_put_watch_request(servers: &Servers, rounds: usize) -> Vec<Duration> {
-    use futures::StreamExt;
-    let mut etcd = servers.etcd.client().await;
-    let mut watch = etcd.watch("floor/", Some(WatchOptions::new().with_prefix())).await.unwrap();
-    let nats = async_nats::connect(servers.nats.url()).await.unwrap();
-    let mut samples = Vec::with_capacity(rounds);
-    for i in 0..rounds {
-        let (subject, key) = (format!("floor.{i}"), format!("floor/{i}"));
-        let start = Instant::now();
-        let mut sub = nats.subscribe(subject.clone()).await.unwrap();
-        let responder = {
-            let nats = nats.clone();
-            tokio::spawn(async move {
-                let msg = sub.next().await.unwrap();
-                nats.publish(msg.reply.unwrap(), "pong".into()).await.unwrap();
-            })
-        };
-        nats.flush().await.unwrap();
-        etcd.put(key.as_str(), subject.as_str(), None).await.unwrap();
-        loop {
-            let resp = watch.message().await.unwrap().unwrap();
-            if resp.events().iter().any(|e| e.kv().is_some_and(|kv| kv.key() == key.as_bytes())) {
-                break;
-            }
-        }
-        nats.request(subject, "ping".into()).await.unwrap();
-        samples.push(start.elapsed());
-        responder.await.unwrap();
-    }
-    etcd.delete("floor/", Some(etcd_client::DeleteOptions::new().with_prefix())).await.unwrap();
     samples
 }
 
@@ -185,7 +152,7 @@ async fn main() {
     println!("{:<44} {:>10} {:>10} {:>6}", "", "p50", "p99", "n");
     let mut rotor = registration_to_first_call(&servers, rounds).await;
     let (rp50, rp99) = row("rotor: serve() -> first call answered by it", &mut rotor);
-    let mut floor = raw_subscribe_put_watch_request(&servers, rounds).await;
+    let mut floor = floor::subscribe_put_watch_request(&servers, rounds).await;
     let (fp50, fp99) = row("raw: subscribe, put, watch sees it, request", &mut floor);
     println!(
         "ratio rotor/floor: p50 {:.2}x, p99 {:.2}x",

@@ -8,9 +8,11 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+#[path = "common/floor.rs"]
+mod floor;
+
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use rotor::prelude::*;
 use support::Servers;
@@ -46,40 +48,6 @@ async fn rotor_stream(rt: &Runtime) -> Duration {
     start.elapsed()
 }
 
-/// By hand: a responder that publishes every item to the caller's inbox,
-/// then an empty end message; the caller counts.
-async fn raw_stream(url: &str) -> Duration {
-    let server = async_nats::connect(url).await.unwrap();
-    let mut requests = server.subscribe("raw.items").await.unwrap();
-    let responder = tokio::spawn(async move {
-        let request = requests.next().await.unwrap();
-        let inbox = request.reply.unwrap();
-        let item = Bytes::from(vec![b'x'; 64]);
-        for _ in 0..ITEMS {
-            server.publish(inbox.clone(), item.clone()).await.unwrap();
-        }
-        server.publish(inbox, Bytes::new()).await.unwrap();
-        server.flush().await.unwrap();
-    });
-    let client = async_nats::connect(url).await.unwrap();
-    let inbox = client.new_inbox();
-    let mut items = client.subscribe(inbox.clone()).await.unwrap();
-    client.flush().await.unwrap();
-    let start = Instant::now();
-    client.publish_with_reply("raw.items", inbox, Bytes::new()).await.unwrap();
-    let mut n = 0;
-    while let Some(m) = items.next().await {
-        if m.payload.is_empty() {
-            break;
-        }
-        n += 1;
-    }
-    let elapsed = start.elapsed();
-    responder.await.unwrap();
-    assert_eq!(n, ITEMS, "raw NATS lost items (slow consumer)");
-    elapsed
-}
-
 fn rate(d: Duration) -> f64 {
     ITEMS as f64 / d.as_secs_f64()
 }
@@ -107,7 +75,7 @@ async fn main() {
     // Interleaved, so that both see the same machine.
     for _ in 0..runs {
         rotor.push(rotor_stream(&rt).await);
-        raw.push(raw_stream(&servers.nats.url()).await);
+        raw.push(floor::stream(&servers.nats.url(), ITEMS).await);
         local.push(rotor_stream(&embedded).await);
     }
     println!("stream of {ITEMS} items of 64 bytes, {runs} runs each, interleaved");

@@ -12,6 +12,9 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+#[path = "common/floor.rs"]
+mod floor;
+
 #[path = "common/measure.rs"]
 mod measure;
 
@@ -71,20 +74,6 @@ where
     }
 }
 
-/// Raw request/reply: a plain subscriber echoes the payload back.
-async fn raw_responder(url: &str) {
-    let client = async_nats::connect(url).await.unwrap();
-    let mut sub = client.subscribe("raw.echo").await.unwrap();
-    tokio::spawn(async move {
-        while let Some(m) = sub.next().await {
-            let client = client.clone();
-            tokio::spawn(async move {
-                client.publish(m.reply.unwrap(), m.payload).await.unwrap();
-            });
-        }
-    });
-}
-
 /// The async-nats service API: an endpoint that echoes.
 async fn service_responder(url: &str) {
     let client = async_nats::connect(url).await.unwrap();
@@ -117,7 +106,7 @@ async fn main() {
     let _server = rt.serve(Echo).await.unwrap();
     let client = Echo::client(&rt).await.unwrap();
     client.core().wait_for_instances().await.unwrap();
-    raw_responder(&url).await;
+    floor::echo_responder(&url).await;
     service_responder(&url).await;
     let nats = async_nats::connect(&url).await.unwrap();
     nats.flush().await.unwrap();
@@ -138,7 +127,7 @@ async fn main() {
         let raw_f = measure::sequential(n, || {
             let (nats, raw) = (nats.clone(), raw.clone());
             async move {
-                nats.request("raw.echo", raw).await.unwrap();
+                nats.request(floor::ECHO_SUBJECT, raw).await.unwrap();
             }
         })
         .await;
@@ -185,7 +174,7 @@ async fn main() {
     let raw_call = || {
         let (nats, raw) = (nats.clone(), raw.clone());
         async move {
-            nats.request("raw.echo", raw).await.unwrap();
+            nats.request(floor::ECHO_SUBJECT, raw).await.unwrap();
         }
     };
     // One side's calls alone, for a profiler (e.g. callgrind) to count.

@@ -16,6 +16,7 @@ mod support;
 mod measure;
 
 mod dynamo;
+#[path = "../../../benches/common/floor.rs"]
 mod raw;
 mod rotor_side;
 

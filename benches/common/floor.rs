@@ -1,5 +1,8 @@
-//! The floor: the same work written by hand with async-nats (and
-//! etcd-client for discovery), as in `benches/`.
+//! The floor: work written by hand with async-nats (and etcd-client for
+//! discovery), which the benchmarks and the peer comparison measure Rotor
+//! against. Each program uses part of it.
+
+#![allow(dead_code)]
 
 use std::time::{Duration, Instant};
 
