@@ -614,3 +614,15 @@ async fn sigterm_drains_and_revokes_the_lease_at_once() {
     let lease = i64::from_str_radix(&hex, 16).unwrap();
     assert_eq!(etcd.lease_time_to_live(lease, None).await.unwrap().ttl(), -1);
 }
+
+/// With nats-server gone, a graceful shutdown still ends: the endpoints
+/// stop waiting for NATS to confirm their unsubscribe.
+#[tokio::test]
+async fn shutdown_ends_while_nats_is_down() {
+    let mut servers = Servers::start();
+    let rt = servers.builder().drain_timeout(Duration::from_secs(5)).build().await.unwrap();
+    let server = rt.serve(Echo::new()).await.unwrap();
+    servers.nats.kill();
+    let report = within("shutdown with NATS down", server.shutdown()).await;
+    assert!(report.drained, "nothing was in flight, so nothing was left to cancel");
+}

@@ -144,6 +144,11 @@ impl Respond for Reply {
     }
 }
 
+/// How long a stopped endpoint waits for NATS to confirm its unsubscribe,
+/// handing over what arrives meanwhile. Bounded, so that shutdown does not
+/// wait on a NATS server that is down.
+const DRAIN_WAIT: Duration = Duration::from_secs(2);
+
 /// Hands every request on one subscription to `dispatch` until `stop`,
 /// then unsubscribes and still hands over what had already arrived.
 fn listen(
@@ -154,35 +159,34 @@ fn listen(
     stop: CancellationToken,
 ) {
     let (endpoint, addressed, counters) = (ep.number, ep.addressed, ep.counters.clone());
+    let deliver = move |request: async_nats::Message| {
+        let Some(to) = request.reply else {
+            tracing::debug!(subject = %request.subject, "ignoring a request without a reply subject");
+            return;
+        };
+        let responder =
+            Box::new(Reply { client: client.clone(), to, counters: counters.clone(), arrived: Instant::now() });
+        let message = Message { headers: from_nats(request.headers.as_ref()), payload: request.payload };
+        dispatch(Incoming { endpoint, addressed, message, responder });
+    };
     tokio::spawn(async move {
-        let mut stopping = false;
         loop {
-            let request = tokio::select! {
+            tokio::select! {
                 biased;
                 request = requests.next() => match request {
-                    Some(request) => request,
-                    None => break,
+                    Some(request) => deliver(request),
+                    None => return,
                 },
-                () = stop.cancelled(), if !stopping => {
-                    stopping = true;
-                    if requests.drain().await.is_err() {
-                        break;
-                    }
-                    continue;
+                () = stop.cancelled() => break,
+            }
+        }
+        if requests.drain().await.is_ok() {
+            let rest = async {
+                while let Some(request) = requests.next().await {
+                    deliver(request);
                 }
             };
-            let Some(to) = request.reply else {
-                tracing::debug!(subject = %request.subject, "ignoring a request without a reply subject");
-                continue;
-            };
-            let responder = Box::new(Reply {
-                client: client.clone(),
-                to,
-                counters: counters.clone(),
-                arrived: Instant::now(),
-            });
-            let message = Message { headers: from_nats(request.headers.as_ref()), payload: request.payload };
-            dispatch(Incoming { endpoint, addressed, message, responder });
+            let _ = tokio::time::timeout(DRAIN_WAIT, rest).await;
         }
     });
 }
