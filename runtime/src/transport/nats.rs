@@ -164,8 +164,12 @@ fn listen(
             tracing::debug!(subject = %request.subject, "ignoring a request without a reply subject");
             return;
         };
-        let responder =
-            Box::new(Reply { client: client.clone(), to, counters: counters.clone(), arrived: Instant::now() });
+        let responder = Box::new(Reply {
+            client: client.clone(),
+            to,
+            counters: counters.clone(),
+            arrived: Instant::now(),
+        });
         let message = Message { headers: from_nats(request.headers.as_ref()), payload: request.payload };
         dispatch(Incoming { endpoint, addressed, message, responder });
     };
