@@ -86,8 +86,12 @@ fn to_nats(headers: Headers) -> HeaderMap {
         // does (from a caller's own headers) is dropped rather than panic.
         if !value.contains(['\r', '\n']) {
             match name {
-                // A static name is referenced, not copied.
-                std::borrow::Cow::Borrowed(name) => map.insert(HeaderName::from_static(name), value),
+                // Rotor's own names are referenced, not copied; any other
+                // goes through async-nats's checks.
+                std::borrow::Cow::Borrowed(name) if header::known(name).is_some() => {
+                    map.insert(HeaderName::from_static(name), value)
+                }
+                std::borrow::Cow::Borrowed(name) => map.insert(name, value),
                 std::borrow::Cow::Owned(name) => map.insert(name, value),
             }
         }
@@ -175,13 +179,15 @@ fn listen(
     };
     tokio::spawn(async move {
         loop {
+            // Stop first: under constant load the requests are always ready.
+            // What is already buffered is still handed over below.
             tokio::select! {
                 biased;
+                () = stop.cancelled() => break,
                 request = requests.next() => match request {
                     Some(request) => deliver(request),
                     None => return,
                 },
-                () = stop.cancelled() => break,
             }
         }
         if requests.drain().await.is_ok() {
