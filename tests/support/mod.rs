@@ -57,6 +57,8 @@ fn wait_until(what: &str, child: &mut Child, mut ready: impl FnMut() -> bool) {
         if let Ok(Some(status)) = child.try_wait() {
             panic!("{what} exited before it was ready: {status}");
         }
+        // A server process offers no readiness signal but its HTTP endpoint:
+        // poll it, at an interval short against its start-up time.
         std::thread::sleep(Duration::from_millis(20));
     }
     panic!("{what} was not ready within {READY_TIMEOUT:?}");
@@ -252,6 +254,7 @@ impl Nats {
         let start = Instant::now();
         while self.connections() != n {
             assert!(start.elapsed() < READY_TIMEOUT, "nats-server did not reach {n} connections");
+            // The count is only on nats-server's monitoring endpoint: poll it.
             std::thread::sleep(Duration::from_millis(5));
         }
     }

@@ -10,7 +10,7 @@ use futures::future::{self, BoxFuture};
 use futures::stream::BoxStream;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Dispatch, Incoming, Respond, ServiceSpec, Transport};
+use super::{Dispatch, Incoming, Respond, ServiceSpec, Transport, within_limit};
 use crate::stats::{EndpointStats, ServiceStats};
 use crate::wire::{Message, header};
 use crate::{Error, Guard, TransportError};
@@ -198,14 +198,7 @@ impl Transport for InProcess {
         timeout: Duration,
     ) -> BoxFuture<'a, Result<Message, TransportError>> {
         Box::pin(async move {
-            let size = message.size();
-            if size > self.inner.max_payload {
-                return Err(TransportError::Oversize {
-                    what: "request".into(),
-                    size,
-                    limit: self.inner.max_payload,
-                });
-            }
+            within_limit("request", &message, self.inner.max_payload)?;
             let no_responders =
                 || TransportError::NoResponders { subject: subject.to_string(), instance: None };
             let sub = self.pick(subject).ok_or_else(no_responders)?;
@@ -269,14 +262,8 @@ impl Transport for InProcess {
     }
 
     fn publish(&self, subject: String, message: Message) -> BoxFuture<'_, Result<(), TransportError>> {
-        let size = message.size();
-        if size > self.inner.max_payload {
-            let limit = self.inner.max_payload;
-            return Box::pin(future::ready(Err(TransportError::Oversize {
-                what: "message".into(),
-                size,
-                limit,
-            })));
+        if let Err(e) = within_limit("message", &message, self.inner.max_payload) {
+            return Box::pin(future::ready(Err(e)));
         }
         if let Some(subs) = self.plain().get(&subject) {
             for (_, tx) in subs {

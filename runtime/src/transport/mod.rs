@@ -82,6 +82,16 @@ pub trait Respond: Send + 'static {
 /// a task of its own). The transport drops it when it stops listening.
 pub type Dispatch = Arc<dyn Fn(Incoming) + Send + Sync>;
 
+/// `Err(Oversize)` when `message` is larger than `limit`; both transports
+/// refuse on the side that sends.
+fn within_limit(what: &str, message: &Message, limit: usize) -> Result<(), TransportError> {
+    let size = message.size();
+    if size > limit {
+        return Err(TransportError::Oversize { what: what.into(), size, limit });
+    }
+    Ok(())
+}
+
 /// Moves requests and replies.
 pub trait Transport: Send + Sync + 'static {
     /// Starts listening for a service's requests, handing each to

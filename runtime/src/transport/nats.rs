@@ -14,7 +14,7 @@ use futures::stream::BoxStream;
 use tokio_util::sync::CancellationToken;
 
 use super::micro::{Counters, Micro, MicroEndpoint, QUEUE_GROUP};
-use super::{Dispatch, Incoming, Respond, ServiceSpec, Transport};
+use super::{Dispatch, Incoming, Respond, ServiceSpec, Transport, within_limit};
 use crate::config::{NatsAuth, NatsConfig};
 use crate::stats::ServiceStats;
 use crate::wire::{Headers, Message, header};
@@ -240,11 +240,8 @@ impl Transport for Nats {
         timeout: Duration,
     ) -> BoxFuture<'a, Result<Message, TransportError>> {
         Box::pin(async move {
-            let size = message.size();
-            let limit = self.max_payload();
-            if size > limit {
-                return Err(TransportError::Oversize { what: "request".into(), size, limit });
-            }
+            within_limit("request", &message, self.max_payload())?;
+            let (size, limit) = (message.size(), self.max_payload());
             let mut request = async_nats::Request::new().payload(message.payload).timeout(Some(timeout));
             // Without headers it is a plain PUB, and the reply's parse is the cheapest.
             if !message.headers.is_empty() {
@@ -299,11 +296,7 @@ impl Transport for Nats {
 
     fn publish(&self, subject: String, message: Message) -> BoxFuture<'_, Result<(), TransportError>> {
         Box::pin(async move {
-            let size = message.size();
-            let limit = self.max_payload();
-            if size > limit {
-                return Err(TransportError::Oversize { what: "message".into(), size, limit });
-            }
+            within_limit("message", &message, self.max_payload())?;
             // Without headers it is a plain PUB, the cheapest message NATS has.
             let sent = if message.headers.is_empty() {
                 self.client.publish(subject, message.payload).await
