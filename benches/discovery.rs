@@ -6,7 +6,7 @@
 //! - SIGKILL of one of three `hello_server` processes to the last call that
 //!   failed or had to be re-routed, with a client calling continuously.
 //!
-//! `cargo bench --bench discovery` (add `-- --quick` for fewer rounds).
+//! `cargo bench --features etcd --bench discovery` (add `-- --quick` for fewer rounds).
 
 #[path = "../tests/support/mod.rs"]
 mod support;

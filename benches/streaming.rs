@@ -3,7 +3,7 @@
 //! nats-server (and etcd) that the benchmark starts itself. Prints items/s
 //! and the ratio; also the embedded mode for reference.
 //!
-//! `cargo bench --bench streaming` (add `-- --quick` for fewer runs).
+//! `cargo bench --features etcd --bench streaming` (add `-- --quick` for fewer runs).
 
 #[path = "../tests/support/mod.rs"]
 mod support;

@@ -5,7 +5,7 @@
 //! Rows: sequential calls with 64-byte, 1 KiB and 64 KiB payloads (p50,
 //! p99, calls/s), and 64 calls in flight (calls/s). Ratios are Rotor/raw.
 //!
-//! `cargo bench --bench unary` (add `-- --quick` for fewer calls,
+//! `cargo bench --features etcd --bench unary` (add `-- --quick` for fewer calls,
 //! `-- --in-flight-only` for the last row alone, `-- --profile rotor` or
 //! `-- --profile raw` for one side of it alone).
 

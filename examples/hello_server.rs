@@ -4,8 +4,8 @@
 //! ```console
 //! scripts/dev-servers.sh &                     # etcd and nats-server on loopback
 //! export ROTOR_NATS_URL=nats://127.0.0.1:4222 ROTOR_ETCD_ENDPOINTS=http://127.0.0.1:2379
-//! cargo run --example hello_server             # run it twice for two instances
-//! cargo run --example hello_client
+//! cargo run --features etcd --example hello_server   # run it twice for two instances
+//! cargo run --features etcd --example hello_client
 //! ```
 
 #[path = "hello/greeter.rs"]

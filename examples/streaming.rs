@@ -3,8 +3,8 @@
 //!
 //! ```console
 //! cargo run --example streaming              # serve and consume in one process
-//! cargo run --example streaming -- serve     # only serve (with ROTOR_* set: on real servers)
-//! cargo run --example streaming -- consume   # only consume
+//! cargo run --features etcd --example streaming -- serve     # only serve (with ROTOR_* set: on real servers)
+//! cargo run --features etcd --example streaming -- consume   # only consume
 //! ```
 
 #[path = "streaming/tokens.rs"]

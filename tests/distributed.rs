@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use etcd_client::GetOptions;
 use rotor::config::{NatsConfig, Source};
+use rotor::discovery::etcd_client::{self, GetOptions};
 use rotor::prelude::*;
 use rotor::wire::ErrorKind;
 use serde::{Deserialize, Serialize};

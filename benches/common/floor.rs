@@ -7,8 +7,8 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use etcd_client::WatchOptions;
 use futures::StreamExt;
+use rotor::discovery::etcd_client::{self, WatchOptions};
 
 use crate::support;
 

@@ -11,7 +11,10 @@ use crate::wire::ErrorKind;
 
 /// An error of the runtime itself: configuration, names, start-up checks,
 /// serving and discovery.
-#[derive(Debug, thiserror::Error)]
+///
+/// Its `Debug` is its message, so that a `main` returning
+/// `Result<(), Box<dyn std::error::Error>>` prints what a person should read.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A name built at run time breaks the rules; the message quotes the rule.
@@ -92,6 +95,20 @@ pub enum Error {
         detail: String,
     },
 
+    /// The program asks for an engine that it was built without.
+    #[error(
+        "{what} is not built into this program: enable rotor's `{feature}` feature (in Cargo.toml, \
+         `rotor = {{ version = \"0.1\", features = [\"{feature}\"] }}`; for the examples, \
+         `cargo run --features {feature}`); building it needs protoc (Debian: `apt-get install \
+         protobuf-compiler`)"
+    )]
+    NotBuilt {
+        /// What was asked for, and by which setting.
+        what: String,
+        /// The cargo feature that builds it in.
+        feature: &'static str,
+    },
+
     /// A configuration value is missing or wrong.
     #[error("configuration: {0}")]
     Config(String),
@@ -99,6 +116,12 @@ pub enum Error {
     /// A call-level failure outside a typed call.
     #[error(transparent)]
     Transport(#[from] TransportError),
+}
+
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 /// Why a call failed before the handler's answer reached the caller.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::config::{Config, EtcdConfig, NatsConfig};
-use crate::discovery::{Discovery, EtcdDiscovery, InstanceList, Lease, LeaseState, MemoryDiscovery};
+use crate::discovery::{Discovery, InstanceList, Lease, LeaseState, MemoryDiscovery};
 use crate::names::Namespace;
 use crate::serve::{self, ServeHandle};
 use crate::transport::{InProcess, Nats, Transport};
@@ -356,6 +356,13 @@ impl RuntimeBuilder {
     pub async fn build(self) -> Result<Runtime, Error> {
         registry::check()?;
         let config = self.config;
+        #[cfg(not(feature = "etcd"))]
+        if let (None, Some(etcd)) = (&self.discovery, &config.etcd) {
+            return Err(Error::NotBuilt {
+                what: format!("etcd discovery (asked for by {})", etcd.source),
+                feature: "etcd",
+            });
+        }
         let nats_configured = config.nats.is_some() || self.transport.is_some();
         let transport: Arc<dyn Transport> = match (self.transport, &config.nats) {
             (Some(t), _) => t,
@@ -364,9 +371,13 @@ impl RuntimeBuilder {
         };
         let discovery: Option<Arc<dyn Discovery>> = match (self.discovery, &config.etcd) {
             (Some(d), _) => d,
-            (None, Some(etcd)) => {
-                Some(Arc::new(EtcdDiscovery::connect(etcd, config.connect_timeout, config.lease_ttl).await?))
-            }
+            #[cfg(feature = "etcd")]
+            (None, Some(etcd)) => Some(Arc::new(
+                crate::discovery::EtcdDiscovery::connect(etcd, config.connect_timeout, config.lease_ttl)
+                    .await?,
+            )),
+            #[cfg(not(feature = "etcd"))]
+            (None, Some(_)) => unreachable!("refused above"),
             // NATS without etcd is the static mode.
             (None, None) if config.nats.is_some() => None,
             (None, None) => Some(Arc::new(MemoryDiscovery::new())),

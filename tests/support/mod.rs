@@ -15,6 +15,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use rotor::config::{EtcdConfig, NatsAuth, NatsConfig};
+use rotor::discovery::etcd_client;
 
 /// How long a server may take to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -309,7 +310,7 @@ pub fn example(name: &str) -> PathBuf {
     let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
     let release = profile_dir.file_name().is_some_and(|n| n == "release");
     BUILT.get_or_init(|| {
-        let mut args = vec!["build", "--quiet", "--examples"];
+        let mut args = vec!["build", "--quiet", "--examples", "--features", "etcd"];
         if release {
             args.push("--release");
         }

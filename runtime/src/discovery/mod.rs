@@ -1,10 +1,12 @@
 //! Discovery: who serves what. Instances register under a lease; clients
 //! watch a key prefix and route to what they see.
 //!
-//! Two implementations: etcd for real deployments, and [`MemoryDiscovery`]
-//! for the embedded mode, with the same semantics (create-only keys, leases
-//! that take their keys with them, watches that see every change).
+//! Two implementations: etcd for real deployments (the `etcd` feature), and
+//! [`MemoryDiscovery`] for the embedded mode, with the same semantics
+//! (create-only keys, leases that take their keys with them, watches that see
+//! every change).
 
+#[cfg(feature = "etcd")]
 mod etcd;
 mod memory;
 
@@ -14,7 +16,12 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+#[cfg(feature = "etcd")]
 pub use etcd::EtcdDiscovery;
+/// The etcd client Rotor is built with, for programs that read or write its
+/// keys themselves.
+#[cfg(feature = "etcd")]
+pub use etcd_client;
 pub use memory::MemoryDiscovery;
 
 use crate::{Error, Guard, InstanceId};
