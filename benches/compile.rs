@@ -1,7 +1,7 @@
 //! Incremental build time of one component with 50 endpoints written with
 //! Rotor's macros (M), against the same component written by hand on the
 //! runtime API (H): the same endpoints, types, subjects and descriptor, a
-//! hand-written `rotor::Service` impl dispatching to `rotor::__private`, and
+//! hand-written `rotor::Service` impl dispatching to `rotor::__private_0_1`, and
 //! a hand-written typed client — the code `#[component]` expands to.
 //!
 //! Both crates are generated into a temporary directory and share one target
@@ -258,13 +258,13 @@ impl Endpoint {
         let call = format!("self.{m}({args}).await");
         match self.kind {
             Kind::Ticks => format!(
-                "            {i} => streaming(ctx, payload, {codecs}, move |{ctx}: Context, {req}: {req_ty}, sink| async move {{
+                "            {i} => streaming(request, {codecs}, move |{ctx}: Context, {req}: {req_ty}, sink| async move {{
                 sink.send({call}).await
             }}),
 "
             ),
             Kind::Search => format!(
-                "            {i} => streaming(ctx, payload, {codecs}, move |{ctx}: Context, {req}: {req_ty}, sink| async move {{
+                "            {i} => streaming(request, {codecs}, move |{ctx}: Context, {req}: {req_ty}, sink| async move {{
                 match {call} {{
                     Ok(stream) => sink.send(stream).await,
                     Err(error) => sink.early_error(error),
@@ -273,7 +273,7 @@ impl Endpoint {
 "
             ),
             _ => format!(
-                "            {i} => unary(ctx, payload, {codecs}, move |{ctx}: Context, {req}: {req_ty}| async move {{
+                "            {i} => unary(request, {codecs}, move |{ctx}: Context, {req}: {req_ty}| async move {{
                 {call}
             }}),
 "
@@ -465,8 +465,8 @@ fn hand_source(endpoints: &[Endpoint]) -> String {
         "use std::time::Duration;
 
 use futures::Stream;
-use rotor::__private::{
-    Arc, BoxFuture, Bytes, ClientCore, Registered, Reply, call, call_stream, error_codec, request_codec,
+use rotor::__private_0_1::{
+    Arc, BoxFuture, ClientCore, Outcome, Registered, Request, call, call_stream, error_codec, request_codec,
     response_codec, streaming, unary, unknown_endpoint,
 };
 use rotor::{
@@ -512,7 +512,7 @@ impl Catalog {
     /// A typed client of this component, routed through `rt`'s discovery
     /// and transport.
     pub async fn client(rt: &Runtime) -> Result<CatalogClient, rotor::Error> {
-        rotor::__private::client::<Self>(rt).await
+        rotor::__private_0_1::client::<Self>(rt).await
     }
 }
 ",
@@ -540,7 +540,7 @@ impl Service for Catalog {
     type Client = CatalogClient;
     const DESCRIPTOR: &'static ComponentDescriptor = &CATALOG;
 
-    fn handle(self: Arc<Self>, endpoint: usize, ctx: Context, payload: Bytes) -> BoxFuture<'static, Reply> {
+    fn handle(self: Arc<Self>, endpoint: usize, request: Request) -> BoxFuture<'static, Outcome> {
         match endpoint {
 ",
     );
@@ -548,7 +548,7 @@ impl Service for Catalog {
         s.push_str(&ep.dispatch_arm());
     }
     s.push_str(
-        "            _ => unknown_endpoint(&ctx),
+        "            _ => unknown_endpoint(&request),
         }
     }
 
@@ -557,7 +557,7 @@ impl Service for Catalog {
     }
 }
 
-rotor::__private::inventory::submit! {
+rotor::__private_0_1::inventory::submit! {
     Registered(&CATALOG)
 }
 

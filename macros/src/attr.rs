@@ -21,6 +21,8 @@ pub struct ComponentAttr {
     pub is_static: Option<Ident>,
     /// `stats = "method"`: a method whose value joins `$SRV.STATS`.
     pub stats: Option<LitStr>,
+    /// `crate = "path"`: where the runtime is, when not at `::rotor`.
+    pub krate: Option<LitStr>,
 }
 
 /// `#[endpoint(...)]` as written.
@@ -30,7 +32,7 @@ pub struct EndpointAttr {
     pub idempotent: Option<LitBool>,
 }
 
-const COMPONENT_KEYS: &str = "`namespace`, `name`, `labels`, `static` or `stats`";
+const COMPONENT_KEYS: &str = "`namespace`, `name`, `labels`, `static`, `stats` or `crate`";
 const ENDPOINT_KEYS: &str = "`name` or `idempotent`";
 
 /// Sets `slot` once; a second occurrence is an error on the key.
@@ -86,6 +88,10 @@ pub fn parse_component(cx: &Ctxt, args: TokenStream) -> ComponentAttr {
         } else if meta.path.is_ident("stats") {
             if let Some(v) = string_value(cx, &meta, &key)? {
                 set_once(cx, &mut attr.stats, &key, v, "component");
+            }
+        } else if meta.path.is_ident("crate") {
+            if let Some(v) = string_value(cx, &meta, &key)? {
+                set_once(cx, &mut attr.krate, &key, v, "component");
             }
         } else if meta.path.is_ident("static") {
             if meta.input.peek(syn::Token![=]) || meta.input.peek(syn::token::Paren) {

@@ -1,6 +1,6 @@
 //! Code generation. The output stays thin: constants, a descriptor, a
 //! dispatch `match`, and a client whose methods are one call each into
-//! `::rotor::__private`.
+//! `#krate::__private`.
 
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
@@ -74,7 +74,20 @@ fn strip_endpoint_attrs(item: &mut ItemImpl) {
     }
 }
 
+/// Where generated code finds the runtime: `::rotor`, or `crate = ".."`.
+fn paths(c: &Component) -> (TokenStream, TokenStream) {
+    let krate = match &c.attr.krate {
+        Some(lit) => lit.parse::<syn::Path>().map(|p| quote!(#p)).unwrap_or_else(|_| quote!(::rotor)),
+        None => quote!(::rotor),
+    };
+    let private =
+        format_ident!("__private_{}_{}", env!("CARGO_PKG_VERSION_MAJOR"), env!("CARGO_PKG_VERSION_MINOR"));
+    let private = quote!(#krate::#private);
+    (krate, private)
+}
+
 fn generate(c: &Component) -> TokenStream {
+    let (krate, private) = paths(c);
     let self_ty = &c.item.self_ty;
     let ident = c.ident.expect("validated: named self type");
     let client = format_ident!("{}Client", ident);
@@ -91,8 +104,12 @@ fn generate(c: &Component) -> TokenStream {
         quote!((#k, #v))
     });
 
-    let endpoints: Vec<EndpointGen> =
-        c.endpoints.iter().enumerate().map(|(i, ep)| EndpointGen::new(i, ep, &service)).collect();
+    let endpoints: Vec<EndpointGen> = c
+        .endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, ep)| EndpointGen::new(i, ep, &service, &krate, &private))
+        .collect();
     let descriptors = endpoints.iter().map(EndpointGen::descriptor);
     let subject_consts = endpoints.iter().map(EndpointGen::subject_const);
     let arms = endpoints.iter().map(EndpointGen::dispatch_arm);
@@ -100,9 +117,10 @@ fn generate(c: &Component) -> TokenStream {
 
     let extra_stats = c.attr.stats.as_ref().map(|lit| {
         let method = syn::Ident::new(&lit.value(), lit.span());
+        let private = respanned(&private, lit.span());
         quote_spanned! {lit.span()=>
-            fn extra_stats(&self) -> ::core::option::Option<::rotor::__private::serde_json::Value> {
-                ::rotor::__private::stats_value(&self.#method())
+            fn extra_stats(&self) -> ::core::option::Option<#private::serde_json::Value> {
+                #private::stats_value(&self.#method())
             }
         }
     });
@@ -126,14 +144,14 @@ fn generate(c: &Component) -> TokenStream {
 
             /// A typed client of this component, routed through `rt`'s
             /// discovery and transport.
-            pub async fn client(rt: &::rotor::Runtime) -> ::core::result::Result<#client, ::rotor::Error> {
-                ::rotor::__private::client::<Self>(rt).await
+            pub async fn client(rt: &#krate::Runtime) -> ::core::result::Result<#client, #krate::Error> {
+                #private::client::<Self>(rt).await
             }
         }
 
-        impl ::rotor::Service for #self_ty {
+        impl #krate::Service for #self_ty {
             type Client = #client;
-            const DESCRIPTOR: &'static ::rotor::ComponentDescriptor = &::rotor::ComponentDescriptor {
+            const DESCRIPTOR: &'static #krate::ComponentDescriptor = &#krate::ComponentDescriptor {
                 namespace: #namespace,
                 name: #name,
                 service: #service,
@@ -145,44 +163,43 @@ fn generate(c: &Component) -> TokenStream {
             };
 
             fn handle(
-                self: ::rotor::__private::Arc<Self>,
+                self: #private::Arc<Self>,
                 endpoint: usize,
-                ctx: ::rotor::Context,
-                payload: ::rotor::__private::Bytes,
-            ) -> ::rotor::__private::BoxFuture<'static, ::rotor::__private::Reply> {
+                request: #private::Request,
+            ) -> #private::BoxFuture<'static, #private::Outcome> {
                 match endpoint {
                     #(#arms)*
-                    _ => ::rotor::__private::unknown_endpoint(&ctx),
+                    _ => #private::unknown_endpoint(&request),
                 }
             }
 
-            fn client(core: ::rotor::__private::ClientCore) -> #client {
+            fn client(core: #private::ClientCore) -> #client {
                 #client { core }
             }
 
             #extra_stats
         }
 
-        ::rotor::__private::inventory::submit! {
-            ::rotor::__private::Registered(<#self_ty as ::rotor::Service>::DESCRIPTOR)
+        #private::inventory::submit! {
+            #private::Registered(<#self_ty as #krate::Service>::DESCRIPTOR)
         }
 
         #[doc = #client_doc]
         #[derive(Clone, Debug)]
         pub struct #client {
-            core: ::rotor::__private::ClientCore,
+            core: #private::ClientCore,
         }
 
         impl #client {
             #(#client_methods)*
 
             /// The same client, sending every call to one instance.
-            pub fn direct(&self, instance: ::rotor::InstanceId) -> Self {
+            pub fn direct(&self, instance: #krate::InstanceId) -> Self {
                 Self { core: self.core.direct(instance) }
             }
 
             /// The same client, choosing instances with `router`.
-            pub fn with_router(&self, router: ::rotor::Router) -> Self {
+            pub fn with_router(&self, router: #krate::Router) -> Self {
                 Self { core: self.core.with_router(router) }
             }
 
@@ -198,7 +215,7 @@ fn generate(c: &Component) -> TokenStream {
             }
 
             /// The untyped client underneath, for instance lists and waits.
-            pub fn core(&self) -> &::rotor::__private::ClientCore {
+            pub fn core(&self) -> &#private::ClientCore {
                 &self.core
             }
         }
@@ -206,6 +223,8 @@ fn generate(c: &Component) -> TokenStream {
 }
 
 struct EndpointGen<'a> {
+    krate: &'a TokenStream,
+    private: &'a TokenStream,
     index: usize,
     ep: &'a Endpoint<'a>,
     wire: String,
@@ -219,7 +238,13 @@ struct EndpointGen<'a> {
 }
 
 impl<'a> EndpointGen<'a> {
-    fn new(index: usize, ep: &'a Endpoint<'a>, service: &str) -> Self {
+    fn new(
+        index: usize,
+        ep: &'a Endpoint<'a>,
+        service: &str,
+        krate: &'a TokenStream,
+        private: &'a TokenStream,
+    ) -> Self {
         let wire = ep.wire_name();
         let subject = names::endpoint_subject(service, &wire);
         let (ok, err, stream) = match &ep.output {
@@ -227,7 +252,18 @@ impl<'a> EndpointGen<'a> {
             Output::Stream { item, err, early } => (*item, *err, Some(early.is_some())),
             _ => unreachable!("validated: returns Result or a stream"),
         };
-        EndpointGen { index, ep, wire, subject, request: ep.request().map(|a| a.ty), ok, err, stream }
+        EndpointGen {
+            krate,
+            private,
+            index,
+            ep,
+            wire,
+            subject,
+            request: ep.request().map(|a| a.ty),
+            ok,
+            err,
+            stream,
+        }
     }
 
     fn method(&self) -> &Ident {
@@ -242,6 +278,7 @@ impl<'a> EndpointGen<'a> {
     }
 
     fn descriptor(&self) -> TokenStream {
+        let krate = self.krate;
         let EndpointGen { wire, subject, ok, err, .. } = self;
         let method = self.method().to_string();
         let request = match self.request {
@@ -252,7 +289,7 @@ impl<'a> EndpointGen<'a> {
         let idempotent = self.ep.attr.idempotent.as_ref().is_none_or(|b| b.value);
         let streaming = self.stream.is_some();
         quote! {
-            ::rotor::EndpointDescriptor {
+            #krate::EndpointDescriptor {
                 name: #wire,
                 method: #method,
                 subject: #subject,
@@ -282,17 +319,28 @@ impl<'a> EndpointGen<'a> {
     /// The three codecs, each built by a call spanned on the user's type, so
     /// that a type that is not a serde type is reported there, once.
     fn codecs(&self) -> TokenStream {
+        let private = self.private;
         let req = match self.request {
-            Some(ty) => quote_spanned!(ty.span()=> ::rotor::__private::request_codec::<#ty>()),
-            None => quote!(::rotor::__private::request_codec::<()>()),
+            Some(ty) => {
+                let private = respanned(private, ty.span());
+                quote_spanned!(ty.span()=> #private::request_codec::<#ty>())
+            }
+            None => quote!(#private::request_codec::<()>()),
         };
         let (ok, err) = (self.ok, self.err);
-        let ok = quote_spanned!(ok.span()=> ::rotor::__private::response_codec::<#ok>());
-        let err = quote_spanned!(err.span()=> ::rotor::__private::error_codec::<#err>());
+        let ok = {
+            let private = respanned(private, ok.span());
+            quote_spanned!(ok.span()=> #private::response_codec::<#ok>())
+        };
+        let err = {
+            let private = respanned(private, err.span());
+            quote_spanned!(err.span()=> #private::error_codec::<#err>())
+        };
         quote!((#req, #ok, #err))
     }
 
     fn dispatch_arm(&self) -> TokenStream {
+        let (krate, private) = (self.krate, self.private);
         let index = self.index;
         let method = self.method();
         let req_ty = self.request_ty();
@@ -307,7 +355,7 @@ impl<'a> EndpointGen<'a> {
         let call = quote_spanned!(method.span()=> self.#method(#(#call_args),*).await);
         let handler = match self.stream {
             None => quote_spanned! {method.span()=>
-                move |ctx: ::rotor::Context, req: #req_ty| async move {
+                move |ctx: #krate::Context, req: #req_ty| async move {
                     let _ = (&ctx, &req);
                     #call
                 }
@@ -322,7 +370,7 @@ impl<'a> EndpointGen<'a> {
                     quote!(sink.send(#call).await)
                 };
                 quote_spanned! {method.span()=>
-                    move |ctx: ::rotor::Context, req: #req_ty, sink| async move {
+                    move |ctx: #krate::Context, req: #req_ty, sink| async move {
                         let _ = (&ctx, &req);
                         #send
                     }
@@ -334,11 +382,12 @@ impl<'a> EndpointGen<'a> {
             Some(_) => quote!(streaming),
         };
         quote! {
-            #index => ::rotor::__private::#helper(ctx, payload, #codecs, #handler),
+            #index => #private::#helper(request, #codecs, #handler),
         }
     }
 
     fn client_method(&self) -> TokenStream {
+        let (krate, private) = (self.krate, self.private);
         let index = self.index;
         let method = self.method();
         let (ok, err) = (self.ok, self.err);
@@ -351,20 +400,40 @@ impl<'a> EndpointGen<'a> {
         match self.stream {
             None => quote! {
                 #(#docs)*
-                pub async fn #method(&self #param) -> ::core::result::Result<#ok, ::rotor::CallError<#err>> {
-                    ::rotor::__private::call(&self.core, #index, #arg, #codecs).await
+                pub async fn #method(&self #param) -> ::core::result::Result<#ok, #krate::CallError<#err>> {
+                    #private::call(&self.core, #index, #arg, #codecs).await
                 }
             },
             Some(_) => quote! {
                 #(#docs)*
                 pub async fn #method(&self #param)
-                    -> ::core::result::Result<::rotor::ResponseStream<#ok, #err>, ::rotor::CallError<#err>>
+                    -> ::core::result::Result<#krate::ResponseStream<#ok, #err>, #krate::CallError<#err>>
                 {
-                    ::rotor::__private::call_stream(&self.core, #index, #arg, #codecs).await
+                    #private::call_stream(&self.core, #index, #arg, #codecs).await
                 }
             },
         }
     }
+}
+
+/// `tokens` with every span set to `span`: a path interpolated into
+/// `quote_spanned!` keeps its own spans, and an error on the call would
+/// then point at the attribute rather than at the user's type.
+fn respanned(tokens: &TokenStream, span: Span) -> TokenStream {
+    tokens
+        .clone()
+        .into_iter()
+        .map(|mut tree| {
+            if let proc_macro2::TokenTree::Group(g) = &tree {
+                let mut group = proc_macro2::Group::new(g.delimiter(), respanned(&g.stream(), span));
+                group.set_span(span);
+                tree = proc_macro2::TokenTree::Group(group);
+            } else {
+                tree.set_span(span);
+            }
+            tree
+        })
+        .collect()
 }
 
 /// A type as the user wrote it, for descriptors and rustdoc.

@@ -94,6 +94,15 @@ fn check_component_attr(cx: &Ctxt, c: &Component, args_span: Span) {
         }
         (None, None) => {}
     }
+    if let Some(krate) = &attr.krate {
+        if krate.parse::<syn::Path>().is_err() {
+            cx.error_spanned_by(
+                krate,
+                "`crate` takes the path of the Rotor runtime, as in `crate = \"rotor_runtime\"` or \
+                 `crate = \"::my_facade::rotor\"`",
+            );
+        }
+    }
     if let Some(stats) = &attr.stats {
         if syn::parse_str::<syn::Ident>(&stats.value()).is_err() {
             cx.error_spanned_by(

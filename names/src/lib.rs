@@ -278,6 +278,12 @@ pub fn instance_subject(service: &str, endpoint: &str, instance_id: i64) -> Stri
     format!("{service}.{endpoint}-{instance_id:x}")
 }
 
+/// The etcd key prefix under which every instance of every endpoint of a
+/// component registers.
+pub fn component_key_prefix(namespace: &str, component: &str) -> String {
+    format!("instances/{namespace}/{component}/")
+}
+
 /// The etcd key prefix under which every instance of an endpoint registers.
 pub fn endpoint_key_prefix(namespace: &str, component: &str, endpoint: &str) -> String {
     format!("instances/{namespace}/{component}/{endpoint}:")
@@ -371,6 +377,7 @@ mod tests {
         assert_eq!(instance_subject(&svc, "encode", 0x1f2e), "llm_prod_tokenizer.encode-1f2e");
         assert_eq!(instance_key("llm", "tok", "encode", 255), "instances/llm/tok/encode:ff");
         assert_eq!(endpoint_key_prefix("llm", "tok", "encode"), "instances/llm/tok/encode:");
+        assert!(instance_key("llm", "tok", "encode", 255).starts_with(&component_key_prefix("llm", "tok")));
     }
 
     #[test]

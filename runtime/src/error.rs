@@ -7,7 +7,6 @@ use std::time::Duration;
 use rotor_names::NameError;
 
 use crate::InstanceId;
-use crate::wire::ErrorKind;
 
 /// An error of the runtime itself: configuration, names, start-up checks,
 /// serving and discovery.
@@ -290,6 +289,70 @@ impl TransportError {
             _ => {}
         }
         self
+    }
+}
+
+/// Why a server answered with an error instead of a response. The codes are
+/// stable: tools and dashboards may rely on them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The handler returned `Err(e)`; the body is `e` encoded.
+    Application,
+    /// The request payload did not decode as the endpoint's request type.
+    Decode,
+    /// No endpoint of that name on the service.
+    UnknownEndpoint,
+    /// A message exceeded the transport's payload limit.
+    Oversize,
+    /// The handler panicked; the server keeps serving.
+    Internal,
+    /// The instance is shutting down.
+    Unavailable,
+    /// The request's deadline passed before the handler finished.
+    Deadline,
+}
+
+impl ErrorKind {
+    /// The `Nats-Service-Error-Code` value.
+    pub fn code(self) -> u16 {
+        match self {
+            ErrorKind::Decode => 400,
+            ErrorKind::UnknownEndpoint => 404,
+            ErrorKind::Oversize => 413,
+            ErrorKind::Application => 422,
+            ErrorKind::Internal => 500,
+            ErrorKind::Unavailable => 503,
+            ErrorKind::Deadline => 504,
+        }
+    }
+
+    /// The `Rotor-Error` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Application => "application",
+            ErrorKind::Decode => "decode",
+            ErrorKind::UnknownEndpoint => "unknown-endpoint",
+            ErrorKind::Oversize => "oversize",
+            ErrorKind::Internal => "internal",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Deadline => "deadline",
+        }
+    }
+
+    /// The kind named by a `Rotor-Error` value.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            ErrorKind::Application,
+            ErrorKind::Decode,
+            ErrorKind::UnknownEndpoint,
+            ErrorKind::Oversize,
+            ErrorKind::Internal,
+            ErrorKind::Unavailable,
+            ErrorKind::Deadline,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
     }
 }
 

@@ -4,43 +4,60 @@
 //! A [`Runtime`] is one instance identity on a [`Transport`](transport::Transport)
 //! and a [`Discovery`](discovery::Discovery). `rt.serve(value)` hosts a
 //! component; `Type::client(&rt)` makes its typed client.
+//!
+//! The crate is built on three floors, and a module's imports only point
+//! down:
+//!
+//! | floor | modules | what it holds |
+//! | --- | --- | --- |
+//! | top | `runtime`, `serve`, `client`, `status`, `names` | hosting, routing, health; [`Runtime`] is a thin facade over them |
+//! | middle | `exchange` | the envelope, codecs, every outcome encoded and decoded, the reply sink, streams |
+//! | bottom | `engine` | transports and the NATS micro model, discovery, metrics, config |
+//!
+//! Beneath all three: the error types, [`InstanceId`] and [`Guard`].
 
 #![warn(missing_docs)]
 
-mod client;
-pub mod codec;
-pub mod config;
-mod context;
-pub mod discovery;
 mod error;
 mod guard;
 mod instance;
-pub mod metrics;
+
+mod engine;
+
+mod exchange;
+
+mod client;
+mod component;
+mod context;
+mod engines;
 pub mod names;
 mod registry;
 mod runtime;
 mod serve;
-mod service;
 pub mod signal;
-mod stats;
 pub mod status;
-mod stream;
-pub mod transport;
-pub mod wire;
 
 #[doc(hidden)]
-pub mod __private;
+pub mod __private_0_1;
+
+pub use engine::{config, discovery, metrics, transport};
+pub use exchange::{codec, wire};
+
+/// NATS micro service statistics, as `$SRV.STATS` returns them, typed.
+pub mod stats {
+    pub use crate::engine::micro::stats::*;
+}
 
 pub use client::{ClientCore, ClientStats, Router};
+pub use component::Service;
 pub use config::Config;
 pub use context::Context;
-pub use error::{CallError, Error, TransportError};
+pub use error::{CallError, Error, ErrorKind, TransportError};
+pub use exchange::stream::ResponseStream;
 pub use guard::Guard;
 pub use instance::InstanceId;
 pub use registry::{ComponentDescriptor, EndpointDescriptor, check as check_registry, components};
 pub use runtime::{Mode, Runtime, RuntimeBuilder};
 pub use serve::{ServeHandle, ShutdownReport};
-pub use service::Service;
 pub use signal::shutdown_signal;
 pub use stats::{EndpointStats, ServiceSet, ServiceStats};
-pub use stream::ResponseStream;

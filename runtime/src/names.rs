@@ -2,23 +2,31 @@
 //! the same rules as the macros apply at compile time.
 
 pub use rotor_names::{
-    MAX_NAME_LEN, MAX_NAMESPACE_LEN, NAME_PATTERN, NameError, NameKind, Problem, endpoint_key_prefix,
-    endpoint_subject, instance_key, instance_subject, service_name, validate_component, validate_endpoint,
-    validate_label, validate_namespace,
+    MAX_NAME_LEN, MAX_NAMESPACE_LEN, NAME_PATTERN, NameError, NameKind, Problem, component_key_prefix,
+    endpoint_key_prefix, endpoint_subject, instance_key, instance_subject, service_name, validate_component,
+    validate_endpoint, validate_label, validate_namespace,
 };
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::client::{ClientCore, RouteSpec};
-use crate::discovery::InstanceRecord;
-use crate::stats::ServiceSet;
-use crate::{Error, InstanceId, Runtime};
+use crate::engine::discovery::InstanceRecord;
+use crate::engine::micro::stats::ServiceSet;
+use crate::engines::Engines;
+use crate::{Error, InstanceId};
 
 /// A namespace, such as `llm` or `llm.prod`.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Namespace {
-    rt: Runtime,
+    engines: Arc<Engines>,
     name: String,
+}
+
+impl std::fmt::Debug for Namespace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Namespace").field("name", &self.name).finish()
+    }
 }
 
 /// A component in a namespace.
@@ -36,9 +44,9 @@ pub struct Endpoint {
 }
 
 impl Namespace {
-    pub(crate) fn new(rt: Runtime, name: &str) -> Result<Self, Error> {
+    pub(crate) fn new(engines: Arc<Engines>, name: &str) -> Result<Self, Error> {
         validate_namespace(name)?;
-        Ok(Namespace { rt, name: name.to_string() })
+        Ok(Namespace { engines, name: name.to_string() })
     }
 
     /// The namespace, dots included.
@@ -47,13 +55,13 @@ impl Namespace {
     }
 
     /// Metrics of this namespace: each carries the `namespace` label.
-    pub fn metrics(&self) -> crate::metrics::Scope {
-        self.rt.metrics().scope(&[(crate::metrics::names::NAMESPACE, &self.name)])
+    pub fn metrics(&self) -> crate::engine::metrics::Scope {
+        self.engines.metrics.scope(&[(crate::engine::metrics::names::NAMESPACE, &self.name)])
     }
 
     /// A child namespace: `llm` then `prod` gives `llm.prod`.
     pub fn namespace(&self, child: &str) -> Result<Namespace, Error> {
-        Namespace::new(self.rt.clone(), &format!("{}.{child}", self.name))
+        Namespace::new(self.engines.clone(), &format!("{}.{child}", self.name))
     }
 
     /// A component of this namespace.
@@ -80,22 +88,22 @@ impl Component {
     }
 
     /// Metrics of this component: each carries `namespace` and `component`.
-    pub fn metrics(&self) -> crate::metrics::Scope {
-        use crate::metrics::names::{COMPONENT, NAMESPACE};
-        self.namespace.rt.metrics().scope(&[(NAMESPACE, &self.namespace.name), (COMPONENT, &self.name)])
+    pub fn metrics(&self) -> crate::engine::metrics::Scope {
+        use crate::engine::metrics::names::{COMPONENT, NAMESPACE};
+        self.namespace.engines.metrics.scope(&[(NAMESPACE, &self.namespace.name), (COMPONENT, &self.name)])
     }
 
     /// Every registered endpoint instance of this component, read from
     /// discovery now. Empty without discovery.
     pub async fn list_instances(&self) -> Result<Vec<InstanceRecord>, Error> {
-        let Some(discovery) = self.namespace.rt.discovery() else { return Ok(Vec::new()) };
-        discovery.list(format!("instances/{}/{}/", self.namespace.name, self.name)).await
+        let Some(discovery) = &self.namespace.engines.discovery else { return Ok(Vec::new()) };
+        discovery.list(component_key_prefix(&self.namespace.name, &self.name)).await
     }
 
     /// Asks every instance of this component for its NATS micro statistics
     /// (`$SRV.STATS`) and collects the replies that arrive within `timeout`.
     pub async fn scrape_stats(&self, timeout: Duration) -> Result<ServiceSet, Error> {
-        let services = self.namespace.rt.transport().scrape_stats(self.service_name(), timeout).await?;
+        let services = self.namespace.engines.transport.scrape_stats(self.service_name(), timeout).await?;
         Ok(ServiceSet { services })
     }
 
@@ -119,15 +127,15 @@ impl Endpoint {
 
     /// Metrics of this endpoint: each carries `namespace`, `component` and
     /// `endpoint`.
-    pub fn metrics(&self) -> crate::metrics::Scope {
-        use crate::metrics::names::{COMPONENT, ENDPOINT, NAMESPACE};
+    pub fn metrics(&self) -> crate::engine::metrics::Scope {
+        use crate::engine::metrics::names::{COMPONENT, ENDPOINT, NAMESPACE};
         let c = &self.component;
         let labels = [
             (NAMESPACE, c.namespace.name.as_str()),
             (COMPONENT, c.name.as_str()),
             (ENDPOINT, self.name.as_str()),
         ];
-        c.namespace.rt.metrics().scope(&labels)
+        c.namespace.engines.metrics.scope(&labels)
     }
 
     /// The queue-group subject, answered by any instance.
@@ -160,6 +168,6 @@ impl Endpoint {
             is_static: false,
             idempotent: true,
         };
-        ClientCore::new(&self.component.namespace.rt, &[spec]).await
+        ClientCore::new(&self.component.namespace.engines, &[spec]).await
     }
 }

@@ -1,30 +1,21 @@
 //! The runtime: one instance identity (a lease) on a transport and a
 //! discovery, configured from the environment or a builder.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::config::{Config, EtcdConfig, NatsConfig};
-use crate::discovery::{Discovery, InstanceList, Lease, LeaseState, MemoryDiscovery};
+use crate::engine::config::{Config, EtcdConfig, NatsConfig};
+use crate::engine::discovery::{Discovery, Lease, LeaseState, MemoryDiscovery};
+use crate::engine::transport::{InProcess, Nats, Transport};
+use crate::engines::Engines;
+pub use crate::engines::Mode;
 use crate::names::Namespace;
-use crate::serve::{self, ServeHandle};
-use crate::transport::{InProcess, Nats, Transport};
+use crate::serve::{self, Host, ServeHandle};
 use crate::{Error, Guard, InstanceId, Service, registry};
-
-/// How requests travel and how instances are found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// In-process transport and in-memory discovery: no servers.
-    Embedded,
-    /// A transport without discovery: every call goes to the queue group.
-    Static,
-    /// A transport and a discovery service.
-    Distributed,
-}
 
 /// A handle on Rotor: serves components and makes clients. Cheap to clone;
 /// clones share one instance identity.
@@ -50,19 +41,6 @@ enum Identity {
     Fixed(watch::Sender<LeaseState>),
 }
 
-/// What runtimes made by [`Runtime::with_new_lease`] share.
-pub(crate) struct Engines {
-    pub(crate) transport: Arc<dyn Transport>,
-    pub(crate) discovery: Option<Arc<dyn Discovery>>,
-    pub(crate) config: Config,
-    pub(crate) metrics: crate::metrics::Metrics,
-    pub(crate) health: Arc<crate::status::Health>,
-    status_addr: std::sync::OnceLock<std::net::SocketAddr>,
-    mode: Mode,
-    /// One watch per key prefix per process, shared by every client.
-    watches: Mutex<HashMap<String, watch::Receiver<InstanceList>>>,
-}
-
 impl fmt::Debug for Runtime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Runtime").field("mode", &self.mode()).field("instance", &self.instance_id()).finish()
@@ -77,7 +55,7 @@ impl Runtime {
     }
 
     /// A runtime configured from the `ROTOR_*` environment variables (see
-    /// [`config`](crate::config)): NATS and etcd when both are set, NATS alone
+    /// [`config`](crate::engine::config)): NATS and etcd when both are set, NATS alone
     /// for the static mode, neither for the embedded mode.
     pub async fn from_env() -> Result<Runtime, Error> {
         Runtime::builder().config(Config::from_env()?).build().await
@@ -142,7 +120,7 @@ impl Runtime {
     }
 
     /// This process's metrics (shared by every lease of these engines).
-    pub fn metrics(&self) -> &crate::metrics::Metrics {
+    pub fn metrics(&self) -> &crate::engine::metrics::Metrics {
         &self.inner.engines.metrics
     }
 
@@ -154,7 +132,7 @@ impl Runtime {
     /// Where the status server listens, when `ROTOR_STATUS_ADDR` (or
     /// [`RuntimeBuilder::status_addr`]) started one.
     pub fn status_addr(&self) -> Option<std::net::SocketAddr> {
-        self.inner.engines.status_addr.get().copied()
+        self.inner.engines.status.as_ref().map(|(addr, _)| *addr)
     }
 
     /// The discovery, if this runtime has one.
@@ -165,12 +143,18 @@ impl Runtime {
     /// Serves every endpoint of `service` until the returned handle is shut
     /// down or dropped.
     pub async fn serve<S: Service>(&self, service: S) -> Result<ServeHandle<S>, Error> {
-        serve::serve(self, Arc::new(service)).await
+        self.serve_arc(Arc::new(service)).await
     }
 
     /// Like [`serve`](Runtime::serve), for a component shared with other code.
     pub async fn serve_arc<S: Service>(&self, service: Arc<S>) -> Result<ServeHandle<S>, Error> {
-        serve::serve(self, service).await
+        let host = Host {
+            engines: self.inner.engines.clone(),
+            lease: self.lease().cloned(),
+            lease_changes: self.lease_changes(),
+            claim: self.claim(S::DESCRIPTOR.service)?,
+        };
+        serve::serve(host, service).await
     }
 
     /// For binaries: serves `service` until Ctrl-C or SIGTERM, then shuts
@@ -200,14 +184,14 @@ impl Runtime {
     /// A namespace handle, for names built at run time. Fails with the rule
     /// when `name` breaks it.
     pub fn namespace(&self, name: &str) -> Result<Namespace, Error> {
-        Namespace::new(self.clone(), name)
+        Namespace::new(self.inner.engines.clone(), name)
     }
 
-    pub(crate) fn engines(&self) -> &Engines {
+    pub(crate) fn engines(&self) -> &Arc<Engines> {
         &self.inner.engines
     }
 
-    pub(crate) fn lease(&self) -> Option<&Arc<dyn Lease>> {
+    fn lease(&self) -> Option<&Arc<dyn Lease>> {
         match &self.inner.identity {
             Identity::Lease(lease) => Some(lease),
             Identity::Fixed(_) => None,
@@ -215,7 +199,7 @@ impl Runtime {
     }
 
     /// Claims `service` for this instance; released by the returned guard.
-    pub(crate) fn claim(&self, service: &'static str) -> Result<Guard, Error> {
+    fn claim(&self, service: &'static str) -> Result<Guard, Error> {
         let mut serving = self.inner.serving.lock().unwrap_or_else(|p| p.into_inner());
         if !serving.insert(service) {
             return Err(Error::AlreadyServing { service: service.to_string(), instance: self.instance_id() });
@@ -226,20 +210,6 @@ impl Runtime {
                 inner.serving.lock().unwrap_or_else(|p| p.into_inner()).remove(service);
             }
         }))
-    }
-}
-
-impl Engines {
-    /// The shared watch of a key prefix, started on first use.
-    pub(crate) async fn watch(&self, prefix: &str) -> Result<Option<watch::Receiver<InstanceList>>, Error> {
-        let Some(discovery) = &self.discovery else { return Ok(None) };
-        if let Some(rx) = self.watches.lock().unwrap_or_else(|p| p.into_inner()).get(prefix) {
-            return Ok(Some(rx.clone()));
-        }
-        let rx = discovery.watch(prefix.to_string()).await?;
-        // Two first uses may race; keep whichever landed first.
-        let mut watches = self.watches.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(Some(watches.entry(prefix.to_string()).or_insert(rx).clone()))
     }
 }
 
@@ -341,7 +311,7 @@ impl RuntimeBuilder {
 
     /// Interval of stream heartbeats and keep-alives.
     pub fn stream_heartbeat(mut self, interval: Duration) -> Self {
-        self.config.stream_heartbeat = crate::stream::clamp_heartbeat(interval);
+        self.config.stream_heartbeat = crate::exchange::stream::clamp_heartbeat(interval);
         self
     }
 
@@ -373,8 +343,12 @@ impl RuntimeBuilder {
             (Some(d), _) => d,
             #[cfg(feature = "etcd")]
             (None, Some(etcd)) => Some(Arc::new(
-                crate::discovery::EtcdDiscovery::connect(etcd, config.connect_timeout, config.lease_ttl)
-                    .await?,
+                crate::engine::discovery::EtcdDiscovery::connect(
+                    etcd,
+                    config.connect_timeout,
+                    config.lease_ttl,
+                )
+                .await?,
             )),
             #[cfg(not(feature = "etcd"))]
             (None, Some(_)) => unreachable!("refused above"),
@@ -387,20 +361,11 @@ impl RuntimeBuilder {
             (Some(_), false) => Mode::Embedded,
             (Some(_), true) => Mode::Distributed,
         };
-        let engines = Arc::new(Engines {
-            transport,
-            discovery,
-            config,
-            metrics: crate::metrics::Metrics::default(),
-            health: Arc::default(),
-            status_addr: std::sync::OnceLock::new(),
-            mode,
-            watches: Mutex::default(),
-        });
+        let mut engines = Engines::new(transport, discovery, config, mode);
         if let Some(addr) = engines.config.status_addr {
-            let bound = crate::status::start(addr, Arc::downgrade(&engines)).await?;
-            let _ = engines.status_addr.set(bound);
+            engines.status =
+                Some(crate::status::start(addr, engines.metrics.clone(), engines.health.clone()).await?);
         }
-        Runtime::start(engines).await
+        Runtime::start(Arc::new(engines)).await
     }
 }

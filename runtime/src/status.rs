@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::http::{StatusCode, header};
@@ -12,8 +12,8 @@ use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::discovery::LeaseState;
-use crate::runtime::Engines;
+use crate::engine::discovery::LeaseState;
+use crate::engine::metrics::Metrics;
 use crate::{Error, Guard};
 
 /// What one served endpoint is doing.
@@ -60,14 +60,14 @@ struct Entry {
     draining: Arc<AtomicBool>,
 }
 
-/// The endpoints served in this process.
+/// The endpoints served in this process, for `/health`.
 #[derive(Default)]
-pub(crate) struct Health {
+pub(crate) struct HealthRegistry {
     entries: Mutex<Vec<Entry>>,
     next: AtomicU64,
 }
 
-impl Health {
+impl HealthRegistry {
     /// Adds a served component's endpoints; they leave when the guard drops.
     /// `draining` is set by its shutdown.
     pub(crate) fn add(
@@ -119,36 +119,31 @@ impl Health {
     }
 }
 
-/// Serves `/metrics`, `/health` and `/live` on `addr` until the engines go.
-pub(crate) async fn start(addr: SocketAddr, engines: Weak<Engines>) -> Result<SocketAddr, Error> {
+/// Serves `/metrics`, `/health` and `/live` on `addr` until the returned
+/// guard is dropped.
+pub(crate) async fn start(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    health: Arc<HealthRegistry>,
+) -> Result<(SocketAddr, Guard), Error> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Error::Config(format!("cannot serve status on {addr} (ROTOR_STATUS_ADDR): {e}")))?;
     let bound = listener.local_addr().map_err(|e| Error::Config(e.to_string()))?;
-    let (metrics_engines, health_engines) = (engines.clone(), engines.clone());
     let app = Router::new()
         .route(
             "/metrics",
             get(move || {
-                let engines = metrics_engines.clone();
-                async move {
-                    let Some(engines) = engines.upgrade() else {
-                        return StatusCode::SERVICE_UNAVAILABLE.into_response();
-                    };
-                    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], engines.metrics.render())
-                        .into_response()
-                }
+                let metrics = metrics.clone();
+                async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics.render()) }
             }),
         )
         .route(
             "/health",
             get(move || {
-                let engines = health_engines.clone();
+                let health = health.clone();
                 async move {
-                    let Some(engines) = engines.upgrade() else {
-                        return StatusCode::SERVICE_UNAVAILABLE.into_response();
-                    };
-                    let report = engines.health.report();
+                    let report = health.report();
                     let status =
                         if report.healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
                     (status, axum::Json(report)).into_response()
@@ -156,17 +151,13 @@ pub(crate) async fn start(addr: SocketAddr, engines: Weak<Engines>) -> Result<So
             }),
         )
         .route("/live", get(|| async { "live" }));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let stopped = stop.clone();
     tokio::spawn(async move {
-        let closed = async move {
-            // Stops when the engines are gone, checked at a leisurely pace.
-            while engines.strong_count() > 0 {
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            }
-        };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(closed).await {
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopped.cancelled_owned()).await {
             tracing::warn!(error = %e, "the status server stopped");
         }
     });
     tracing::info!(address = %bound, "status server: /metrics /health /live");
-    Ok(bound)
+    Ok((bound, Guard::new(move || stop.cancel())))
 }

@@ -88,7 +88,7 @@ pub struct EndpointStats {
 impl EndpointStats {
     /// Rotor's figures for this endpoint, from `data`: the same numbers as
     /// the serving process's Prometheus metrics.
-    pub fn rotor(&self) -> Option<crate::metrics::EndpointData> {
+    pub fn rotor(&self) -> Option<crate::engine::metrics::EndpointData> {
         serde_json::from_value(self.data.clone()?).ok()
     }
 }

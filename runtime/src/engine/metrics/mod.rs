@@ -17,8 +17,6 @@ use prometheus::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::ComponentDescriptor;
-
 /// Every metric of one process.
 pub struct Metrics {
     root: Registry,
@@ -101,16 +99,22 @@ impl Metrics {
         registry
     }
 
-    /// The server-side metrics of a component, made on first use.
-    pub(crate) fn server(&self, desc: &'static ComponentDescriptor) -> Arc<ServerMetrics> {
+    /// The server-side metrics of the component served as `service`, made on
+    /// first use, with its own constant `labels`.
+    pub(crate) fn server(
+        &self,
+        service: &'static str,
+        namespace: &str,
+        component: &str,
+        labels: &[(&str, &str)],
+    ) -> Arc<ServerMetrics> {
         lock(&self.servers)
-            .entry(desc.service)
+            .entry(service)
             .or_insert_with(|| {
-                let mut labels = HashMap::from([
-                    (names::NAMESPACE.to_string(), desc.namespace.to_string()),
-                    (names::COMPONENT.to_string(), desc.name.to_string()),
-                ]);
-                labels.extend(desc.labels.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+                let mut labels: HashMap<String, String> =
+                    labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+                labels.insert(names::NAMESPACE.to_string(), namespace.to_string());
+                labels.insert(names::COMPONENT.to_string(), component.to_string());
                 Arc::new(ServerMetrics::new(&self.child(labels)))
             })
             .clone()

@@ -6,7 +6,7 @@
 //! same payload limit semantics.
 
 mod inproc;
-mod micro;
+pub mod message;
 mod nats;
 
 use std::sync::Arc;
@@ -15,48 +15,13 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
+pub use crate::engine::micro::{EndpointSpec, ServiceSpec, StatsData};
 pub use inproc::InProcess;
+pub use message::{Headers, Message};
 pub use nats::Nats;
 
-use crate::stats::ServiceStats;
-use crate::wire::Message;
-use crate::{Error, Guard, InstanceId, TransportError};
-
-/// What a served component listens on.
-#[derive(Clone)]
-pub struct ServiceSpec {
-    /// The NATS micro service name.
-    pub name: String,
-    /// The component's namespace.
-    pub namespace: String,
-    /// The component's name.
-    pub component: String,
-    /// The service version (the crate's version).
-    pub version: String,
-    /// The instance being served.
-    pub instance: InstanceId,
-    /// One entry per endpoint, in the order of the component's descriptor.
-    pub endpoints: Vec<EndpointSpec>,
-    /// The `data` of an endpoint's `$SRV.STATS` entry, by endpoint number.
-    pub stats: StatsData,
-}
-
-/// Makes the `data` field of one endpoint's statistics, by endpoint number.
-pub type StatsData = Arc<dyn Fn(usize) -> serde_json::Value + Send + Sync>;
-
-/// One endpoint of a [`ServiceSpec`].
-#[derive(Clone, Debug)]
-pub struct EndpointSpec {
-    /// Wire name.
-    pub name: String,
-    /// Subjects it answers on: the queue-group subject and, for discovered
-    /// components, the per-instance subject.
-    pub subjects: Vec<String>,
-    /// Request type name, for service metadata.
-    pub request_type: String,
-    /// Response type name, for service metadata.
-    pub response_type: String,
-}
+use crate::engine::micro::stats::ServiceStats;
+use crate::{Error, Guard, TransportError};
 
 /// A request delivered to a served component.
 pub struct Incoming {

@@ -24,6 +24,14 @@ use std::time::Duration;
 
 use crate::Error;
 
+/// Items a caller lets a server send ahead by default.
+pub const DEFAULT_STREAM_WINDOW: u32 = 4096;
+/// Bytes a caller lets a server send ahead by default: with the item window,
+/// what bounds the memory one stream can hold up, whatever its item size.
+pub const DEFAULT_STREAM_WINDOW_BYTES: u64 = 4 * 1024 * 1024;
+/// Stream heartbeat and keep-alive interval by default.
+pub const DEFAULT_STREAM_HEARTBEAT: Duration = Duration::from_secs(1);
+
 /// Tunables and engine settings of a runtime.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -64,9 +72,9 @@ impl Default for Config {
             lease_ttl: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
             retries: 3,
-            stream_window: crate::stream::DEFAULT_WINDOW,
-            stream_window_bytes: crate::stream::DEFAULT_WINDOW_BYTES,
-            stream_heartbeat: crate::stream::DEFAULT_HEARTBEAT,
+            stream_window: DEFAULT_STREAM_WINDOW,
+            stream_window_bytes: DEFAULT_STREAM_WINDOW_BYTES,
+            stream_heartbeat: DEFAULT_STREAM_HEARTBEAT,
             status_addr: None,
             stats_scrape_interval: None,
             nats: None,

@@ -5,8 +5,18 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
-use crate::wire::Message;
+use crate::exchange::sink::{Outcome, StreamSlot};
 use crate::{ComponentDescriptor, Context};
+
+/// One request, as a component's `handle` receives it.
+#[doc(hidden)]
+pub struct Request {
+    pub(crate) ctx: Context,
+    pub(crate) payload: Bytes,
+    /// For a streaming endpoint called by a streaming client: where the
+    /// stream goes, once accepted.
+    pub(crate) stream: Option<Arc<StreamSlot>>,
+}
 
 /// A type that `#[rotor::component]` turned into a service. Implemented by
 /// the macro; not meant to be implemented by hand.
@@ -19,7 +29,7 @@ pub trait Service: Send + Sync + Sized + 'static {
 
     /// Runs endpoint number `endpoint` on an encoded request.
     #[doc(hidden)]
-    fn handle(self: Arc<Self>, endpoint: usize, ctx: Context, payload: Bytes) -> BoxFuture<'static, Message>;
+    fn handle(self: Arc<Self>, endpoint: usize, request: Request) -> BoxFuture<'static, Outcome>;
 
     /// The component's own figures for the `data` of `$SRV.STATS`, from
     /// `#[component(stats = "method")]`.

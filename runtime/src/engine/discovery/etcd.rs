@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{Discovery, InstanceList, InstanceRecord, Lease, LeaseState, key_of};
-use crate::config::EtcdConfig;
+use crate::engine::config::EtcdConfig;
 use crate::{Error, Guard, InstanceId};
 
 /// How long one etcd call may take before it counts as failed.

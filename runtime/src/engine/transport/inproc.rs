@@ -3,16 +3,17 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::future::{self, BoxFuture};
 use futures::stream::BoxStream;
 use tokio::sync::{mpsc, oneshot};
 
+use super::message::Message;
 use super::{Dispatch, Incoming, Respond, ServiceSpec, Transport, within_limit};
-use crate::stats::{EndpointStats, ServiceStats};
-use crate::wire::{Message, header};
+use crate::engine::micro::stats::ServiceStats;
+use crate::engine::micro::{Counters, MicroService};
 use crate::{Error, Guard, TransportError};
 
 /// NATS's default `max_payload`; the embedded mode enforces the same limit
@@ -30,18 +31,9 @@ struct Inner {
     subjects: Mutex<HashMap<String, Vec<Subscriber>>>,
     /// Plain subscriptions (inboxes), by subject.
     plain: Mutex<HashMap<String, Vec<Inbox>>>,
-    services: Mutex<Vec<Served>>,
+    services: Mutex<Vec<Arc<MicroService>>>,
     next_id: AtomicU64,
     max_payload: usize,
-}
-
-/// A bound service's figures, and how to fill the `data` of each entry.
-#[derive(Clone)]
-struct Served {
-    stats: Arc<Mutex<ServiceStats>>,
-    /// Endpoint number of each entry in `stats.endpoints`.
-    numbers: Vec<usize>,
-    data: super::StatsData,
 }
 
 /// A plain subscription: its id and where its messages go.
@@ -53,9 +45,7 @@ struct Subscriber {
     endpoint: usize,
     dispatch: Dispatch,
     addressed: bool,
-    stats: Arc<Mutex<ServiceStats>>,
-    /// This subject's entry in `stats.endpoints`.
-    slot: usize,
+    counters: Arc<Counters>,
 }
 
 impl Default for InProcess {
@@ -99,29 +89,16 @@ impl InProcess {
     }
 }
 
-/// Answers one request and keeps the figures `$SRV.STATS` would show.
+/// Answers one request and counts it in the micro model.
 struct Reply {
     tx: oneshot::Sender<Message>,
-    stats: Arc<Mutex<ServiceStats>>,
-    slot: usize,
+    counters: Arc<Counters>,
     started: Instant,
 }
 
 impl Respond for Reply {
     fn respond(self: Box<Self>, reply: Message) -> BoxFuture<'static, Result<(), TransportError>> {
-        let elapsed = self.started.elapsed().as_nanos() as u64;
-        {
-            let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
-            let ep = &mut stats.endpoints[self.slot];
-            ep.num_requests += 1;
-            ep.processing_time += elapsed;
-            ep.average_processing_time = ep.processing_time / ep.num_requests;
-            if reply.error_kind().is_some() {
-                ep.num_errors += 1;
-                let code = reply.headers.get(header::SERVICE_ERROR_CODE).unwrap_or("0");
-                ep.last_error = format!("{code}:{}", reply.headers.get(header::SERVICE_ERROR).unwrap_or(""));
-            }
-        }
+        self.counters.record(self.started.elapsed(), &reply);
         // The caller may have given up; that is not the server's error.
         let _ = self.tx.send(reply);
         Box::pin(future::ready(Ok(())))
@@ -131,46 +108,22 @@ impl Respond for Reply {
 impl Transport for InProcess {
     fn bind(&self, spec: ServiceSpec, dispatch: Dispatch) -> BoxFuture<'_, Result<Guard, Error>> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let prefix = format!("{}.", spec.name);
-        let started = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-        let stats = Arc::new(Mutex::new(ServiceStats {
-            kind: "io.nats.micro.v1.stats_response".into(),
-            name: spec.name.clone(),
-            id: format!("{id}"),
-            version: spec.version.clone(),
-            started: format!("{started}"),
-            endpoints: Vec::new(),
-        }));
+        let micro = Arc::new(MicroService::new(&spec));
         let mut subjects = self.subjects();
         let mut bound = Vec::new();
-        let mut numbers = Vec::new();
-        for (endpoint, ep) in spec.endpoints.iter().enumerate() {
-            // The first subject is the queue group's; any other, this instance's.
-            for (nth, subject) in ep.subjects.iter().enumerate() {
-                let mut service = stats.lock().unwrap_or_else(|p| p.into_inner());
-                service.endpoints.push(EndpointStats {
-                    name: subject.strip_prefix(&prefix).unwrap_or(subject).to_string(),
-                    subject: subject.clone(),
-                    queue_group: "q".into(),
-                    ..EndpointStats::default()
-                });
-                let slot = service.endpoints.len() - 1;
-                numbers.push(endpoint);
-                let sub = Subscriber {
-                    id,
-                    endpoint,
-                    dispatch: dispatch.clone(),
-                    addressed: nth > 0,
-                    stats: stats.clone(),
-                    slot,
-                };
-                subjects.entry(subject.clone()).or_default().push(sub);
-                bound.push(subject.clone());
-            }
+        for ep in &micro.endpoints {
+            let sub = Subscriber {
+                id,
+                endpoint: ep.number,
+                dispatch: dispatch.clone(),
+                addressed: ep.addressed,
+                counters: ep.counters.clone(),
+            };
+            subjects.entry(ep.subject.clone()).or_default().push(sub);
+            bound.push(ep.subject.clone());
         }
         drop(subjects);
-        let served = Served { stats: stats.clone(), numbers, data: spec.stats.clone() };
-        self.inner.services.lock().unwrap_or_else(|p| p.into_inner()).push(served);
+        self.inner.services.lock().unwrap_or_else(|p| p.into_inner()).push(micro.clone());
         let this = self.clone();
         let guard = Guard::new(move || {
             let mut subjects = this.subjects();
@@ -182,11 +135,7 @@ impl Transport for InProcess {
                     }
                 }
             }
-            this.inner
-                .services
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .retain(|s| !Arc::ptr_eq(&s.stats, &stats));
+            this.inner.services.lock().unwrap_or_else(|p| p.into_inner()).retain(|s| !Arc::ptr_eq(s, &micro));
         });
         Box::pin(future::ready(Ok(guard)))
     }
@@ -203,12 +152,8 @@ impl Transport for InProcess {
                 || TransportError::NoResponders { subject: subject.to_string(), instance: None };
             let sub = self.pick(subject).ok_or_else(no_responders)?;
             let (reply_tx, reply_rx) = oneshot::channel();
-            let responder = Box::new(Reply {
-                tx: reply_tx,
-                stats: sub.stats.clone(),
-                slot: sub.slot,
-                started: Instant::now(),
-            });
+            let responder =
+                Box::new(Reply { tx: reply_tx, counters: sub.counters.clone(), started: Instant::now() });
             (sub.dispatch)(Incoming { endpoint: sub.endpoint, addressed: sub.addressed, message, responder });
             // Dropped now: a served component that is shutting down must not
             // wait for this request to finish before it stops listening.
@@ -279,19 +224,9 @@ impl Transport for InProcess {
         _timeout: Duration,
     ) -> BoxFuture<'_, Result<Vec<ServiceStats>, Error>> {
         let services = self.inner.services.lock().unwrap_or_else(|p| p.into_inner());
-        let stats = services
-            .iter()
-            .filter_map(|served| {
-                let mut stats = served.stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                if stats.name != service {
-                    return None;
-                }
-                for (entry, number) in stats.endpoints.iter_mut().zip(&served.numbers) {
-                    entry.data = Some((served.data)(*number));
-                }
-                Some(stats)
-            })
-            .collect();
+        let mut stats: Vec<ServiceStats> =
+            services.iter().filter(|micro| micro.name == service).map(|micro| micro.stats()).collect();
+        stats.sort_by(|a, b| a.id.cmp(&b.id));
         Box::pin(future::ready(Ok(stats)))
     }
 }

@@ -106,5 +106,5 @@ pub trait Discovery: Send + Sync + 'static {
 
 /// The etcd key of a record.
 pub(crate) fn key_of(record: &InstanceRecord) -> String {
-    crate::names::instance_key(&record.namespace, &record.component, &record.endpoint, record.instance_id.0)
+    rotor_names::instance_key(&record.namespace, &record.component, &record.endpoint, record.instance_id.0)
 }

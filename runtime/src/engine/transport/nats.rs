@@ -13,11 +13,11 @@ use futures::stream::BoxStream;
 
 use tokio_util::sync::CancellationToken;
 
-use super::micro::{Counters, Micro, MicroEndpoint, QUEUE_GROUP};
+use super::message::{Headers, Message, header};
 use super::{Dispatch, Incoming, Respond, ServiceSpec, Transport, within_limit};
-use crate::config::{NatsAuth, NatsConfig};
-use crate::stats::ServiceStats;
-use crate::wire::{Headers, Message, header};
+use crate::engine::config::{NatsAuth, NatsConfig};
+use crate::engine::micro::stats::ServiceStats;
+use crate::engine::micro::{Counters, MicroEndpoint, MicroService, QUEUE_GROUP, Verb};
 use crate::{Error, Guard, TransportError};
 
 /// Requests and replies over a NATS connection.
@@ -129,23 +129,50 @@ struct Reply {
 impl Respond for Reply {
     fn respond(self: Box<Self>, reply: Message) -> BoxFuture<'static, Result<(), TransportError>> {
         Box::pin(async move {
-            let failure = reply.error_kind().map(|kind| {
-                let code = reply.headers.get(header::SERVICE_ERROR_CODE).and_then(|c| c.parse().ok());
-                async_nats::service::error::Error {
-                    code: code.unwrap_or(kind.code() as usize),
-                    status: reply.headers.get(header::SERVICE_ERROR).unwrap_or("").to_string(),
-                }
-            });
+            self.counters.record(self.arrived.elapsed(), &reply);
             // Without headers it is a plain PUB, the cheapest message NATS has.
             let sent = if reply.headers.is_empty() {
                 self.client.publish(self.to, reply.payload).await
             } else {
                 self.client.publish_with_headers(self.to, to_nats(reply.headers), reply.payload).await
             };
-            self.counters.record(self.arrived.elapsed(), failure);
             sent.map_err(|e| TransportError::Disconnected(format!("could not send a reply: {e}")))
         })
     }
+}
+
+/// Subscribes to the micro protocol's verbs and answers them until `stop`.
+async fn serve_verbs(
+    micro: Arc<MicroService>,
+    client: async_nats::Client,
+    stop: CancellationToken,
+) -> Result<(), async_nats::SubscribeError> {
+    let mut subscriptions = Vec::new();
+    for (verb, subject) in micro.verb_subjects() {
+        subscriptions.push(client.subscribe(subject).await?.map(move |m| (verb, m)));
+    }
+    let mut requests = futures::stream::select_all(subscriptions);
+    tokio::spawn(async move {
+        loop {
+            let (verb, request): (Verb, async_nats::Message) = tokio::select! {
+                next = requests.next() => match next {
+                    Some(next) => next,
+                    None => break,
+                },
+                () = stop.cancelled() => break,
+            };
+            let Some(reply) = request.reply else { continue };
+            match micro.answer(verb) {
+                Ok(answer) => {
+                    if let Err(e) = client.publish(reply, answer).await {
+                        tracing::debug!(error = %e, "could not answer a $SRV request");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not encode a $SRV answer"),
+            }
+        }
+    });
+    Ok(())
 }
 
 /// How long a stopped endpoint waits for NATS to confirm its unsubscribe,
@@ -208,7 +235,7 @@ impl Transport for Nats {
                 service: spec.name.clone(),
                 detail: e.to_string(),
             };
-            let micro = Arc::new(Micro::new(&spec));
+            let micro = Arc::new(MicroService::new(&spec));
             let stop = CancellationToken::new();
             // The guard cancels `stop`, on success and on a half-done bind alike.
             let guard = Guard::new({
@@ -224,7 +251,7 @@ impl Transport for Nats {
                     .map_err(bind_error)?;
                 subscriptions.push(subscriber);
             }
-            micro.clone().serve_verbs(self.client.clone(), stop.clone()).await.map_err(bind_error)?;
+            serve_verbs(micro.clone(), self.client.clone(), stop.clone()).await.map_err(bind_error)?;
             let client = Arc::new(self.client.clone());
             for (subscriber, ep) in subscriptions.into_iter().zip(&micro.endpoints) {
                 listen(client.clone(), subscriber, ep, dispatch.clone(), stop.clone());

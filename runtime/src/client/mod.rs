@@ -1,0 +1,418 @@
+//! Clients: the instance cache fed by discovery, routing, and the round trip
+//! under every typed client method.
+
+mod route;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::Instrument;
+
+use crate::engine::transport::message::{Headers, Message};
+use crate::engines::Engines;
+use crate::exchange::codec::{self, CodecError, Decode};
+use crate::exchange::outcome;
+use crate::exchange::stream::{self, Opened, ResponseStream};
+use crate::exchange::trace::{Trace, inherited_trace};
+use crate::{CallError, Error, ErrorKind, InstanceId, TransportError};
+use rotor_names as names;
+use route::{InFlight, Route};
+
+/// How a client picks an instance for each call.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Router {
+    /// Each instance in turn (the default).
+    #[default]
+    RoundRobin,
+    /// An instance chosen uniformly at random.
+    Random,
+    /// Two instances at random, then the one with fewer calls in flight from
+    /// this client ("power of two choices").
+    PowerOfTwo,
+}
+
+/// The untyped client beneath every generated `{Type}Client`: one route per
+/// endpoint, each fed by a shared discovery watch. Cheap to clone.
+#[derive(Clone)]
+pub struct ClientCore {
+    shared: Arc<Shared>,
+    target: Option<InstanceId>,
+    router: Router,
+    timeout: Option<Duration>,
+    retries: Option<u32>,
+}
+
+struct Shared {
+    engines: Arc<Engines>,
+    routes: Box<[Route]>,
+}
+
+/// What the clients of this process have done for one endpoint: the
+/// `rotor_client_*` metrics of that endpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    /// Calls made.
+    pub calls: u64,
+    /// Calls that ended in a transport error (application errors are answers).
+    pub failures: u64,
+    /// Attempts repeated on another instance after "no responders".
+    pub retries: u64,
+    /// Instances taken out of rotation after "no responders".
+    pub evictions: u64,
+}
+
+/// An endpoint to route to, as the client is built.
+pub(crate) struct RouteSpec<'a> {
+    pub namespace: &'a str,
+    pub component: &'a str,
+    pub endpoint: &'a str,
+    pub is_static: bool,
+    pub idempotent: bool,
+}
+
+/// What a call is: one reply, or the reply that opens a stream.
+enum CallMode<'a> {
+    Unary,
+    /// With the headers that ask for the stream.
+    Stream(&'a Headers),
+}
+
+impl fmt::Debug for ClientCore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let endpoints: Vec<&str> = self.shared.routes.iter().map(|r| r.label.as_str()).collect();
+        f.debug_struct("ClientCore")
+            .field("endpoints", &endpoints)
+            .field("target", &self.target)
+            .field("router", &self.router)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// The time a server has for a request when the caller waits `left`: a
+/// little less, so that its deadline error arrives rather than a bare
+/// timeout (5%, at most 100 ms).
+fn server_time(left: Duration) -> Duration {
+    left.saturating_sub((left / 20).min(Duration::from_millis(100)))
+}
+
+impl ClientCore {
+    pub(crate) async fn new(engines: &Arc<Engines>, specs: &[RouteSpec<'_>]) -> Result<ClientCore, Error> {
+        let mut routes = Vec::with_capacity(specs.len());
+        for s in specs {
+            let instances = if s.is_static {
+                None
+            } else {
+                engines.watch(&names::endpoint_key_prefix(s.namespace, s.component, s.endpoint)).await?
+            };
+            routes.push(Route::new(
+                format!("{}/{}/{}", s.namespace, s.component, s.endpoint),
+                names::service_name(s.namespace, s.component),
+                s.endpoint.to_string(),
+                instances,
+                s.idempotent,
+                engines.metrics.client(s.namespace, s.component).endpoint(s.endpoint),
+            ));
+        }
+        Ok(ClientCore {
+            shared: Arc::new(Shared { engines: engines.clone(), routes: routes.into() }),
+            target: None,
+            router: Router::default(),
+            timeout: None,
+            retries: None,
+        })
+    }
+
+    /// The same client, sending every call to `instance`.
+    pub fn direct(&self, instance: InstanceId) -> Self {
+        ClientCore { target: Some(instance), ..self.clone() }
+    }
+
+    /// The same client, choosing instances with `router`. A client sent to
+    /// one instance ([`direct`](Self::direct)) stays with it.
+    pub fn with_router(&self, router: Router) -> Self {
+        ClientCore { router, ..self.clone() }
+    }
+
+    /// The same client, with `timeout` for every call.
+    pub fn with_timeout(&self, timeout: Duration) -> Self {
+        ClientCore { timeout: Some(timeout), ..self.clone() }
+    }
+
+    /// The same client, retrying an idempotent call on another instance up
+    /// to `retries` times when its instance is gone.
+    pub fn with_retries(&self, retries: u32) -> Self {
+        ClientCore { retries: Some(retries), ..self.clone() }
+    }
+
+    /// What this client (and its clones) did for endpoint number `endpoint`.
+    pub fn stats(&self, endpoint: usize) -> ClientStats {
+        let Some(route) = self.shared.routes.get(endpoint) else { return ClientStats::default() };
+        let m = &route.metrics;
+        ClientStats {
+            calls: m.requests.get(),
+            failures: m.errors_total(),
+            retries: m.retries.get(),
+            evictions: m.evictions.get(),
+        }
+    }
+
+    /// The instances serving every endpoint of the component, as discovery
+    /// sees them now, sorted. Empty without discovery.
+    pub fn instances(&self) -> Vec<InstanceId> {
+        let mut lists = self.shared.routes.iter().filter_map(|r| r.instances.as_ref());
+        let Some(first) = lists.next() else { return Vec::new() };
+        let mut ids: Vec<InstanceId> = first.borrow().iter().map(|r| r.instance_id).collect();
+        for list in lists {
+            let list = list.borrow();
+            ids.retain(|id| list.iter().any(|r| r.instance_id == *id));
+        }
+        ids
+    }
+
+    /// Waits until at least one instance serves every endpoint, and returns
+    /// them. Returns at once, empty, without discovery. Bound the wait with
+    /// `tokio::time::timeout`.
+    pub async fn wait_for_instances(&self) -> Result<Vec<InstanceId>, Error> {
+        self.wait_for(|ids| !ids.is_empty()).await
+    }
+
+    /// Waits until the instances serving every endpoint satisfy `done`, and
+    /// returns them. Returns at once without discovery.
+    pub async fn wait_for(
+        &self,
+        mut done: impl FnMut(&[InstanceId]) -> bool,
+    ) -> Result<Vec<InstanceId>, Error> {
+        let mut receivers: Vec<_> = self.shared.routes.iter().filter_map(|r| r.instances.clone()).collect();
+        loop {
+            for rx in &mut receivers {
+                rx.borrow_and_update();
+            }
+            let ids = self.instances();
+            if receivers.is_empty() || done(&ids) {
+                return Ok(ids);
+            }
+            let changes = receivers.iter_mut().map(|rx| Box::pin(rx.changed()));
+            if futures::future::select_all(changes).await.0.is_err() {
+                return Err(Error::Discovery("the discovery watch stopped".into()));
+            }
+        }
+    }
+
+    /// Calls endpoint number `endpoint` with a typed request, expecting a
+    /// typed response or the endpoint's typed error.
+    pub async fn unary<Req, Resp, E>(&self, endpoint: usize, request: &Req) -> Result<Resp, CallError<E>>
+    where
+        Req: Serialize + ?Sized,
+        Resp: DeserializeOwned,
+        E: DeserializeOwned,
+    {
+        self.unary_with(endpoint, codec::encode(request), codec::decode::<Resp>, codec::decode::<E>).await
+    }
+
+    /// [`unary`](Self::unary) with the codec chosen by the caller; the
+    /// generated clients pass theirs so that a type error in a wire type is
+    /// reported once, on the user's type.
+    pub(crate) async fn unary_with<Resp, E>(
+        &self,
+        endpoint: usize,
+        payload: Result<Bytes, CodecError>,
+        decode_ok: Decode<Resp>,
+        decode_err: Decode<E>,
+    ) -> Result<Resp, CallError<E>> {
+        let route = self.route(endpoint)?;
+        let payload = encoded(route, payload)?;
+        let (reply, instance) = self.round_trip(route, payload, CallMode::Unary).await?;
+        outcome::decode_reply(&reply, &route.label, instance, decode_ok, decode_err)
+    }
+
+    /// Opens a stream from endpoint number `endpoint`: the items arrive on
+    /// the returned stream; an error before the first item is returned here.
+    pub(crate) async fn stream_with<T, E>(
+        &self,
+        endpoint: usize,
+        payload: Result<Bytes, CodecError>,
+        decode_ok: Decode<T>,
+        decode_err: Decode<E>,
+    ) -> Result<ResponseStream<T, E>, CallError<E>> {
+        let route = self.route(endpoint)?;
+        let payload = encoded(route, payload)?;
+        let config = &self.shared.engines.config;
+        let transport = self.shared.engines.transport.clone();
+        let inbox = transport.inbox();
+        // Subscribed before the request goes out, so no item can be missed.
+        let messages = transport.subscribe(inbox.clone()).await?;
+        let window = (config.stream_window, config.stream_window_bytes);
+        let open = stream::open_headers(inbox, window, config.stream_heartbeat);
+        let (reply, instance) = self.round_trip(route, payload, CallMode::Stream(&open)).await?;
+        let opened = |control| Opened {
+            messages,
+            control,
+            transport,
+            instance,
+            label: route.label.clone(),
+            window: (u64::from(window.0), window.1),
+            heartbeat: config.stream_heartbeat,
+        };
+        stream::accepted(reply, opened, &route.label, instance, decode_ok, decode_err)
+    }
+
+    /// Sends an encoded request to endpoint number `endpoint` and returns the
+    /// raw reply, success or failure, with the instance that answered.
+    pub async fn call_raw(
+        &self,
+        endpoint: usize,
+        payload: Bytes,
+    ) -> Result<(Message, Option<InstanceId>), TransportError> {
+        let route = self.route(endpoint)?;
+        self.round_trip(route, payload, CallMode::Unary).await
+    }
+
+    fn route(&self, endpoint: usize) -> Result<&Route, TransportError> {
+        self.shared.routes.get(endpoint).ok_or_else(|| TransportError::Remote {
+            kind: ErrorKind::UnknownEndpoint,
+            code: ErrorKind::UnknownEndpoint.code(),
+            message: format!("this client has no endpoint number {endpoint}"),
+            instance: None,
+        })
+    }
+
+    /// Sends a request, with retries, and returns the reply.
+    async fn round_trip(
+        &self,
+        route: &Route,
+        payload: Bytes,
+        mode: CallMode<'_>,
+    ) -> Result<(Message, Option<InstanceId>), TransportError> {
+        let config = &self.shared.engines.config;
+        let timeout = self.timeout.unwrap_or(config.request_timeout);
+        let retries = if route.idempotent && self.target.is_none() {
+            self.retries.unwrap_or(config.retries)
+        } else {
+            0
+        };
+        route.metrics.requests.inc();
+        let started = Instant::now();
+        let inherited = inherited_trace();
+        let propagate = inherited.is_some();
+        let trace = inherited.unwrap_or_else(Trace::root);
+        let span = tracing::debug_span!(
+            "rotor.call",
+            endpoint = %route.label,
+            request_id = %trace.request_id(),
+            trace_id = %trace.trace_id(),
+        );
+        // A trace goes on the wire only where someone can follow it: from
+        // inside a handler, or when this call's span is recorded. Otherwise
+        // the server starts the trace, and the call costs two headers less.
+        let trace = (propagate || !span.is_disabled()).then_some(&trace);
+        let call = Call { payload, timeout, retries, trace, mode };
+        let result = self.attempts(route, call).instrument(span).await;
+        route.metrics.duration.observe(started.elapsed().as_secs_f64());
+        if let Err(e) = &result {
+            route.metrics.error(e.kind());
+        }
+        result
+    }
+
+    async fn attempts(
+        &self,
+        route: &Route,
+        call: Call<'_>,
+    ) -> Result<(Message, Option<InstanceId>), TransportError> {
+        let Call { mut payload, timeout, retries, trace, mode } = call;
+        let started = Instant::now();
+        let engines = &self.shared.engines;
+        let readmit_after = engines.config.lease_ttl * 2;
+        let mut attempt = 0;
+        loop {
+            let left = timeout.saturating_sub(started.elapsed());
+            let (subject, instance) = route.pick(self.router, self.target, readmit_after)?;
+            // A unary reply is bounded by the call's timeout; a stream lasts
+            // as long as the caller reads it, so its deadline is only the
+            // one the caller set.
+            let server_time = match mode {
+                CallMode::Unary => Some(server_time(left)),
+                CallMode::Stream(_) => self.timeout.map(|t| t.saturating_sub(started.elapsed())),
+            };
+            // With a deadline the request is a copy in its envelope, so the
+            // payload stays for a retry without being shared (sharing a
+            // payload allocates); without one, the last attempt takes it.
+            let mut message = match server_time {
+                Some(time) => Message::enveloped(&payload, time),
+                None if attempt < retries => Message::request(payload.clone(), None),
+                None => Message::request(std::mem::take(&mut payload), None),
+            };
+            if let Some(trace) = trace {
+                trace.write(&mut message.headers);
+            }
+            if let CallMode::Stream(open) = mode {
+                for (name, value) in open.iter() {
+                    message.headers.insert(name.to_string(), value);
+                }
+            }
+            let _in_flight = (self.router == Router::PowerOfTwo).then(|| InFlight::start(route, instance));
+            let result = engines.transport.request(subject.as_str(), message, left).await;
+            match (result, instance) {
+                (Ok(reply), _) => {
+                    let answered = outcome::answered_by(&reply.headers).or(instance);
+                    return Ok((reply, answered));
+                }
+                (Err(e @ TransportError::NoResponders { .. }), Some(id)) => {
+                    // Gone before its lease lapsed: out of rotation now.
+                    if route.evict(id) {
+                        route.metrics.evictions.inc();
+                    }
+                    tracing::debug!(endpoint = %route.label, instance = %id, "no responders; evicted");
+                    if attempt >= retries {
+                        return Err(e.at(id));
+                    }
+                    attempt += 1;
+                    route.metrics.retries.inc();
+                }
+                (Err(e), Some(id)) => return Err(e.at(id)),
+                (Err(e), None) => return Err(e),
+            }
+        }
+    }
+}
+
+/// The encoded request, or the error that says it did not encode.
+fn encoded(route: &Route, payload: Result<Bytes, CodecError>) -> Result<Bytes, TransportError> {
+    payload.map_err(|e| TransportError::Encode {
+        what: format!("request of {}", route.label),
+        detail: e.to_string(),
+    })
+}
+
+/// One call's settings, across its attempts.
+struct Call<'a> {
+    payload: Bytes,
+    timeout: Duration,
+    retries: u32,
+    /// The trace to send along, if any.
+    trace: Option<&'a Trace>,
+    mode: CallMode<'a>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_server_gets_a_little_less_time_than_the_caller_waits() {
+        assert_eq!(server_time(Duration::from_secs(1)), Duration::from_millis(950));
+        assert_eq!(
+            server_time(Duration::from_secs(30)),
+            Duration::from_millis(29_900),
+            "at most 100 ms less"
+        );
+        assert_eq!(server_time(Duration::from_millis(20)), Duration::from_millis(19));
+        assert_eq!(server_time(Duration::ZERO), Duration::ZERO);
+    }
+}

@@ -1,0 +1,190 @@
+//! From a request the transport delivered to the handler's outcome on its
+//! way back: one task per request, with its deadline, its cancellation, its
+//! panic guard and its metrics.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
+use tokio_util::task::task_tracker::TaskTrackerToken;
+use tracing::Instrument;
+
+use crate::component::Request;
+use crate::context::{Parts, ServedEndpoint};
+use crate::engine::discovery::LeaseState;
+use crate::engine::transport::{Incoming, Transport};
+use crate::exchange::sink::{Answer, Outcome, ReplySink, StreamSlot};
+use crate::exchange::stream::StreamSetup;
+use crate::exchange::trace::with_trace;
+use crate::wire::Message;
+use crate::{Context, ErrorKind, Service};
+
+pub(super) struct Dispatcher<S> {
+    service: Arc<S>,
+    /// The current instance id: a replaced lease changes it.
+    lease: watch::Receiver<LeaseState>,
+    endpoints: Vec<Arc<ServedEndpoint>>,
+    tracker: TaskTracker,
+    /// Keeps the tracker from counting as drained while the transport can
+    /// still dispatch: it goes with the last copy of the dispatcher.
+    _listening: TaskTrackerToken,
+    transport: Arc<dyn Transport>,
+    span: tracing::Span,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl<S: Service> Dispatcher<S> {
+    pub(super) fn new(
+        service: Arc<S>,
+        lease: watch::Receiver<LeaseState>,
+        endpoints: Vec<Arc<ServedEndpoint>>,
+        tracker: &TaskTracker,
+        transport: Arc<dyn Transport>,
+        span: tracing::Span,
+        in_flight: Arc<AtomicUsize>,
+    ) -> Self {
+        Dispatcher {
+            service,
+            lease,
+            endpoints,
+            tracker: tracker.clone(),
+            _listening: tracker.token(),
+            transport,
+            span,
+            in_flight,
+        }
+    }
+
+    /// Starts a task for one request.
+    pub(super) fn dispatch(&self, incoming: Incoming) {
+        let Incoming { endpoint, addressed, mut message, responder } = incoming;
+        let instance = self.lease.borrow().id;
+        let answer = Answer::new(responder, instance, addressed, self.transport.max_payload());
+        let Some(served) = self.endpoints.get(endpoint) else {
+            let reply = Message::error(ErrorKind::UnknownEndpoint, "no such endpoint");
+            tokio::spawn(ReplySink::Unary(answer).finish(Outcome::Reply(reply)));
+            return;
+        };
+        let timeout = match message.check_version().and_then(|()| message.open_envelope()) {
+            Ok(timeout) => timeout,
+            Err(version) => {
+                let text =
+                    format!("wire format version {version} is not supported; this server speaks version 1");
+                let reply = Message::error(ErrorKind::Decode, &text);
+                tokio::spawn(ReplySink::Unary(answer).finish(Outcome::Reply(reply)));
+                return;
+            }
+        };
+        let arrived = Instant::now();
+        let metrics = &served.metrics;
+        metrics.inflight.inc();
+        metrics.request_bytes.inc_by(message.payload.len() as u64);
+        // Only a streaming endpoint reads the stream headers.
+        let setup =
+            served.streaming.then(|| StreamSetup::from_headers(&message.headers, &self.transport)).flatten();
+        let (sink, stream) = match setup {
+            Some(setup) => {
+                let slot = StreamSlot::new(answer, setup);
+                (ReplySink::Stream(slot.clone()), Some(slot))
+            }
+            None => (ReplySink::Unary(answer), None),
+        };
+        let parts = Parts {
+            instance,
+            endpoint: served.clone(),
+            deadline: timeout.map(|t| arrived + t),
+            headers: message.headers,
+        };
+        let ctx = Context::new(parts);
+        let streaming = stream.is_some();
+        let request = Request { ctx: ctx.clone(), payload: message.payload, stream };
+        let handler = S::handle(self.service.clone(), endpoint, request);
+        let span = tracing::info_span!(
+            parent: &self.span,
+            "rotor.request",
+            namespace = ctx.namespace(),
+            component = ctx.component(),
+            endpoint = ctx.endpoint(),
+            instance = %instance,
+            request_id = ctx.request_id(),
+            trace_id = ctx.trace_id(),
+        );
+        let in_flight = self.in_flight.clone();
+        in_flight.fetch_add(1, Ordering::SeqCst);
+        let work = async move {
+            let outcome = with_trace(ctx.trace().clone(), run_handler(handler, &ctx, streaming)).await;
+            let metrics = ctx.metrics();
+            metrics.inflight.dec();
+            metrics.requests.inc();
+            metrics.duration.observe(arrived.elapsed().as_secs_f64());
+            if let Outcome::Reply(reply) = &outcome {
+                if let Some(kind) = reply.error_kind() {
+                    metrics.error(kind.as_str());
+                    if matches!(kind, ErrorKind::Deadline | ErrorKind::Unavailable) {
+                        metrics.cancellations.inc();
+                    }
+                }
+                metrics.response_bytes.inc_by(reply.payload.len() as u64);
+            }
+            sink.finish(outcome).await;
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+        };
+        self.tracker.spawn(work.instrument(span));
+    }
+}
+
+/// Runs a handler until it finishes, panics, passes its deadline, or is
+/// cancelled; each ending gives an outcome.
+async fn run_handler(handler: BoxFuture<'static, Outcome>, ctx: &Context, streaming: bool) -> Outcome {
+    // Boxed: a timer is 128-byte aligned, which would make every request's
+    // task a costly aligned allocation; the box is made only for a handler
+    // that does not finish at its first poll.
+    let deadline = async {
+        match ctx.deadline() {
+            Some(d) => Box::pin(tokio::time::sleep_until(d.into())).await,
+            None => std::future::pending().await,
+        }
+    };
+    // A unary request is cancelled only by its deadline (below) or by
+    // shutdown; a stream also by its caller, through the request's token.
+    let cancelled = async {
+        match streaming {
+            true => ctx.cancelled().await,
+            false => ctx.shutdown().await,
+        }
+    };
+    let failure = |kind: ErrorKind, text: &str| Outcome::Reply(Message::error(kind, text));
+    tokio::select! {
+        biased;
+        outcome = AssertUnwindSafe(handler).catch_unwind() => match outcome {
+            Ok(outcome) => outcome,
+            Err(panic) => {
+                let text = panic_message(&panic);
+                tracing::error!(endpoint = ctx.endpoint(), panic = %text, "handler panicked");
+                failure(ErrorKind::Internal, &format!("the handler panicked: {text}"))
+            }
+        },
+        () = deadline => {
+            ctx.cancel_token().cancel();
+            failure(ErrorKind::Deadline, "the request's deadline passed; the handler was cancelled")
+        }
+        () = cancelled => {
+            failure(ErrorKind::Unavailable, "the instance shut down before the handler finished")
+        }
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}

@@ -1,0 +1,256 @@
+//! Hosting: bind the transport, register in discovery, dispatch requests to
+//! the component, and on shutdown undo it all in the opposite order while
+//! the requests already accepted finish.
+
+mod dispatch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use dispatch::Dispatcher;
+
+use crate::context::ServedEndpoint;
+use crate::engine::discovery::{InstanceRecord, Lease, LeaseState, TransportAddress};
+use crate::engine::metrics::EndpointMetrics;
+use crate::engine::transport::{Dispatch, EndpointSpec, ServiceSpec, StatsData};
+use crate::engines::Engines;
+use crate::{Error, Guard, InstanceId, Service};
+
+/// What serving needs of a runtime: the engines, its lease, and its claim on
+/// the component (one runtime serves a component once).
+pub(crate) struct Host {
+    pub engines: Arc<Engines>,
+    /// `None` without discovery.
+    pub lease: Option<Arc<dyn Lease>>,
+    pub lease_changes: watch::Receiver<LeaseState>,
+    pub claim: Guard,
+}
+
+/// A served component. It serves until [`shutdown`](ServeHandle::shutdown)
+/// or until it is dropped.
+///
+/// Dropping it leaves discovery and stops taking requests at once; requests
+/// already accepted still run to completion in the background. `shutdown`
+/// does the same and then waits for them, up to the runtime's drain timeout.
+#[must_use = "the component stops serving when the handle is dropped"]
+pub struct ServeHandle<S> {
+    service: Arc<S>,
+    instance: InstanceId,
+    registrations: Vec<Guard>,
+    binding: Option<Guard>,
+    _claim: Guard,
+    _health: Guard,
+    draining: Arc<std::sync::atomic::AtomicBool>,
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    scraper: Option<JoinHandle<()>>,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+    lease: watch::Receiver<LeaseState>,
+    /// Keeps the lease alive while the component is served, also when the
+    /// runtime that took it is gone.
+    _lease: Option<Arc<dyn Lease>>,
+    /// Keeps the engines (the status server, the discovery connection) for
+    /// as long as the component is served.
+    _engines: Arc<Engines>,
+    drain: Duration,
+}
+
+/// What a graceful shutdown did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// `true` when every accepted request finished within the drain timeout;
+    /// `false` when the rest were cancelled.
+    pub drained: bool,
+}
+
+impl<S: Service> ServeHandle<S> {
+    /// The instance id this component is served under: the runtime's lease
+    /// id, which changes only when a lost lease is replaced.
+    pub fn instance_id(&self) -> InstanceId {
+        self.lease.borrow().id
+    }
+
+    /// The served value.
+    pub fn service(&self) -> &Arc<S> {
+        &self.service
+    }
+
+    /// Requests being handled right now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Leaves discovery, stops taking requests, and waits for the accepted
+    /// ones up to the drain timeout; past it, cancels the rest.
+    pub async fn shutdown(mut self) -> ShutdownReport {
+        self.draining.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.registrations.clear();
+        self.binding.take();
+        let drain = self.drain;
+        self.tracker.close();
+        // Waits for the transport to let go of the dispatcher (everything it
+        // received is handed over) and for every handler.
+        let drained = tokio::time::timeout(drain, self.tracker.wait()).await.is_ok();
+        if !drained {
+            tracing::warn!(service = S::DESCRIPTOR.service, instance = %self.instance, ?drain,
+                remaining = self.tracker.len(), "drain timeout passed; cancelling the remaining requests");
+            self.cancel.cancel();
+            self.tracker.wait().await;
+        }
+        ShutdownReport { drained }
+    }
+}
+
+impl<S> Drop for ServeHandle<S> {
+    fn drop(&mut self) {
+        // Order matters: leave routing before unsubscribing, so that no
+        // client picks an instance that no longer listens.
+        self.registrations.clear();
+        self.binding.take();
+        if let Some(scraper) = self.scraper.take() {
+            scraper.abort();
+        }
+    }
+}
+
+pub(crate) async fn serve<S: Service>(host: Host, service: Arc<S>) -> Result<ServeHandle<S>, Error> {
+    let desc = S::DESCRIPTOR;
+    let Host { engines, lease, lease_changes, claim } = host;
+    let instance = lease_changes.borrow().id;
+    let registering = if desc.is_static { None } else { lease.clone() };
+    let discovered = registering.is_some();
+    let server_metrics = engines.metrics.server(desc.service, desc.namespace, desc.name, desc.labels);
+    let metrics: Arc<[EndpointMetrics]> =
+        desc.endpoints.iter().map(|ep| server_metrics.endpoint(ep.name)).collect();
+    let stats: StatsData = {
+        let (metrics, service) = (metrics.clone(), Arc::downgrade(&service));
+        Arc::new(move |number| {
+            let extra = service.upgrade().and_then(|s| s.extra_stats());
+            metrics
+                .get(number)
+                .map(|m| serde_json::to_value(m.data(extra)).unwrap_or_default())
+                .unwrap_or_default()
+        })
+    };
+
+    let spec = ServiceSpec {
+        name: desc.service.to_string(),
+        namespace: desc.namespace.to_string(),
+        component: desc.name.to_string(),
+        version: desc.version.to_string(),
+        instance,
+        endpoints: desc
+            .endpoints
+            .iter()
+            .map(|ep| EndpointSpec {
+                name: ep.name.to_string(),
+                queue_subject: ep.subject.to_string(),
+                instance_subject: discovered
+                    .then(|| rotor_names::instance_subject(desc.service, ep.name, instance.0)),
+                request_type: ep.request.to_string(),
+                response_type: ep.response.to_string(),
+            })
+            .collect(),
+        metadata: std::collections::HashMap::from([(
+            "rotor.wire".to_string(),
+            crate::exchange::wire::WIRE_VERSION.to_string(),
+        )]),
+        stats,
+    };
+    let tracker = TaskTracker::new();
+    let cancel = CancellationToken::new();
+    let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let served: Vec<Arc<ServedEndpoint>> = desc
+        .endpoints
+        .iter()
+        .zip(metrics.iter())
+        .map(|(ep, metrics)| {
+            let names = [desc.namespace.into(), desc.name.into(), ep.name.into()];
+            Arc::new(ServedEndpoint {
+                names,
+                metrics: metrics.clone(),
+                shutdown: cancel.clone(),
+                streaming: ep.streaming,
+            })
+        })
+        .collect();
+    let dispatcher = Dispatcher::new(
+        service.clone(),
+        lease_changes.clone(),
+        served,
+        &tracker,
+        engines.transport.clone(),
+        tracing::info_span!("serve", namespace = desc.namespace, component = desc.name, instance = %instance),
+        in_flight.clone(),
+    );
+    let dispatch: Dispatch = Arc::new(move |incoming| dispatcher.dispatch(incoming));
+
+    // Listen first, register second: a client must never find an instance
+    // that cannot answer yet.
+    let guard = engines.transport.bind(spec.clone(), dispatch).await?;
+
+    let mut registrations = Vec::new();
+    if let Some(lease) = &registering {
+        for (ep, ep_spec) in desc.endpoints.iter().zip(&spec.endpoints) {
+            let subject = ep_spec.instance_subject.clone().expect("discovered endpoints have one");
+            let record = InstanceRecord {
+                namespace: desc.namespace.to_string(),
+                component: desc.name.to_string(),
+                endpoint: ep.name.to_string(),
+                instance_id: instance,
+                transport: TransportAddress::NatsTcp(subject),
+            };
+            registrations.push(lease.register(record).await?);
+        }
+    }
+    tracing::info!(namespace = desc.namespace, component = desc.name, instance = %instance,
+        endpoints = desc.endpoints.len(), "serving");
+
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let endpoint_names: Vec<&str> = desc.endpoints.iter().map(|ep| ep.name).collect();
+    let health = engines.health.add(
+        desc.namespace,
+        desc.name,
+        &endpoint_names,
+        lease_changes.clone(),
+        discovered,
+        draining.clone(),
+    );
+    let scraper = engines.config.stats_scrape_interval.map(|interval| {
+        let engines = engines.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            loop {
+                tick.tick().await;
+                let wait = (interval / 2).min(Duration::from_secs(1));
+                match engines.transport.scrape_stats(desc.service.to_string(), wait).await {
+                    Ok(stats) => engines.metrics.nats_service.record(desc.service, &stats),
+                    Err(e) => tracing::debug!(error = %e, "$SRV.STATS scrape failed"),
+                }
+            }
+        })
+    });
+
+    Ok(ServeHandle {
+        in_flight,
+        _health: health,
+        draining,
+        scraper,
+        service,
+        instance,
+        registrations,
+        binding: Some(guard),
+        _claim: claim,
+        tracker,
+        cancel,
+        lease: lease_changes,
+        _lease: lease,
+        drain: engines.config.drain_timeout,
+        _engines: engines,
+    })
+}
