@@ -201,6 +201,20 @@ async fn malformed_payload_is_a_decode_error_and_the_server_keeps_serving() {
 }
 
 #[tokio::test]
+async fn a_direct_client_stays_with_its_instance_whatever_its_router() {
+    let (rt, servers) = instances(3).await;
+    let target = servers[2].instance_id();
+    let direct = Counter::client(&rt).await.unwrap().direct(target);
+    for router in [Router::RoundRobin, Router::Random, Router::PowerOfTwo] {
+        let routed = direct.with_router(router);
+        for _ in 0..10 {
+            assert_eq!(routed.add(Add { a: 1, b: 1 }).await.unwrap().by, target, "{router:?}");
+        }
+    }
+    assert_eq!(servers[2].service().calls.load(Ordering::Relaxed), 30);
+}
+
+#[tokio::test]
 async fn instance_leaves_routing_when_shut_down() {
     let (rt, mut servers) = instances(2).await;
     let client = Counter::client(&rt).await.unwrap();

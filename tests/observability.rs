@@ -283,3 +283,25 @@ async fn health_is_503_while_draining_and_while_the_lease_is_lost() {
         "nothing served, nothing unhealthy"
     );
 }
+
+#[tokio::test]
+async fn after_a_lost_lease_srv_stats_names_the_instance_by_its_new_id() {
+    let mut servers = Servers::start();
+    let rt = runtime(&servers).await;
+    let server = rt.serve(Shop::default()).await.unwrap();
+    let old = server.instance_id();
+    let component = rt.namespace("test.obs").unwrap().component("shop").unwrap();
+    let before = component.scrape_stats(Duration::from_millis(500)).await.unwrap();
+    assert_eq!(before.services.iter().map(|s| s.instance_id()).collect::<Vec<_>>(), [Some(old)]);
+
+    let mut lease = rt.lease_changes();
+    servers.etcd.restart_wiped();
+    let new =
+        within("a new lease", async { lease.wait_for(|s| s.live && s.id != old).await.unwrap().id }).await;
+    let after = component.scrape_stats(Duration::from_millis(500)).await.unwrap();
+    assert_eq!(after.services.iter().map(|s| s.instance_id()).collect::<Vec<_>>(), [Some(new)]);
+    // The record discovery holds says where the instance listens, and under
+    // which id.
+    let records = component.list_instances().await.unwrap();
+    assert!(!records.is_empty() && records.iter().all(|r| r.instance_id == new), "{records:?}");
+}

@@ -6,12 +6,28 @@ use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use rotor_names as names;
 use syn::spanned::Spanned;
-use syn::{Item, ItemImpl, Type};
+use syn::{Item, ItemImpl, LitStr, Type};
 
 use crate::ast::{ArgKind, Component, Endpoint, Output};
 use crate::attr;
 use crate::ctxt::Ctxt;
 use crate::valid;
+
+/// The methods of every generated client besides one per endpoint: its own
+/// and those of the traits it derives (`Clone`, `Debug`). A test expands a
+/// component and checks that this is exactly what the client has.
+pub const CLIENT_METHODS: &[&str] =
+    &["clone", "core", "direct", "fmt", "with_retries", "with_router", "with_timeout"];
+
+/// The items generated on the component's own type besides one
+/// [`subject_const`] per endpoint; checked by the same test.
+pub const TYPE_ITEMS: &[&str] = &["client", "NAMESPACE", "COMPONENT", "SERVICE"];
+
+/// The name of the generated constant that holds an endpoint method's
+/// queue-group subject.
+pub fn subject_const(method: &Ident) -> String {
+    format!("{}_SUBJECT", method.to_string().trim_start_matches("r#").to_uppercase())
+}
 
 pub fn component(args: TokenStream, input: TokenStream) -> TokenStream {
     let item = match syn::parse2::<Item>(input.clone()) {
@@ -33,14 +49,15 @@ pub fn component(args: TokenStream, input: TokenStream) -> TokenStream {
     let component_attr = attr::parse_component(&cx, args);
     let model = Component::from_impl(&cx, &item, component_attr);
     valid::check(&cx, &model, args_span);
-    let generated = match cx.check() {
-        Ok(()) => Ok(generate(&model)),
-        Err(e) => Err(e),
-    };
+    let errors = cx.check();
+    // With errors, the items the rest of the crate relies on are still
+    // emitted, without their logic, so that one mistake gives one error,
+    // not one more at every use of the component.
+    let generated = generate(&model, errors.is_err());
     strip_endpoint_attrs(&mut item);
-    match generated {
-        Ok(tokens) => quote!(#item #tokens),
-        Err(e) => with_errors(quote!(#item), e),
+    match errors {
+        Ok(()) => quote!(#item #generated),
+        Err(e) => with_errors(quote!(#item #generated), e),
     }
 }
 
@@ -86,12 +103,18 @@ fn paths(c: &Component) -> (TokenStream, TokenStream) {
     (krate, private)
 }
 
-fn generate(c: &Component) -> TokenStream {
+/// The generated items; with `fallback`, for a component with errors, only
+/// their signatures: no dispatch, no registration, and client methods that
+/// cannot be reached, since the crate does not build.
+fn generate(c: &Component, fallback: bool) -> TokenStream {
     let (krate, private) = paths(c);
     let self_ty = &c.item.self_ty;
-    let ident = c.ident.expect("validated: named self type");
+    let Some(ident) = c.ident else { return TokenStream::new() };
+    if fallback && !c.item.generics.params.is_empty() {
+        return TokenStream::new();
+    }
     let client = format_ident!("{}Client", ident);
-    let namespace = c.attr.namespace.as_ref().expect("validated: namespace").value();
+    let namespace = c.attr.namespace.as_ref().map(LitStr::value).unwrap_or_default();
     let name = match &c.attr.name {
         Some(lit) => lit.value(),
         None => names::snake_case(&ident.to_string()),
@@ -104,29 +127,72 @@ fn generate(c: &Component) -> TokenStream {
         quote!((#k, #v))
     });
 
+    // A fallback leaves out what would clash with the user's own items or
+    // what cannot be typed: each already has its error.
+    let user_items: Vec<String> = c
+        .item
+        .items
+        .iter()
+        .filter_map(|item| match item {
+            syn::ImplItem::Fn(f) => Some(f.sig.ident.to_string()),
+            syn::ImplItem::Const(k) => Some(k.ident.to_string()),
+            _ => None,
+        })
+        .collect();
+    let free = |name: &str| !fallback || !user_items.iter().any(|u| u == name);
     let endpoints: Vec<EndpointGen> = c
         .endpoints
         .iter()
         .enumerate()
-        .map(|(i, ep)| EndpointGen::new(i, ep, &service, &krate, &private))
+        .filter(|(_, ep)| {
+            !fallback
+                || (matches!(ep.output, Output::Result { .. } | Output::Stream { .. })
+                    && !CLIENT_METHODS.contains(&ep.method.sig.ident.to_string().as_str()))
+        })
+        .map(|(i, ep)| EndpointGen::new(i, ep, &service, &krate, &private, fallback))
         .collect();
     let descriptors = endpoints.iter().map(EndpointGen::descriptor);
-    let subject_consts = endpoints.iter().map(EndpointGen::subject_const);
-    let arms = endpoints.iter().map(EndpointGen::dispatch_arm);
+    let subject_consts =
+        endpoints.iter().filter(|ep| free(&subject_const(ep.method()))).map(EndpointGen::subject_const);
+    let arms = endpoints.iter().filter(|_| !fallback).map(EndpointGen::dispatch_arm);
     let client_methods = endpoints.iter().map(EndpointGen::client_method);
+    let own_const = |name: &str, doc: &str, value: &str| {
+        let ident = format_ident!("{name}");
+        free(name).then(|| quote! { #[doc = #doc] pub const #ident: &'static str = #value; })
+    };
 
-    let extra_stats = c.attr.stats.as_ref().map(|lit| {
-        let method = syn::Ident::new(&lit.value(), lit.span());
+    let extra_stats = c.attr.stats.as_ref().and_then(|lit| {
+        // Not an identifier: an error already says so.
+        let mut method = syn::parse_str::<Ident>(&lit.value()).ok()?;
+        method.set_span(lit.span());
         let private = respanned(&private, lit.span());
-        quote_spanned! {lit.span()=>
+        Some(quote_spanned! {lit.span()=>
             fn extra_stats(&self) -> ::core::option::Option<#private::serde_json::Value> {
                 #private::stats_value(&self.#method())
             }
+        })
+    });
+    let namespace_const =
+        own_const("NAMESPACE", &format!("Namespace of this component: `{namespace}`."), &namespace);
+    let component_const = own_const("COMPONENT", &format!("Name of this component: `{name}`."), &name);
+    let service_const =
+        own_const("SERVICE", &format!("NATS micro service name of this component: `{service}`."), &service);
+    let client_fn = free("client").then(|| {
+        quote! {
+            /// A typed client of this component, routed through `rt`'s
+            /// discovery and transport.
+            pub async fn client(rt: &#krate::Runtime) -> ::core::result::Result<#client, #krate::Error> {
+                #private::client::<Self>(rt).await
+            }
         }
     });
-    let ns_doc = format!("Namespace of this component: `{namespace}`.");
-    let name_doc = format!("Name of this component: `{name}`.");
-    let service_doc = format!("NATS micro service name of this component: `{service}`.");
+    let registration = (!fallback).then(|| {
+        quote! {
+            #private::inventory::submit! {
+                #private::Registered(<#self_ty as #krate::Service>::DESCRIPTOR)
+            }
+        }
+    });
     let client_doc = format!(
         "Typed client of the `{namespace}/{name}` component ([`{ident}`]), made by \
          [`{ident}::client`]. Cheap to clone; clones share the instance cache."
@@ -134,19 +200,11 @@ fn generate(c: &Component) -> TokenStream {
 
     quote! {
         impl #self_ty {
-            #[doc = #ns_doc]
-            pub const NAMESPACE: &'static str = #namespace;
-            #[doc = #name_doc]
-            pub const COMPONENT: &'static str = #name;
-            #[doc = #service_doc]
-            pub const SERVICE: &'static str = #service;
+            #namespace_const
+            #component_const
+            #service_const
             #(#subject_consts)*
-
-            /// A typed client of this component, routed through `rt`'s
-            /// discovery and transport.
-            pub async fn client(rt: &#krate::Runtime) -> ::core::result::Result<#client, #krate::Error> {
-                #private::client::<Self>(rt).await
-            }
+            #client_fn
         }
 
         impl #krate::Service for #self_ty {
@@ -180,9 +238,7 @@ fn generate(c: &Component) -> TokenStream {
             #extra_stats
         }
 
-        #private::inventory::submit! {
-            #private::Registered(<#self_ty as #krate::Service>::DESCRIPTOR)
-        }
+        #registration
 
         #[doc = #client_doc]
         #[derive(Clone, Debug)]
@@ -225,6 +281,8 @@ fn generate(c: &Component) -> TokenStream {
 struct EndpointGen<'a> {
     krate: &'a TokenStream,
     private: &'a TokenStream,
+    /// Only signatures: the component has errors.
+    fallback: bool,
     index: usize,
     ep: &'a Endpoint<'a>,
     wire: String,
@@ -244,17 +302,19 @@ impl<'a> EndpointGen<'a> {
         service: &str,
         krate: &'a TokenStream,
         private: &'a TokenStream,
+        fallback: bool,
     ) -> Self {
         let wire = ep.wire_name();
         let subject = names::endpoint_subject(service, &wire);
         let (ok, err, stream) = match &ep.output {
             Output::Result { ok, err } => (*ok, *err, None),
             Output::Stream { item, err, early } => (*item, *err, Some(early.is_some())),
-            _ => unreachable!("validated: returns Result or a stream"),
+            _ => unreachable!("validated, or left out of a fallback: returns Result or a stream"),
         };
         EndpointGen {
             krate,
             private,
+            fallback,
             index,
             ep,
             wire,
@@ -303,8 +363,7 @@ impl<'a> EndpointGen<'a> {
     }
 
     fn subject_const(&self) -> TokenStream {
-        let name =
-            format_ident!("{}_SUBJECT", self.method().to_string().trim_start_matches("r#").to_uppercase());
+        let name = format_ident!("{}", subject_const(self.method()));
         let doc = format!(
             "Queue-group subject of endpoint `{}` (answered by any instance): `{}`.",
             self.wire, self.subject
@@ -394,9 +453,22 @@ impl<'a> EndpointGen<'a> {
         let codecs = self.codecs();
         let docs = self.ep.method.attrs.iter().filter(|a| a.path().is_ident("doc"));
         let (param, arg) = match self.request {
+            Some(ty) if self.fallback => (quote!(, _: #ty), quote!()),
             Some(ty) => (quote!(, req: #ty), quote!(&req)),
             None => (quote!(), quote!(&())),
         };
+        if self.fallback {
+            let output = match self.stream {
+                None => quote!(#ok),
+                Some(_) => quote!(#krate::ResponseStream<#ok, #err>),
+            };
+            return quote! {
+                #(#docs)*
+                pub async fn #method(&self #param) -> ::core::result::Result<#output, #krate::CallError<#err>> {
+                    ::core::unreachable!("the component did not compile")
+                }
+            };
+        }
         match self.stream {
             None => quote! {
                 #(#docs)*
@@ -445,4 +517,79 @@ fn tokens_text(ty: &Type) -> String {
         .replace(" >", ">")
         .replace(" ,", ",")
         .replace(" :: ", "::")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    fn names_of(items: &[syn::ImplItem]) -> BTreeSet<String> {
+        items
+            .iter()
+            .filter_map(|item| match item {
+                syn::ImplItem::Fn(f) => Some(f.sig.ident.to_string()),
+                syn::ImplItem::Const(c) => Some(c.ident.to_string()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_reserved_names_are_exactly_what_is_generated() {
+        let args = quote!(namespace = "ns");
+        let input = quote! {
+            impl Tok {
+                #[endpoint]
+                async fn encode(&self) -> Result<u32, E> { Ok(1) }
+                #[endpoint]
+                async fn decode(&self) -> Result<u32, E> { Ok(1) }
+            }
+        };
+        let file: syn::File = syn::parse2(component(args, input)).expect("the expansion parses");
+        let mut type_items = BTreeSet::new();
+        let mut client_methods = BTreeSet::new();
+        let mut derived = BTreeSet::new();
+        for item in &file.items {
+            match item {
+                Item::Impl(i) if i.trait_.is_none() => {
+                    let ty = &i.self_ty;
+                    let names = names_of(&i.items);
+                    if quote!(#ty).to_string() == "TokClient" {
+                        client_methods.extend(names);
+                    } else {
+                        type_items.extend(names);
+                    }
+                }
+                Item::Struct(st) if st.ident == "TokClient" => {
+                    for attr in &st.attrs {
+                        if attr.path().is_ident("derive") {
+                            attr.parse_nested_meta(|m| {
+                                derived.insert(m.path.get_ident().unwrap().to_string());
+                                Ok(())
+                            })
+                            .unwrap();
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let endpoints = BTreeSet::from(["encode".to_string(), "decode".to_string()]);
+        // The user's own impl block comes back as it was, with its methods.
+        let generated_on_type: BTreeSet<String> = type_items.difference(&endpoints).cloned().collect();
+        let expected_on_type: BTreeSet<String> = TYPE_ITEMS
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["ENCODE_SUBJECT".to_string(), "DECODE_SUBJECT".to_string()])
+            .collect();
+        assert_eq!(generated_on_type, expected_on_type);
+        assert_eq!(derived, BTreeSet::from(["Clone".to_string(), "Debug".to_string()]));
+        let own: BTreeSet<String> = client_methods.difference(&endpoints).cloned().collect();
+        let expected_client: BTreeSet<String> =
+            CLIENT_METHODS.iter().filter(|m| !["clone", "fmt"].contains(m)).map(|s| s.to_string()).collect();
+        assert_eq!(own, expected_client);
+        assert!(client_methods.is_superset(&endpoints));
+    }
 }

@@ -10,6 +10,7 @@ use syn::{LitStr, Pat, Type};
 
 use crate::ast::{ArgKind, Component, Endpoint, Output, Receiver};
 use crate::ctxt::Ctxt;
+use crate::expand::{CLIENT_METHODS, TYPE_ITEMS, subject_const};
 
 pub fn check(cx: &Ctxt, c: &Component, args_span: Span) {
     check_impl(cx, c);
@@ -31,6 +32,7 @@ pub fn check(cx: &Ctxt, c: &Component, args_span: Span) {
             by_name.insert(wire, ep);
         }
     }
+    check_generated_names(cx, c);
     for attr in &c.stray_endpoint_attrs {
         cx.error_spanned_by(attr, "`#[endpoint]` goes on an `async fn` method, once");
     }
@@ -39,6 +41,31 @@ pub fn check(cx: &Ctxt, c: &Component, args_span: Span) {
             &c.item.self_ty,
             "this component has no endpoints; mark at least one `async fn` with `#[endpoint]`",
         );
+    }
+}
+
+/// The items `#[component]` adds to the type may not be in the user's
+/// impl block already.
+fn check_generated_names(cx: &Ctxt, c: &Component) {
+    let subjects: Vec<String> = c.endpoints.iter().map(|ep| subject_const(&ep.method.sig.ident)).collect();
+    for item in &c.item.items {
+        let ident = match item {
+            syn::ImplItem::Fn(f) => &f.sig.ident,
+            syn::ImplItem::Const(k) => &k.ident,
+            _ => continue,
+        };
+        let name = ident.to_string();
+        if TYPE_ITEMS.contains(&name.as_str()) || subjects.contains(&name) {
+            let hint = if name == "client" && c.endpoints.iter().any(|ep| ep.method.sig.ident == "client") {
+                "; rename the method and keep the wire name with `#[endpoint(name = \"client\")]`"
+            } else {
+                "; rename it"
+            };
+            cx.error_spanned_by(
+                ident,
+                format!("`{name}` is generated on this type by `#[component]`, so it cannot be defined here too{hint}"),
+            );
+        }
     }
 }
 
@@ -137,7 +164,7 @@ fn check_endpoint(cx: &Ctxt, ep: &Endpoint) {
         }
     }
     let method = sig.ident.to_string();
-    if names::RESERVED_CLIENT_METHODS.contains(&method.as_str()) {
+    if CLIENT_METHODS.contains(&method.as_str()) {
         cx.error_spanned_by(
             &sig.ident,
             format!(

@@ -28,23 +28,34 @@ pub const MAX_NAMESPACE_LEN: usize = 128;
 /// The character rule, as quoted in error messages.
 pub const NAME_PATTERN: &str = "^[a-z0-9_-]+$";
 
-/// Metric labels that Rotor sets itself and a component may not redefine.
-pub const RESERVED_LABELS: &[&str] = &["namespace", "component", "endpoint", "instance"];
+/// The metric label names Rotor sets itself. The runtime's metric
+/// definitions use these constants, and a test of the runtime checks that
+/// every label its metrics carry is one of them.
+pub mod labels {
+    /// The component's namespace.
+    pub const NAMESPACE: &str = "namespace";
+    /// The component's name.
+    pub const COMPONENT: &str = "component";
+    /// The endpoint's wire name.
+    pub const ENDPOINT: &str = "endpoint";
+    /// The kind of a server error (`application`, `decode`, ...).
+    pub const ERROR_TYPE: &str = "error_type";
+    /// The kind of a client-side failure.
+    pub const KIND: &str = "kind";
+    /// A NATS micro service name.
+    pub const SERVICE: &str = "service";
+    /// A NATS micro service instance id.
+    pub const SERVICE_ID: &str = "service_id";
+    /// An instance id.
+    pub const INSTANCE: &str = "instance";
 
-/// Methods every generated client has; an endpoint method may not take one
-/// of these names, or the client could not offer both.
-pub const RESERVED_CLIENT_METHODS: &[&str] = &[
-    "clone",
-    "core",
-    "direct",
-    "instances",
-    "new",
-    "routed",
-    "wait_for_instances",
-    "with_retries",
-    "with_router",
-    "with_timeout",
-];
+    /// Every one of them.
+    pub const ALL: &[&str] =
+        &[NAMESPACE, COMPONENT, ENDPOINT, ERROR_TYPE, KIND, SERVICE, SERVICE_ID, INSTANCE];
+}
+
+/// Metric labels that Rotor sets itself and a component may not redefine.
+pub const RESERVED_LABELS: &[&str] = labels::ALL;
 
 /// What a name names; quoted in errors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -113,9 +124,11 @@ impl NameError {
     /// The rule that applies to names of this kind, in words.
     pub fn rule(&self) -> String {
         match self.kind {
-            NameKind::Label => "metric label names match ^[a-zA-Z_][a-zA-Z0-9_]*$, do not start with `__`, \
-                 and are not namespace, component, endpoint or instance"
-                .to_string(),
+            NameKind::Label => format!(
+                "metric label names match ^[a-zA-Z_][a-zA-Z0-9_]*$, do not start with `__`, and are not \
+                 one that Rotor sets itself ({})",
+                RESERVED_LABELS.join(", ")
+            ),
             NameKind::Namespace => format!(
                 "a namespace is one or more segments joined by '.', each matching {NAME_PATTERN} \
                  (lower-case ASCII letters, digits, '_' and '-') and at most {MAX_NAME_LEN} bytes; \
@@ -364,6 +377,7 @@ mod tests {
         validate_label("model").unwrap();
         validate_label("_x1").unwrap();
         assert_eq!(validate_label("endpoint").unwrap_err().problem, Problem::ReservedLabel);
+        assert_eq!(validate_label("error_type").unwrap_err().problem, Problem::ReservedLabel);
         assert_eq!(validate_label("__x").unwrap_err().problem, Problem::ReservedLabel);
         assert_eq!(validate_label("1a").unwrap_err().problem, Problem::InvalidChar { ch: '1', at: 0 });
     }

@@ -2,7 +2,7 @@
 //! status server see them: a narrow handle, not the runtime.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::watch;
 
@@ -34,9 +34,13 @@ pub(crate) struct Engines {
     pub mode: Mode,
     /// Where the status server listens, and what stops it with the engines.
     pub status: Option<(std::net::SocketAddr, Guard)>,
-    /// One watch per key prefix per process, shared by every client.
-    watches: Mutex<HashMap<String, watch::Receiver<InstanceList>>>,
+    /// One watch per key prefix per process, shared by every client that
+    /// routes to it, and gone (its discovery task ended) with the last one.
+    watches: Mutex<HashMap<String, Weak<Watch>>>,
 }
+
+/// The instances under one key prefix, as discovery reports them.
+pub(crate) type Watch = watch::Receiver<InstanceList>;
 
 impl Engines {
     pub(crate) fn new(
@@ -57,15 +61,26 @@ impl Engines {
         }
     }
 
+    fn watches(&self) -> std::sync::MutexGuard<'_, HashMap<String, Weak<Watch>>> {
+        self.watches.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The shared watch of a key prefix, started on first use.
-    pub(crate) async fn watch(&self, prefix: &str) -> Result<Option<watch::Receiver<InstanceList>>, Error> {
+    pub(crate) async fn watch(&self, prefix: &str) -> Result<Option<Arc<Watch>>, Error> {
         let Some(discovery) = &self.discovery else { return Ok(None) };
-        if let Some(rx) = self.watches.lock().unwrap_or_else(|p| p.into_inner()).get(prefix) {
-            return Ok(Some(rx.clone()));
+        if let Some(shared) = self.watches().get(prefix).and_then(Weak::upgrade) {
+            return Ok(Some(shared));
         }
-        let rx = discovery.watch(prefix.to_string()).await?;
+        let fresh = Arc::new(discovery.watch(prefix.to_string()).await?);
+        let mut watches = self.watches();
         // Two first uses may race; keep whichever landed first.
-        let mut watches = self.watches.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(Some(watches.entry(prefix.to_string()).or_insert(rx).clone()))
+        if let Some(shared) = watches.get(prefix).and_then(Weak::upgrade) {
+            return Ok(Some(shared));
+        }
+        // Forget the watches nobody shares any more, so that the map does
+        // not grow with every name a gateway ever routed to.
+        watches.retain(|_, w| w.strong_count() > 0);
+        watches.insert(prefix.to_string(), Arc::downgrade(&fresh));
+        Ok(Some(fresh))
     }
 }

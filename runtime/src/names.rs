@@ -143,7 +143,10 @@ impl Endpoint {
         endpoint_subject(&self.component.service_name(), &self.name)
     }
 
-    /// The subject of one instance.
+    /// The subject of one instance, by the name rules. An instance keeps
+    /// the subject of its first id when a lost lease is replaced; its
+    /// discovery record ([`Component::list_instances`]) says where it
+    /// listens under its current id.
     pub fn instance_subject(&self, instance: InstanceId) -> String {
         instance_subject(&self.component.service_name(), &self.name, instance.0)
     }

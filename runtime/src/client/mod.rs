@@ -188,7 +188,8 @@ impl ClientCore {
         &self,
         mut done: impl FnMut(&[InstanceId]) -> bool,
     ) -> Result<Vec<InstanceId>, Error> {
-        let mut receivers: Vec<_> = self.shared.routes.iter().filter_map(|r| r.instances.clone()).collect();
+        let mut receivers: Vec<_> =
+            self.shared.routes.iter().filter_map(|r| r.instances.as_deref().cloned()).collect();
         loop {
             for rx in &mut receivers {
                 rx.borrow_and_update();

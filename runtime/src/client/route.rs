@@ -3,15 +3,14 @@
 //! for each call.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use tokio::sync::watch;
 
 use super::Router;
 use crate::engine::discovery::InstanceList;
 use crate::engine::metrics::ClientEndpointMetrics;
+use crate::engines::Watch;
 use crate::{InstanceId, TransportError};
 use rotor_names as names;
 
@@ -34,7 +33,7 @@ pub(super) struct Route {
     pub endpoint: String,
     pub queue_subject: String,
     /// `None` for static components and runtimes without discovery.
-    pub instances: Option<watch::Receiver<InstanceList>>,
+    pub instances: Option<Arc<Watch>>,
     next: AtomicUsize,
     /// `true` while `state.evicted` is not empty, so that routing can skip
     /// the lock otherwise.
@@ -93,7 +92,7 @@ impl Route {
         label: String,
         service: String,
         endpoint: String,
-        instances: Option<watch::Receiver<InstanceList>>,
+        instances: Option<Arc<Watch>>,
         idempotent: bool,
         metrics: ClientEndpointMetrics,
     ) -> Self {

@@ -129,11 +129,13 @@ pub(crate) async fn serve<S: Service>(host: Host, service: Arc<S>) -> Result<Ser
         desc.endpoints.iter().map(|ep| server_metrics.endpoint(ep.name)).collect();
     let stats: StatsData = {
         let (metrics, service) = (metrics.clone(), Arc::downgrade(&service));
+        let lease = discovered.then(|| lease_changes.clone());
         Arc::new(move |number| {
             let extra = service.upgrade().and_then(|s| s.extra_stats());
+            let instance = lease.as_ref().map(|l| l.borrow().id);
             metrics
                 .get(number)
-                .map(|m| serde_json::to_value(m.data(extra)).unwrap_or_default())
+                .map(|m| serde_json::to_value(m.data(extra, instance)).unwrap_or_default())
                 .unwrap_or_default()
         })
     };

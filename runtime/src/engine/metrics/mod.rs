@@ -297,6 +297,11 @@ pub struct EndpointData {
     /// The component's own figures, from `#[component(stats = "method")]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extra: Option<serde_json::Value>,
+    /// The instance that answered, as it is now: after a lost lease is
+    /// replaced, its id changes, while the subjects it listens on keep the
+    /// first one. `None` for a static component.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<crate::InstanceId>,
 }
 
 impl EndpointMetrics {
@@ -309,7 +314,11 @@ impl EndpointMetrics {
         self.errors_total.get()
     }
 
-    pub(crate) fn data(&self, extra: Option<serde_json::Value>) -> EndpointData {
+    pub(crate) fn data(
+        &self,
+        extra: Option<serde_json::Value>,
+        instance: Option<crate::InstanceId>,
+    ) -> EndpointData {
         EndpointData {
             requests: self.requests.get(),
             errors: self.errors_total(),
@@ -320,6 +329,7 @@ impl EndpointMetrics {
             cancellations: self.cancellations.get(),
             duration_seconds: self.duration.get_sample_sum(),
             extra,
+            instance,
         }
     }
 }
@@ -434,6 +444,55 @@ impl NatsServiceGauges {
                 let l = &[service, id.as_str(), endpoint.as_str()];
                 for gauge in [&self.requests, &self.errors, &self.average_seconds] {
                     let _ = gauge.remove_label_values(l);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_label_rotor_sets_is_reserved_for_rotor() {
+        let metrics = Metrics::default();
+        let server = metrics.server("ns_c", "ns", "c", &[("model", "m")]);
+        let endpoint = server.endpoint("e");
+        endpoint.requests.inc();
+        endpoint.error("decode");
+        endpoint.inflight.inc();
+        endpoint.request_bytes.inc();
+        endpoint.response_bytes.inc();
+        endpoint.stream_items.inc();
+        endpoint.cancellations.inc();
+        endpoint.duration.observe(0.1);
+        let client = metrics.client("ns", "c").endpoint("e");
+        client.requests.inc();
+        client.error("timeout");
+        client.retries.inc();
+        client.evictions.inc();
+        client.duration.observe(0.1);
+        metrics.nats_service.record(
+            "ns_c",
+            &[crate::engine::micro::stats::ServiceStats {
+                endpoints: vec![Default::default()],
+                ..Default::default()
+            }],
+        );
+        let families = metrics.gather();
+        assert!(families.len() >= 16, "every family was made: {}", families.len());
+        for family in &families {
+            assert!(!family.get_metric().is_empty(), "{} has a series", family.name());
+            for metric in family.get_metric() {
+                for label in metric.get_label() {
+                    let name = label.name();
+                    assert!(
+                        name == "model" || rotor_names::RESERVED_LABELS.contains(&name),
+                        "{} carries label `{name}`, which a component could also define; add it to \
+                         rotor_names::labels",
+                        family.name()
+                    );
                 }
             }
         }

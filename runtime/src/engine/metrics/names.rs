@@ -1,19 +1,6 @@
 //! Every metric name and label name Rotor exports, in one place.
 
-/// Label: the component's namespace.
-pub const NAMESPACE: &str = "namespace";
-/// Label: the component's name.
-pub const COMPONENT: &str = "component";
-/// Label: the endpoint's wire name.
-pub const ENDPOINT: &str = "endpoint";
-/// Label: the kind of a server error (`application`, `decode`, ...).
-pub const ERROR_TYPE: &str = "error_type";
-/// Label: the kind of a client-side failure.
-pub const KIND: &str = "kind";
-/// Label: a NATS micro service name.
-pub const SERVICE: &str = "service";
-/// Label: a NATS micro service instance id.
-pub const SERVICE_ID: &str = "service_id";
+pub use rotor_names::labels::{COMPONENT, ENDPOINT, ERROR_TYPE, KIND, NAMESPACE, SERVICE, SERVICE_ID};
 
 /// Requests handled, per endpoint.
 pub const REQUESTS_TOTAL: &str = "rotor_requests_total";

@@ -43,10 +43,15 @@ pub struct ServiceStats {
 }
 
 impl ServiceStats {
-    /// The Rotor instance (lease) id behind this reply, read from its
-    /// per-instance subjects (`{service}.{endpoint}-{id:x}`); `None` for a
-    /// static component, which has none.
+    /// The Rotor instance (lease) id behind this reply, as the instance
+    /// reports it now; from a server that does not report it, read from its
+    /// per-instance subjects (`{service}.{endpoint}-{id:x}`), which keep the
+    /// first id after a lost lease is replaced. `None` for a static
+    /// component, which has none.
     pub fn instance_id(&self) -> Option<crate::InstanceId> {
+        if let Some(id) = self.endpoints.iter().find_map(|e| e.rotor()?.instance) {
+            return Some(id);
+        }
         self.endpoints.iter().find_map(|shared| {
             let prefix = format!("{}-", shared.subject);
             self.endpoints.iter().find_map(|e| {
