@@ -1,7 +1,7 @@
 //! Incremental build time of one component with 50 endpoints written with
 //! Rotor's macros (M), against the same component written by hand on the
 //! runtime API (H): the same endpoints, types, subjects and descriptor, a
-//! hand-written `rotor::Service` impl dispatching to `rotor::__private_0_1`, and
+//! hand-written `rotor::Endpoints` impl dispatching to `rotor::__private_0_1`, and
 //! a hand-written typed client — the code `#[component]` expands to.
 //!
 //! Both crates are generated into a temporary directory and share one target
@@ -471,7 +471,7 @@ use rotor::__private_0_1::{
 };
 use rotor::{
     CallError, ComponentDescriptor, Context, EndpointDescriptor, InstanceId, ResponseStream, Router, Runtime,
-    Service,
+    Endpoints,
 };
 ",
     );
@@ -536,7 +536,7 @@ static CATALOG: ComponentDescriptor = ComponentDescriptor {
     endpoints: &CATALOG_ENDPOINTS,
 };
 
-impl Service for Catalog {
+impl Endpoints for Catalog {
     type Client = CatalogClient;
     const DESCRIPTOR: &'static ComponentDescriptor = &CATALOG;
 
@@ -617,7 +617,7 @@ use std::hash::{{DefaultHasher, Hash, Hasher}};
 use std::time::Duration;
 
 use futures::StreamExt;
-use rotor::{{CallError, ResponseStream, Router, Service}};
+use rotor::{{CallError, ResponseStream, Router, Endpoints}};
 use {lib}::*;
 "
     );
@@ -663,7 +663,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     s.push_str(
         r#"    ];
-    let descriptor = <Catalog as Service>::DESCRIPTOR;
+    let descriptor = <Catalog as Endpoints>::DESCRIPTOR;
     println!(
         "service {} endpoints {} registered {} descriptor {:016x} subjects {:016x} replies {} {:016x}",
         Catalog::SERVICE,

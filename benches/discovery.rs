@@ -113,7 +113,7 @@ async fn failover_round(servers: &Servers) -> Failover {
     for _ in 0..100 {
         client.ping().await.unwrap();
     }
-    let before = client.core().stats(1);
+    let before = client.core().stats("ping").unwrap();
     children[0].kill().unwrap();
     let killed = Instant::now();
     children[0].wait().unwrap();
@@ -121,15 +121,15 @@ async fn failover_round(servers: &Servers) -> Failover {
     let mut calls_after = 0;
     // Run past the 3 s lease TTL, so the dead instance also leaves discovery.
     while killed.elapsed() < Duration::from_secs(4) {
-        let seen = client.core().stats(1);
+        let seen = client.core().stats("ping").unwrap();
         let result = client.ping().await;
-        let now = client.core().stats(1);
+        let now = client.core().stats("ping").unwrap();
         calls_after += 1;
         if result.is_err() || now.retries > seen.retries {
             last_affected = killed.elapsed();
         }
     }
-    let after = client.core().stats(1);
+    let after = client.core().stats("ping").unwrap();
     for mut c in children {
         let _ = c.kill();
         let _ = c.wait();

@@ -40,10 +40,14 @@
 pub use rotor_macros::{component, endpoint};
 pub use rotor_runtime::*;
 
-/// What most programs need: the macros, the runtime, the context and the
-/// error types.
+/// What most programs need: the macros, the runtime, the handles it gives
+/// back, the context, the error types, and `StreamExt` to read a stream.
 pub mod prelude {
-    pub use crate::{CallError, Context, InstanceId, Router, Runtime, TransportError, component, endpoint};
+    pub use crate::{
+        CallError, Context, Error, InstanceId, ResponseStream, Router, Runtime, ServeHandle, TransportError,
+        component, endpoint,
+    };
+    pub use futures::StreamExt;
 }
 
 /// The README's example, compiled and run as a doc test.

@@ -304,7 +304,7 @@ async fn sigkill_of_a_server_process_fails_no_idempotent_call() {
         }
     }
     assert_eq!(failures.load(Ordering::Relaxed), 0, "every idempotent call succeeded");
-    let stats = client.core().stats(1);
+    let stats = client.core().stats("ping").unwrap();
     assert_eq!(stats.evictions, 1, "the dead instance left rotation once: {stats:?}");
     assert!(stats.retries >= 1, "the call that met it was retried elsewhere: {stats:?}");
     assert_eq!(stats.failures, 0);
@@ -396,7 +396,7 @@ async fn malformed_payloads_and_oversize_requests_over_nats() {
     let _server = rt.serve(Echo::new()).await.unwrap();
     let endpoint = rt.namespace("test.dist").unwrap().component("echo").unwrap().endpoint("say").unwrap();
     let raw = endpoint.client().await.unwrap();
-    let (reply, _) = raw.call_raw(0, Bytes::from_static(b"{not json")).await.unwrap();
+    let (reply, _) = raw.call_raw("say", Bytes::from_static(b"{not json")).await.unwrap();
     assert_eq!(reply.error_kind(), Some(ErrorKind::Decode));
 
     let client = Echo::client(&rt).await.unwrap();
@@ -437,7 +437,7 @@ async fn an_error_message_with_control_characters_still_makes_a_reply() {
     let _server = rt.serve(Switch).await.unwrap();
     let raw = rt.namespace("test.dist").unwrap().component("switch").unwrap().endpoint("flip").unwrap();
     let client = raw.client().await.unwrap().with_timeout(Duration::from_secs(5));
-    let (reply, _) = client.call_raw(0, Bytes::from_static(b"\"a\\rb\"")).await.unwrap();
+    let (reply, _) = client.call_raw("flip", Bytes::from_static(b"\"a\\rb\"")).await.unwrap();
     assert_eq!(reply.error_kind(), Some(ErrorKind::Decode));
     let message = reply.headers.get("Nats-Service-Error").unwrap();
     assert!(message.contains("unknown variant") && !message.contains('\r'), "{message:?}");
@@ -497,7 +497,7 @@ async fn no_responders_evicts_and_retries_idempotent_calls_only() {
     for _ in 0..10 {
         assert_eq!(client.ping().await.unwrap(), live.instance_id());
     }
-    let stats = client.core().stats(1);
+    let stats = client.core().stats("ping").unwrap();
     assert_eq!((stats.evictions, stats.retries, stats.failures), (1, 1, 0), "{stats:?}");
 
     // Not idempotent: never retried, so the call that meets the zombie fails.
@@ -510,7 +510,7 @@ async fn no_responders_evicts_and_retries_idempotent_calls_only() {
         "{:?}",
         failed[0]
     );
-    let stats = fresh.core().stats(2);
+    let stats = fresh.core().stats("once").unwrap();
     assert_eq!((stats.retries, stats.failures), (0, 1), "{stats:?}");
 }
 

@@ -181,12 +181,12 @@ async fn malformed_payload_is_a_decode_error_and_the_server_keeps_serving() {
     let endpoint = rt.namespace("test.math").unwrap().component("counter").unwrap().endpoint("add").unwrap();
     let raw = endpoint.client().await.unwrap();
 
-    let (reply, instance) = raw.call_raw(0, Bytes::from_static(b"{not json")).await.unwrap();
+    let (reply, instance) = raw.call_raw("add", Bytes::from_static(b"{not json")).await.unwrap();
     assert_eq!(reply.error_kind(), Some(ErrorKind::Decode));
     assert_eq!(instance, Some(servers[0].instance_id()));
 
     // The same through the typed path: a request of the wrong shape.
-    let err = raw.unary::<_, Sum, MathError>(0, &"a string, not an Add").await.unwrap_err();
+    let err = raw.unary::<_, Sum, MathError>("add", &"a string, not an Add").await.unwrap_err();
     match err {
         CallError::Transport(TransportError::Decode { what, detail, instance }) => {
             assert!(what.contains("request of test.math/counter/add"), "{what}");

@@ -35,5 +35,5 @@ async fn colliding_service_names_stop_the_runtime_naming_both() {
     assert!(matches!(err, rotor::Error::Collision { what: "service name", .. }), "{text}");
     assert!(text.contains("a_b_c"), "{text}");
     assert!(text.contains("a.b/c (First)") && text.contains("a/b_c (Second)"), "{text}");
-    assert!(rotor::check_registry().is_err());
+    assert!(rotor::registry::check().is_err());
 }

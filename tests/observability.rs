@@ -113,9 +113,9 @@ async fn metrics_over_http_count_every_request_and_error() {
         assert!(client.buy("nothing".into()).await.unwrap_err().app().is_some());
     }
     let raw = rt.namespace("test.obs").unwrap().component("shop").unwrap().endpoint("buy").unwrap();
-    raw.client().await.unwrap().call_raw(0, Bytes::from_static(b"{not json")).await.unwrap();
+    raw.client().await.unwrap().call_raw("buy", Bytes::from_static(b"{not json")).await.unwrap();
     let missing = rt.namespace("test.obs").unwrap().component("absent").unwrap().endpoint("x").unwrap();
-    assert!(missing.client().await.unwrap().call_raw(0, Bytes::new()).await.is_err());
+    assert!(missing.client().await.unwrap().call_raw("x", Bytes::new()).await.is_err());
 
     let text = metrics(addr).await;
     let buy = [("namespace", "test.obs"), ("component", "shop"), ("endpoint", "buy"), ("team", "checkout")];

@@ -189,7 +189,7 @@ fn generate(c: &Component, fallback: bool) -> TokenStream {
     let registration = (!fallback).then(|| {
         quote! {
             #private::inventory::submit! {
-                #private::Registered(<#self_ty as #krate::Service>::DESCRIPTOR)
+                #private::Registered(<#self_ty as #krate::Endpoints>::DESCRIPTOR)
             }
         }
     });
@@ -207,7 +207,7 @@ fn generate(c: &Component, fallback: bool) -> TokenStream {
             #client_fn
         }
 
-        impl #krate::Service for #self_ty {
+        impl #krate::Endpoints for #self_ty {
             type Client = #client;
             const DESCRIPTOR: &'static #krate::ComponentDescriptor = &#krate::ComponentDescriptor {
                 namespace: #namespace,

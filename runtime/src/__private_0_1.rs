@@ -29,7 +29,7 @@ pub use crate::exchange::sink::Outcome;
 use crate::exchange::stream::{self, ItemCodecs, Served};
 pub use crate::registry::Registered;
 use crate::wire::{ErrorKind, Message};
-use crate::{CallError, Context, Error, Runtime, Service};
+use crate::{CallError, Context, Endpoints, Error, Runtime};
 
 /// The module's name, checked against the crate's version by a test.
 #[cfg(test)]
@@ -201,7 +201,7 @@ pub fn unknown_endpoint(request: &Request) -> BoxFuture<'static, Outcome> {
 }
 
 /// The typed client of `S`.
-pub async fn client<S: Service>(rt: &Runtime) -> Result<S::Client, Error> {
+pub async fn client<S: Endpoints>(rt: &Runtime) -> Result<S::Client, Error> {
     let desc = S::DESCRIPTOR;
     let specs: Vec<RouteSpec> = desc
         .endpoints

@@ -1,4 +1,4 @@
-//! The trait `#[component]` implements.
+//! The trait `#[component]` implements, and the request its `handle` takes.
 
 use std::sync::Arc;
 
@@ -18,9 +18,9 @@ pub struct Request {
     pub(crate) stream: Option<Arc<StreamSlot>>,
 }
 
-/// A type that `#[rotor::component]` turned into a service. Implemented by
-/// the macro; not meant to be implemented by hand.
-pub trait Service: Send + Sync + Sized + 'static {
+/// A type whose `#[endpoint]` methods Rotor serves: what
+/// `#[rotor::component]` implements. Not meant to be implemented by hand.
+pub trait Endpoints: Send + Sync + Sized + 'static {
     /// The generated typed client, `{Type}Client`.
     type Client;
 

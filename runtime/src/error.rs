@@ -179,6 +179,16 @@ pub enum TransportError {
     #[error("disconnected: {0}")]
     Disconnected(String),
 
+    /// The other side broke the protocol: a stream message out of order,
+    /// cut short or of an unknown kind.
+    #[error("protocol violation{}: {detail}", instance_suffix(*instance))]
+    Protocol {
+        /// What was wrong.
+        detail: String,
+        /// The instance that sent it.
+        instance: Option<InstanceId>,
+    },
+
     /// A payload did not decode.
     #[error("could not decode the {what}{}: {detail}", instance_suffix(*instance))]
     Decode {
@@ -245,6 +255,7 @@ impl TransportError {
             TransportError::NoInstances { .. }
             | TransportError::NoResponders { .. }
             | TransportError::Disconnected(_) => ErrorKind::Unavailable.code(),
+            TransportError::Protocol { .. } => 502,
             TransportError::Remote { code, .. } => *code,
         }
     }
@@ -259,6 +270,7 @@ impl TransportError {
             TransportError::Timeout { .. } => "timeout",
             TransportError::DeadlineExceeded { .. } => "deadline",
             TransportError::Disconnected(_) => "disconnected",
+            TransportError::Protocol { .. } => "protocol",
             TransportError::Decode { .. } => "decode",
             TransportError::Encode { .. } => "encode",
             TransportError::Oversize { .. } => "oversize",
@@ -274,6 +286,7 @@ impl TransportError {
             | TransportError::Timeout { instance, .. }
             | TransportError::DeadlineExceeded { instance, .. }
             | TransportError::Decode { instance, .. }
+            | TransportError::Protocol { instance, .. }
             | TransportError::Remote { instance, .. } => *instance,
             _ => None,
         }
@@ -285,6 +298,7 @@ impl TransportError {
             | TransportError::Timeout { instance, .. }
             | TransportError::DeadlineExceeded { instance, .. }
             | TransportError::Decode { instance, .. }
+            | TransportError::Protocol { instance, .. }
             | TransportError::Remote { instance, .. } => *instance = Some(id),
             _ => {}
         }

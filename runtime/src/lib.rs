@@ -14,7 +14,8 @@
 //! | middle | `exchange` | the envelope, codecs, every outcome encoded and decoded, the reply sink, streams |
 //! | bottom | `engine` | transports and the NATS micro model, discovery, metrics, config |
 //!
-//! Beneath all three: the error types, [`InstanceId`] and [`Guard`].
+//! Beneath all three: the error types, [`InstanceId`] and
+//! [`Guard`](transport::Guard).
 
 #![warn(missing_docs)]
 
@@ -31,7 +32,7 @@ mod component;
 mod context;
 mod engines;
 pub mod names;
-mod registry;
+pub mod registry;
 mod runtime;
 mod serve;
 pub mod signal;
@@ -49,14 +50,14 @@ pub mod stats {
 }
 
 pub use client::{ClientCore, ClientStats, Router};
-pub use component::Service;
+pub use component::Endpoints;
 pub use config::Config;
 pub use context::Context;
 pub use error::{CallError, Error, ErrorKind, TransportError};
 pub use exchange::stream::ResponseStream;
-pub use guard::Guard;
+pub(crate) use guard::Guard;
 pub use instance::InstanceId;
-pub use registry::{ComponentDescriptor, EndpointDescriptor, check as check_registry, components};
+pub use registry::{ComponentDescriptor, EndpointDescriptor, components};
 pub use runtime::{Mode, Runtime, RuntimeBuilder};
 pub use serve::{ServeHandle, ShutdownReport};
 pub use signal::shutdown_signal;

@@ -161,8 +161,8 @@ impl Endpoint {
         endpoint_key_prefix(&self.component.namespace.name, &self.component.name, &self.name)
     }
 
-    /// An untyped client of this endpoint (endpoint number 0 of the returned
-    /// client), for callers that have no generated client: gateways, tools.
+    /// An untyped client of this endpoint, for callers that have no
+    /// generated client: gateways, tools. Call it by this endpoint's name.
     pub async fn client(&self) -> Result<ClientCore, Error> {
         let spec = RouteSpec {
             namespace: &self.component.namespace.name,

@@ -1,5 +1,6 @@
 //! The link-time list of every component in the binary, collected with
-//! `inventory`, and the start-up check that no two share a wire name.
+//! `inventory`, and the start-up check that no two share a wire name (the
+//! runtime runs it when it starts).
 
 use std::collections::HashMap;
 

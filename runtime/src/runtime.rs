@@ -15,7 +15,7 @@ use crate::engines::Engines;
 pub use crate::engines::Mode;
 use crate::names::Namespace;
 use crate::serve::{self, Host, ServeHandle};
-use crate::{Error, Guard, InstanceId, Service, registry};
+use crate::{Endpoints, Error, Guard, InstanceId, registry};
 
 /// A handle on Rotor: serves components and makes clients. Cheap to clone;
 /// clones share one instance identity.
@@ -142,12 +142,12 @@ impl Runtime {
 
     /// Serves every endpoint of `service` until the returned handle is shut
     /// down or dropped.
-    pub async fn serve<S: Service>(&self, service: S) -> Result<ServeHandle<S>, Error> {
+    pub async fn serve<S: Endpoints>(&self, service: S) -> Result<ServeHandle<S>, Error> {
         self.serve_arc(Arc::new(service)).await
     }
 
     /// Like [`serve`](Runtime::serve), for a component shared with other code.
-    pub async fn serve_arc<S: Service>(&self, service: Arc<S>) -> Result<ServeHandle<S>, Error> {
+    pub async fn serve_arc<S: Endpoints>(&self, service: Arc<S>) -> Result<ServeHandle<S>, Error> {
         let host = Host {
             engines: self.inner.engines.clone(),
             lease: self.lease().cloned(),
@@ -160,7 +160,7 @@ impl Runtime {
     /// For binaries: serves `service` until Ctrl-C or SIGTERM, then shuts
     /// down gracefully — stops taking requests, finishes those in flight (up
     /// to the drain timeout) and revokes the lease.
-    pub async fn serve_until_signal<S: Service>(&self, service: S) -> Result<crate::ShutdownReport, Error> {
+    pub async fn serve_until_signal<S: Endpoints>(&self, service: S) -> Result<crate::ShutdownReport, Error> {
         let handle = self.serve(service).await?;
         crate::signal::shutdown_signal().await;
         tracing::info!("shutdown signal received; draining");

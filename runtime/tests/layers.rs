@@ -27,7 +27,7 @@ fn home_of_root_item(item: &str) -> Option<&'static str> {
         | "ServiceSet" | "ServiceStats" => "engine",
         "codec" | "wire" | "ResponseStream" => "exchange",
         "ClientCore" | "ClientStats" | "Router" => "client",
-        "Service" => "component",
+        "Endpoints" => "component",
         "Context" => "context",
         "ComponentDescriptor" | "EndpointDescriptor" | "check_registry" | "components" => "registry",
         "Mode" | "Runtime" | "RuntimeBuilder" => "runtime",

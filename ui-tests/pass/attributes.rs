@@ -25,7 +25,7 @@ impl KvRouter {
 fn main() {
     assert_eq!(KvRouter::SERVICE, "llm_prod-1_kv_router");
     assert_eq!(KvRouter::ROUTE_SUBJECT, "llm_prod-1_kv_router.route-v2");
-    let d = <KvRouter as rotor::Service>::DESCRIPTOR;
+    let d = <KvRouter as rotor::Endpoints>::DESCRIPTOR;
     assert!(d.is_static);
     assert_eq!(d.labels, &[("model", "llama"), ("region", "eu")]);
     assert_eq!(d.endpoints[0].name, "route-v2");

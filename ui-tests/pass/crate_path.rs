@@ -1,7 +1,7 @@
 //! A program that depends on the runtime crate directly, not on the `rotor`
 //! facade, points the generated code at it with `crate = ".."`.
 
-use rotor_runtime::{Runtime, Service};
+use rotor_runtime::{Runtime, Endpoints};
 
 struct Tok;
 
@@ -19,5 +19,5 @@ async fn main() {
     let _server = rt.serve(Tok).await.unwrap();
     let client = Tok::client(&rt).await.unwrap();
     assert_eq!(client.ping().await.unwrap(), 7);
-    assert_eq!(<Tok as Service>::DESCRIPTOR.service, "llm_tok");
+    assert_eq!(<Tok as Endpoints>::DESCRIPTOR.service, "llm_tok");
 }

@@ -150,16 +150,17 @@ impl ClientCore {
         ClientCore { retries: Some(retries), ..self.clone() }
     }
 
-    /// What this client (and its clones) did for endpoint number `endpoint`.
-    pub fn stats(&self, endpoint: usize) -> ClientStats {
-        let Some(route) = self.shared.routes.get(endpoint) else { return ClientStats::default() };
+    /// What the clients of this process did for `endpoint` (its wire name);
+    /// `None` when this client has no endpoint of that name.
+    pub fn stats(&self, endpoint: &str) -> Option<ClientStats> {
+        let route = self.shared.routes.iter().find(|r| r.endpoint == endpoint)?;
         let m = &route.metrics;
-        ClientStats {
+        Some(ClientStats {
             calls: m.requests.get(),
             failures: m.errors_total(),
             retries: m.retries.get(),
             evictions: m.evictions.get(),
-        }
+        })
     }
 
     /// The instances serving every endpoint of the component, as discovery
@@ -205,15 +206,16 @@ impl ClientCore {
         }
     }
 
-    /// Calls endpoint number `endpoint` with a typed request, expecting a
+    /// Calls `endpoint` (its wire name) with a typed request, expecting a
     /// typed response or the endpoint's typed error.
-    pub async fn unary<Req, Resp, E>(&self, endpoint: usize, request: &Req) -> Result<Resp, CallError<E>>
+    pub async fn unary<Req, Resp, E>(&self, endpoint: &str, request: &Req) -> Result<Resp, CallError<E>>
     where
         Req: Serialize + ?Sized,
         Resp: DeserializeOwned,
         E: DeserializeOwned,
     {
-        self.unary_with(endpoint, codec::encode(request), codec::decode::<Resp>, codec::decode::<E>).await
+        let number = self.number(endpoint)?;
+        self.unary_with(number, codec::encode(request), codec::decode::<Resp>, codec::decode::<E>).await
     }
 
     /// [`unary`](Self::unary) with the codec chosen by the caller; the
@@ -263,24 +265,30 @@ impl ClientCore {
         stream::accepted(reply, opened, &route.label, instance, decode_ok, decode_err)
     }
 
-    /// Sends an encoded request to endpoint number `endpoint` and returns the
+    /// Sends an encoded request to `endpoint` (its wire name) and returns the
     /// raw reply, success or failure, with the instance that answered.
     pub async fn call_raw(
         &self,
-        endpoint: usize,
+        endpoint: &str,
         payload: Bytes,
     ) -> Result<(Message, Option<InstanceId>), TransportError> {
-        let route = self.route(endpoint)?;
+        let route = self.route(self.number(endpoint)?)?;
         self.round_trip(route, payload, CallMode::Unary).await
     }
 
-    fn route(&self, endpoint: usize) -> Result<&Route, TransportError> {
-        self.shared.routes.get(endpoint).ok_or_else(|| TransportError::Remote {
-            kind: ErrorKind::UnknownEndpoint,
-            code: ErrorKind::UnknownEndpoint.code(),
-            message: format!("this client has no endpoint number {endpoint}"),
-            instance: None,
-        })
+    /// The wire names of this client's endpoints, in the order of the
+    /// component's descriptor.
+    pub fn endpoints(&self) -> impl Iterator<Item = &str> {
+        self.shared.routes.iter().map(|r| r.endpoint.as_str())
+    }
+
+    /// The number of the endpoint called `endpoint`.
+    fn number(&self, endpoint: &str) -> Result<usize, TransportError> {
+        self.shared.routes.iter().position(|r| r.endpoint == endpoint).ok_or_else(|| unknown(endpoint))
+    }
+
+    fn route(&self, number: usize) -> Result<&Route, TransportError> {
+        self.shared.routes.get(number).ok_or_else(|| unknown(&format!("number {number}")))
     }
 
     /// Sends a request, with retries, and returns the reply.
@@ -380,6 +388,15 @@ impl ClientCore {
                 (Err(e), None) => return Err(e),
             }
         }
+    }
+}
+
+fn unknown(endpoint: &str) -> TransportError {
+    TransportError::Remote {
+        kind: ErrorKind::UnknownEndpoint,
+        code: ErrorKind::UnknownEndpoint.code(),
+        message: format!("this client has no endpoint {endpoint}"),
+        instance: None,
     }
 }
 

@@ -22,7 +22,7 @@ use crate::exchange::sink::{Answer, Outcome, ReplySink, StreamSlot};
 use crate::exchange::stream::StreamSetup;
 use crate::exchange::trace::with_trace;
 use crate::wire::Message;
-use crate::{Context, ErrorKind, Service};
+use crate::{Context, Endpoints, ErrorKind};
 
 pub(super) struct Dispatcher<S> {
     service: Arc<S>,
@@ -38,7 +38,7 @@ pub(super) struct Dispatcher<S> {
     in_flight: Arc<AtomicUsize>,
 }
 
-impl<S: Service> Dispatcher<S> {
+impl<S: Endpoints> Dispatcher<S> {
     pub(super) fn new(
         service: Arc<S>,
         lease: watch::Receiver<LeaseState>,

@@ -19,7 +19,7 @@ use crate::engine::discovery::{InstanceRecord, Lease, LeaseState, TransportAddre
 use crate::engine::metrics::EndpointMetrics;
 use crate::engine::transport::{Dispatch, EndpointSpec, ServiceSpec, StatsData};
 use crate::engines::Engines;
-use crate::{Error, Guard, InstanceId, Service};
+use crate::{Endpoints, Error, Guard, InstanceId};
 
 /// What serving needs of a runtime: the engines, its lease, and its claim on
 /// the component (one runtime serves a component once).
@@ -68,7 +68,7 @@ pub struct ShutdownReport {
     pub drained: bool,
 }
 
-impl<S: Service> ServeHandle<S> {
+impl<S: Endpoints> ServeHandle<S> {
     /// The instance id this component is served under: the runtime's lease
     /// id, which changes only when a lost lease is replaced.
     pub fn instance_id(&self) -> InstanceId {
@@ -118,7 +118,7 @@ impl<S> Drop for ServeHandle<S> {
     }
 }
 
-pub(crate) async fn serve<S: Service>(host: Host, service: Arc<S>) -> Result<ServeHandle<S>, Error> {
+pub(crate) async fn serve<S: Endpoints>(host: Host, service: Arc<S>) -> Result<ServeHandle<S>, Error> {
     let desc = S::DESCRIPTOR;
     let Host { engines, lease, lease_changes, claim } = host;
     let instance = lease_changes.borrow().id;

@@ -16,6 +16,8 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+/// What undoes a binding or a registration when dropped.
+pub use crate::guard::Guard;
 #[cfg(feature = "etcd")]
 pub use etcd::EtcdDiscovery;
 /// The etcd client Rotor is built with, for programs that read or write its
@@ -24,7 +26,7 @@ pub use etcd::EtcdDiscovery;
 pub use etcd_client;
 pub use memory::MemoryDiscovery;
 
-use crate::{Error, Guard, InstanceId};
+use crate::{Error, InstanceId};
 
 /// The value stored under an instance key: where to reach one endpoint of
 /// one instance.

@@ -90,13 +90,13 @@ impl InProcess {
 }
 
 /// Answers one request and counts it in the micro model.
-struct Reply {
+struct ChannelResponder {
     tx: oneshot::Sender<Message>,
     counters: Arc<Counters>,
     started: Instant,
 }
 
-impl Respond for Reply {
+impl Respond for ChannelResponder {
     fn respond(self: Box<Self>, reply: Message) -> BoxFuture<'static, Result<(), TransportError>> {
         self.counters.record(self.started.elapsed(), &reply);
         // The caller may have given up; that is not the server's error.
@@ -152,8 +152,11 @@ impl Transport for InProcess {
                 || TransportError::NoResponders { subject: subject.to_string(), instance: None };
             let sub = self.pick(subject).ok_or_else(no_responders)?;
             let (reply_tx, reply_rx) = oneshot::channel();
-            let responder =
-                Box::new(Reply { tx: reply_tx, counters: sub.counters.clone(), started: Instant::now() });
+            let responder = Box::new(ChannelResponder {
+                tx: reply_tx,
+                counters: sub.counters.clone(),
+                started: Instant::now(),
+            });
             (sub.dispatch)(Incoming { endpoint: sub.endpoint, addressed: sub.addressed, message, responder });
             // Dropped now: a served component that is shutting down must not
             // wait for this request to finish before it stops listening.

@@ -16,12 +16,14 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
 pub use crate::engine::micro::{EndpointSpec, ServiceSpec, StatsData};
+/// What undoes a binding or a registration when dropped.
+pub use crate::guard::Guard;
 pub use inproc::InProcess;
 pub use message::{Headers, Message};
 pub use nats::Nats;
 
 use crate::engine::micro::stats::ServiceStats;
-use crate::{Error, Guard, TransportError};
+use crate::{Error, TransportError};
 
 /// A request delivered to a served component.
 pub struct Incoming {

@@ -118,7 +118,7 @@ fn from_nats(map: Option<&HeaderMap>) -> Headers {
 
 /// Sends the reply to one request and counts it in the endpoint's
 /// `$SRV.STATS` figures.
-struct Reply {
+struct NatsResponder {
     /// Shared: cloning a NATS client allocates (its sender boxes a future).
     client: Arc<async_nats::Client>,
     to: async_nats::Subject,
@@ -126,7 +126,7 @@ struct Reply {
     arrived: Instant,
 }
 
-impl Respond for Reply {
+impl Respond for NatsResponder {
     fn respond(self: Box<Self>, reply: Message) -> BoxFuture<'static, Result<(), TransportError>> {
         Box::pin(async move {
             self.counters.record(self.arrived.elapsed(), &reply);
@@ -195,7 +195,7 @@ fn listen(
             tracing::debug!(subject = %request.subject, "ignoring a request without a reply subject");
             return;
         };
-        let responder = Box::new(Reply {
+        let responder = Box::new(NatsResponder {
             client: client.clone(),
             to,
             counters: counters.clone(),

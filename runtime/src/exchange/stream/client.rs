@@ -120,7 +120,7 @@ impl<T, E> ResponseStream<T, E> {
         self.next_seq
     }
 
-    fn finish(&mut self) {
+    fn end(&mut self) {
         self.done = true;
         let _ = self.control.send(Control::Finished);
     }
@@ -146,14 +146,18 @@ impl<T, E> ResponseStream<T, E> {
 
     /// Takes the items of an item message into `pending`.
     fn on_items(&mut self, payload: &[u8]) -> Next<T, E> {
-        let broken = |what: &str| TransportError::Disconnected(format!("a malformed stream message: {what}"));
+        let instance = self.instance;
+        let broken = |what: &str| TransportError::Protocol {
+            detail: format!("a malformed stream message: {what}"),
+            instance,
+        };
         let (first, items) = match Items::parse(payload) {
             Ok(parsed) => parsed,
             Err(e) => return self.fail(broken(e.what())),
         };
         if first != self.next_seq {
             let detail = format!("expected item {}, got item {first}: messages were lost", self.next_seq);
-            return self.fail(TransportError::Disconnected(detail));
+            return self.fail(TransportError::Protocol { detail, instance });
         }
         for item in items {
             let item = match item {
@@ -190,21 +194,21 @@ impl<T, E> ResponseStream<T, E> {
         let cut = kind == kind::END && seq.is_none() && msg.error_kind().is_some();
         if !cut && seq != Some(self.next_seq) {
             let detail = format!("expected item {}, got {seq:?}: messages were lost", self.next_seq);
-            return Some(self.fail(TransportError::Disconnected(detail)));
+            return Some(self.fail(TransportError::Protocol { detail, instance: self.instance }));
         }
         match (kind == kind::END, msg.error_kind()) {
             (true, None) => {
-                self.finish();
+                self.end();
                 Some(Poll::Ready(None))
             }
             (_, Some(error_kind)) => {
-                self.finish();
+                self.end();
                 let error = outcome::failure(&msg, error_kind, &self.label, self.instance, self.decode_err);
                 Some(Poll::Ready(Some(Err(error))))
             }
             (false, None) => {
                 let detail = format!("unexpected stream message {:?}", msg.headers.get(header::STREAM));
-                Some(self.fail(TransportError::Disconnected(detail)))
+                Some(self.fail(TransportError::Protocol { detail, instance: self.instance }))
             }
         }
     }
