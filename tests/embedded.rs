@@ -188,8 +188,8 @@ async fn malformed_payload_is_a_decode_error_and_the_server_keeps_serving() {
     // The same through the typed path: a request of the wrong shape.
     let err = raw.unary::<_, Sum, MathError>("add", &"a string, not an Add").await.unwrap_err();
     match err {
-        CallError::Transport(TransportError::Decode { what, detail, instance }) => {
-            assert!(what.contains("request of test.math/counter/add"), "{what}");
+        CallError::Transport(TransportError::BadRequest { endpoint, detail, instance }) => {
+            assert!(endpoint.contains("test.math/counter/add"), "{endpoint}");
             assert!(detail.contains("Add"), "{detail}");
             assert_eq!(instance, Some(servers[0].instance_id()));
         }
@@ -284,7 +284,8 @@ async fn a_panicking_handler_is_an_internal_error_and_serving_goes_on() {
     let client = Counter::client(&rt).await.unwrap();
     let err = client.panic().await.unwrap_err();
     match err.transport() {
-        Some(TransportError::Remote { kind: ErrorKind::Internal, code: 500, message, .. }) => {
+        Some(e @ TransportError::Panicked { message, .. }) => {
+            assert_eq!(e.code(), 500);
             assert!(message.contains("boom"), "{message}")
         }
         other => panic!("expected an internal error, got {other:?}"),

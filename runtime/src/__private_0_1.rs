@@ -68,8 +68,7 @@ pub fn error_codec<E: WireError>() -> ErrorCodec<E> {
 
 /// Decodes the request, or says why it does not decode.
 fn decode_request<Req>(ctx: &Context, payload: &[u8], codec: &Codec<Req>) -> Result<Req, Message> {
-    let label = format!("{}/{}/{}", ctx.namespace(), ctx.component(), ctx.endpoint());
-    (codec.decode)(payload).map_err(|e| undecodable(&label, std::any::type_name::<Req>(), e))
+    (codec.decode)(payload).map_err(|e| undecodable(&ctx.label(), std::any::type_name::<Req>(), e))
 }
 
 /// Decodes the request, runs the handler, encodes its result.

@@ -189,7 +189,29 @@ pub enum TransportError {
         instance: Option<InstanceId>,
     },
 
-    /// A payload did not decode.
+    /// The server could not decode the request as the endpoint's request
+    /// type: the caller sent the wrong shape.
+    #[error("{endpoint} refused the request{}: {detail}", instance_suffix(*instance))]
+    BadRequest {
+        /// `namespace/component/endpoint`.
+        endpoint: String,
+        /// The server's message, with its decoder's.
+        detail: String,
+        /// The instance that refused it.
+        instance: Option<InstanceId>,
+    },
+
+    /// The handler panicked; the server went on serving.
+    #[error("the handler panicked{}: {message}", instance_suffix(*instance))]
+    Panicked {
+        /// The server's message, with the panic's.
+        message: String,
+        /// The instance whose handler panicked.
+        instance: Option<InstanceId>,
+    },
+
+    /// A payload did not decode at the caller: the response, a stream item
+    /// or an application error.
     #[error("could not decode the {what}{}: {detail}", instance_suffix(*instance))]
     Decode {
         /// What failed to decode, such as `request of demo/greeter/hello`.
@@ -247,7 +269,10 @@ impl TransportError {
     /// The stable code of this failure, as in `Nats-Service-Error-Code`.
     pub fn code(&self) -> u16 {
         match self {
-            TransportError::Decode { .. } | TransportError::Encode { .. } => ErrorKind::Decode.code(),
+            TransportError::Decode { .. }
+            | TransportError::Encode { .. }
+            | TransportError::BadRequest { .. } => ErrorKind::Decode.code(),
+            TransportError::Panicked { .. } => ErrorKind::Panic.code(),
             TransportError::Oversize { .. } => ErrorKind::Oversize.code(),
             TransportError::DeadlineExceeded { .. } => ErrorKind::Deadline.code(),
             TransportError::Timeout { .. } => 408,
@@ -272,6 +297,8 @@ impl TransportError {
             TransportError::Disconnected(_) => "disconnected",
             TransportError::Protocol { .. } => "protocol",
             TransportError::Decode { .. } => "decode",
+            TransportError::BadRequest { .. } => "bad_request",
+            TransportError::Panicked { .. } => "panic",
             TransportError::Encode { .. } => "encode",
             TransportError::Oversize { .. } => "oversize",
             TransportError::Remote { kind, .. } => kind.as_str(),
@@ -286,6 +313,8 @@ impl TransportError {
             | TransportError::Timeout { instance, .. }
             | TransportError::DeadlineExceeded { instance, .. }
             | TransportError::Decode { instance, .. }
+            | TransportError::BadRequest { instance, .. }
+            | TransportError::Panicked { instance, .. }
             | TransportError::Protocol { instance, .. }
             | TransportError::Remote { instance, .. } => *instance,
             _ => None,
@@ -298,6 +327,8 @@ impl TransportError {
             | TransportError::Timeout { instance, .. }
             | TransportError::DeadlineExceeded { instance, .. }
             | TransportError::Decode { instance, .. }
+            | TransportError::BadRequest { instance, .. }
+            | TransportError::Panicked { instance, .. }
             | TransportError::Protocol { instance, .. }
             | TransportError::Remote { instance, .. } => *instance = Some(id),
             _ => {}
@@ -319,8 +350,11 @@ pub enum ErrorKind {
     UnknownEndpoint,
     /// A message exceeded the transport's payload limit.
     Oversize,
-    /// The handler panicked; the server keeps serving.
+    /// The server failed outside the handler (a response that did not
+    /// encode, a stream it could not open).
     Internal,
+    /// The handler panicked; the server keeps serving.
+    Panic,
     /// The instance is shutting down.
     Unavailable,
     /// The request's deadline passed before the handler finished.
@@ -335,7 +369,7 @@ impl ErrorKind {
             ErrorKind::UnknownEndpoint => 404,
             ErrorKind::Oversize => 413,
             ErrorKind::Application => 422,
-            ErrorKind::Internal => 500,
+            ErrorKind::Internal | ErrorKind::Panic => 500,
             ErrorKind::Unavailable => 503,
             ErrorKind::Deadline => 504,
         }
@@ -349,6 +383,7 @@ impl ErrorKind {
             ErrorKind::UnknownEndpoint => "unknown-endpoint",
             ErrorKind::Oversize => "oversize",
             ErrorKind::Internal => "internal",
+            ErrorKind::Panic => "panic",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Deadline => "deadline",
         }
@@ -362,6 +397,7 @@ impl ErrorKind {
             ErrorKind::UnknownEndpoint,
             ErrorKind::Oversize,
             ErrorKind::Internal,
+            ErrorKind::Panic,
             ErrorKind::Unavailable,
             ErrorKind::Deadline,
         ]

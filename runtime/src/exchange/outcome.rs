@@ -116,11 +116,10 @@ pub(crate) fn failure<E>(
                 .into(),
             };
         }
-        ErrorKind::Decode => TransportError::Decode {
-            what: format!("request of {label} (at the server)"),
-            detail: message,
-            instance,
-        },
+        ErrorKind::Decode => {
+            TransportError::BadRequest { endpoint: label.to_string(), detail: message, instance }
+        }
+        ErrorKind::Panic => TransportError::Panicked { message, instance },
         ErrorKind::Deadline => TransportError::DeadlineExceeded { message, instance },
         other => {
             let code = reply.headers.get(header::SERVICE_ERROR_CODE).and_then(|c| c.parse().ok());
@@ -160,7 +159,12 @@ mod tests {
         let decode = Message::error(ErrorKind::Decode, "bad");
         let err = decode_reply::<(), Oops>(&decode, "a/b/c", None, codec::decode, decode_oops).unwrap_err();
         assert!(
-            matches!(err.transport(), Some(TransportError::Decode { what, .. }) if what.contains("at the server"))
+            matches!(err.transport(), Some(TransportError::BadRequest { endpoint, .. }) if endpoint == "a/b/c")
+        );
+        let panic = Message::error(ErrorKind::Panic, "boom");
+        let err = decode_reply::<(), Oops>(&panic, "a/b/c", None, codec::decode, decode_oops).unwrap_err();
+        assert!(
+            matches!(err.transport(), Some(TransportError::Panicked { message, .. }) if message == "boom")
         );
         let late = Message::error(ErrorKind::Deadline, "late");
         let err = decode_reply::<(), Oops>(&late, "a/b/c", None, codec::decode, decode_oops).unwrap_err();

@@ -166,7 +166,7 @@ async fn run_handler(handler: BoxFuture<'static, Outcome>, ctx: &Context, stream
             Err(panic) => {
                 let text = panic_message(&panic);
                 tracing::error!(endpoint = ctx.endpoint(), panic = %text, "handler panicked");
-                failure(ErrorKind::Internal, &format!("the handler panicked: {text}"))
+                failure(ErrorKind::Panic, &format!("the handler panicked: {text}"))
             }
         },
         () = deadline => {
