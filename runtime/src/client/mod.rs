@@ -218,6 +218,23 @@ impl ClientCore {
         self.unary_with(number, codec::encode(request), codec::decode::<Resp>, codec::decode::<E>).await
     }
 
+    /// Opens a stream from `endpoint` (its wire name) with a typed request;
+    /// the items arrive typed on the returned stream, an error before the
+    /// first item is returned here.
+    pub async fn stream<Req, T, E>(
+        &self,
+        endpoint: &str,
+        request: &Req,
+    ) -> Result<ResponseStream<T, E>, CallError<E>>
+    where
+        Req: Serialize + ?Sized,
+        T: DeserializeOwned,
+        E: DeserializeOwned,
+    {
+        let number = self.number(endpoint)?;
+        self.stream_with(number, codec::encode(request), codec::decode::<T>, codec::decode::<E>).await
+    }
+
     /// [`unary`](Self::unary) with the codec chosen by the caller; the
     /// generated clients pass theirs so that a type error in a wire type is
     /// reported once, on the user's type.
