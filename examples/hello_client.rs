@@ -17,9 +17,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
     let rt = Runtime::from_env().await?;
     let client = Greeter::client(&rt).await?;
-    let instances = tokio::time::timeout(Duration::from_secs(10), client.core().wait_for_instances())
-        .await
-        .map_err(|_| "no hello/greeter instance within 10 s: is hello_server running?")??;
+    let instances = client.core().wait_for_instances_within(Duration::from_secs(10)).await?;
     println!("{} instance(s) of {}: {:?}", instances.len(), Greeter::SERVICE, instances);
 
     for name in ["Ada", "Grace", "Edsger"] {

@@ -75,7 +75,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // ANCHOR: call
     let client = Greeter::client(&rt).await?;
-    client.core().wait_for_instances().await?;
+    client.core().wait_for_instances_within(std::time::Duration::from_secs(10)).await?;
     for name in ["Ada", "Grace", "Edsger", "Barbara"] {
         let g = client.hello(HelloRequest { name: name.into() }).await?;
         println!("{:<20} answered by instance {}", g.text, g.served_by);

@@ -17,7 +17,7 @@ use tokens::{GenerateError, Generator, Prompt};
 // ANCHOR: consume
 async fn consume(rt: &Runtime) -> Result<(), Box<dyn std::error::Error>> {
     let client = Generator::client(rt).await?;
-    client.core().wait_for_instances().await?;
+    client.core().wait_for_instances_within(std::time::Duration::from_secs(10)).await?;
 
     let prompt = Prompt { text: "the quick brown fox".into(), repeat: 2, pause_ms: 0 };
     let mut tokens = client.generate(prompt).await?;

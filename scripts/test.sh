@@ -33,4 +33,9 @@ cargo build --workspace --features etcd --benches --quiet
 # which changes prometheus's API: the runtime must build either way.
 cargo check --quiet -p rotor-runtime --features etcd,prometheus/protobuf
 cargo test --workspace --features etcd
+scripts/check-dev-servers.sh
+# The examples of the first week run as a user would run them.
+cargo run --quiet --features etcd --example two_components
+cargo run --quiet --features etcd --example timeouts
+cargo run --quiet --features etcd --example streaming
 mdbook build book

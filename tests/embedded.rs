@@ -201,6 +201,29 @@ async fn malformed_payload_is_a_decode_error_and_the_server_keeps_serving() {
 }
 
 #[tokio::test]
+async fn a_bounded_wait_for_a_component_nobody_serves_ends_with_what_to_check() {
+    let rt = Runtime::embedded().await.unwrap();
+    let client = Counter::client(&rt).await.unwrap();
+    let err = client.core().wait_for_instances_within(Duration::from_millis(50)).await.unwrap_err();
+    assert!(matches!(err, rotor::Error::NoInstancesWithin { .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("test.math/counter") && text.contains("is a server for it running"), "{text}");
+}
+
+#[tokio::test]
+async fn the_first_calls_of_fresh_clients_spread_over_the_instances() {
+    let (rt, servers) = instances(3).await;
+    for _ in 0..60 {
+        let fresh = Counter::client(&rt).await.unwrap();
+        fresh.add(Add { a: 0, b: 0 }).await.unwrap();
+    }
+    // Each of 60 first calls lands on any of 3 instances: one left out by
+    // chance has a probability below 1e-10.
+    let firsts: Vec<usize> = servers.iter().map(|s| s.service().calls.load(Ordering::Relaxed)).collect();
+    assert!(firsts.iter().all(|&n| n > 0), "first calls per instance: {firsts:?}");
+}
+
+#[tokio::test]
 async fn a_direct_client_stays_with_its_instance_whatever_its_router() {
     let (rt, servers) = instances(3).await;
     let target = servers[2].instance_id();

@@ -1,11 +1,42 @@
-//! What clients hold is given back when they go: watches of discovery, and
-//! the tasks that follow them, on real etcd.
+//! What clients hold is given back when they go, and what they never take:
+//! watches of discovery and the tasks that follow them, leases, on real etcd.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
+use rotor::prelude::*;
 use support::Servers;
+
+struct Clock;
+
+#[rotor::component(namespace = "test.res")]
+impl Clock {
+    #[endpoint]
+    async fn now(&self, ctx: Context) -> Result<InstanceId, String> {
+        Ok(ctx.instance_id())
+    }
+}
+
+#[tokio::test]
+async fn a_runtime_that_only_calls_takes_no_lease() {
+    let servers = Servers::start();
+    let server_rt = servers.runtime().await;
+    let server = server_rt.serve(Clock).await.unwrap();
+    let client_rt = servers.runtime().await;
+    let client = Clock::client(&client_rt).await.unwrap();
+    client.core().wait_for_instances().await.unwrap();
+    assert_eq!(client.now().await.unwrap(), server.instance_id());
+    assert_eq!(client_rt.instance_id(), InstanceId(0), "a runtime that only calls has no instance id");
+
+    let mut etcd = servers.etcd.client().await;
+    let leases: Vec<i64> = etcd.leases().await.unwrap().leases().iter().map(|l| l.id()).collect();
+    assert_eq!(leases, [server.instance_id().get()], "only the serving runtime holds a lease");
+    client_rt.shutdown().await.unwrap();
+    drop((client, client_rt));
+    let leases = etcd.leases().await.unwrap();
+    assert_eq!(leases.leases().len(), 1);
+}
 
 /// etcd's own count of the watches its clients hold open.
 fn etcd_watchers(servers: &Servers) -> u64 {

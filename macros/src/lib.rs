@@ -27,10 +27,23 @@ use quote::quote;
 /// }
 /// ```
 ///
-/// Arguments: `namespace = "..."` (required), `name = "..."` (default: the
-/// type name in snake case), `labels(key = "value", ..)` (constant metric
-/// labels), and the flag `static` (no discovery registration: callers reach
-/// the component through its queue-group subject alone).
+/// Arguments:
+///
+/// - `namespace = "..."` (required): the component's namespace, such as
+///   `llm` or `llm.prod`;
+/// - `name = "..."`: its name (default: the type name in snake case);
+/// - `labels(key = "value", ..)`: constant metric labels on every metric of
+///   the component (not one Rotor sets itself, such as `endpoint`);
+/// - `static`: no discovery registration; callers reach the component
+///   through its queue-group subject alone;
+/// - `stats = "method"`: a `&self` method whose `Serialize` value joins each
+///   endpoint's figures in `$SRV.STATS` (under `data.extra`);
+/// - `crate = "path"`: where the runtime is, for a program that depends on
+///   `rotor-runtime` (or a facade of its own) rather than `rotor`.
+///
+/// A method argument whose type is `Context` or `&Context` (by that name)
+/// receives the request's context; the other argument, if any, is the
+/// request.
 #[proc_macro_attribute]
 pub fn component(args: TokenStream, input: TokenStream) -> TokenStream {
     expand::component(args.into(), input.into()).into()
@@ -38,9 +51,12 @@ pub fn component(args: TokenStream, input: TokenStream) -> TokenStream {
 
 /// Marks a method of a `#[component]` impl block as a network endpoint.
 ///
-/// Takes an optional `name = "..."` (default: the method name). It has no
-/// effect on its own: `#[component]` reads and removes it. Used anywhere
-/// else, it is a compile error.
+/// Arguments, both optional: `name = "..."`, the endpoint's wire name
+/// (default: the method name), and `idempotent = false` for an endpoint
+/// whose calls must not run twice: such a call is never retried on another
+/// instance (the default, `true`, retries a call whose instance is gone).
+/// It has no effect on its own: `#[component]` reads and removes it. Used
+/// anywhere else, it is a compile error.
 #[proc_macro_attribute]
 pub fn endpoint(_args: TokenStream, input: TokenStream) -> TokenStream {
     let input = TokenStream2::from(input);

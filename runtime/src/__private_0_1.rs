@@ -220,7 +220,8 @@ pub async fn client<S: Endpoints>(rt: &Runtime) -> Result<S::Client, Error> {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be an endpoint request: it must be `Serialize + DeserializeOwned + Send + 'static`",
     label = "request type of an `#[endpoint]`",
-    note = "derive them: `#[derive(serde::Serialize, serde::Deserialize)]`"
+    note = "derive them: `#[derive(serde::Serialize, serde::Deserialize)]`",
+    note = "a `Context` argument is recognised by its name: under another name (`use rotor::Context as Ctx`) it is taken for the request; write `Context` or `&Context`"
 )]
 pub trait WireRequest: Serialize + DeserializeOwned + Send + 'static {}
 impl<T: Serialize + DeserializeOwned + Send + 'static> WireRequest for T {}

@@ -81,6 +81,18 @@ pub enum Error {
         instance: InstanceId,
     },
 
+    /// No instance appeared within a bounded wait.
+    #[error(
+        "no instance of {endpoint} appeared within {after:?}; is a server for it running, and do \
+         both use the same ROTOR_ETCD_ENDPOINTS and ROTOR_NATS_URL?"
+    )]
+    NoInstancesWithin {
+        /// `namespace/component/endpoint` of the first endpoint waited for.
+        endpoint: String,
+        /// The bound.
+        after: Duration,
+    },
+
     /// A discovery operation failed.
     #[error("discovery: {0}")]
     Discovery(String),
@@ -130,7 +142,7 @@ pub enum TransportError {
     /// Discovery knows no live instance of the endpoint.
     #[error(
         "no live instance of {endpoint}; start a server for it, or wait with \
-         `client.core().wait_for_instances()`"
+         `client.core().wait_for_instances_within(timeout)`"
     )]
     NoInstances {
         /// `namespace/component/endpoint`.

@@ -2,14 +2,54 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The id of one live instance: the discovery lease id of the process (or
 /// [`Runtime`](crate::Runtime)) serving it. Printed as lower-case hex, as in
-/// subjects and etcd keys.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
+/// subjects and etcd keys, and in JSON as a hex string (`"2040a233cd2b2006"`);
+/// a decimal number is read too. The etcd instance record keeps its
+/// `instance_id` a number, as the record format has it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct InstanceId(pub i64);
+
+impl Serialize for InstanceId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for InstanceId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Hex(String),
+            Number(i64),
+        }
+        match Either::deserialize(d)? {
+            Either::Number(n) => Ok(InstanceId(n)),
+            Either::Hex(hex) => i64::from_str_radix(&hex, 16)
+                .map(InstanceId)
+                .map_err(|_| serde::de::Error::custom(format!("instance id {hex:?} is not hexadecimal"))),
+        }
+    }
+}
+
+/// The record format's `instance_id`: a number, for every reader of the
+/// record, read back as a number or a hex string.
+pub(crate) mod as_number {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::InstanceId;
+
+    pub fn serialize<S: Serializer>(id: &InstanceId, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i64(id.0)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<InstanceId, D::Error> {
+        InstanceId::deserialize(d)
+    }
+}
 
 impl InstanceId {
     /// The raw lease id.
@@ -33,5 +73,19 @@ impl fmt::Debug for InstanceId {
 impl fmt::LowerHex for InstanceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::LowerHex::fmt(&self.0, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_carries_hex_and_still_reads_decimal() {
+        let id = InstanceId(0x2040a233cd2b2006);
+        assert_eq!(serde_json::to_string(&id).unwrap(), "\"2040a233cd2b2006\"");
+        assert_eq!(serde_json::from_str::<InstanceId>("\"2040a233cd2b2006\"").unwrap(), id);
+        assert_eq!(serde_json::from_str::<InstanceId>(&id.0.to_string()).unwrap(), id);
+        assert!(serde_json::from_str::<InstanceId>("\"xyz\"").is_err());
     }
 }

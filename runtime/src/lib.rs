@@ -58,7 +58,7 @@ pub use exchange::stream::ResponseStream;
 pub(crate) use guard::Guard;
 pub use instance::InstanceId;
 pub use registry::{ComponentDescriptor, EndpointDescriptor, components};
-pub use runtime::{Mode, Runtime, RuntimeBuilder};
+pub use runtime::{Mode, Runtime, RuntimeBuilder, Serving};
 pub use serve::{ServeHandle, ShutdownReport};
 pub use signal::shutdown_signal;
 pub use stats::{EndpointStats, ServiceSet, ServiceStats};

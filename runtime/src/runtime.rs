@@ -20,8 +20,9 @@ use crate::{Endpoints, Error, Guard, InstanceId, registry};
 /// A handle on Rotor: serves components and makes clients. Cheap to clone;
 /// clones share one instance identity.
 ///
-/// One `Runtime` is one instance: it holds one discovery lease, and its id is
-/// the instance id of everything it serves, as one process would. To host a
+/// One `Runtime` is one instance: it holds one discovery lease, taken when
+/// it first serves, and its id is the instance id of everything it serves,
+/// as one process would. A runtime that only calls takes no lease. To host a
 /// second instance of a component in the same process (tests, the
 /// quickstart), take a [`with_new_lease`](Runtime::with_new_lease) runtime.
 #[derive(Clone)]
@@ -37,8 +38,28 @@ struct Inner {
 
 /// Who this runtime is: a lease, or without discovery a fixed id.
 enum Identity {
-    Lease(Arc<dyn Lease>),
+    Lease(LazyLease),
     Fixed(watch::Sender<LeaseState>),
+}
+
+/// A lease taken on first use, so that a runtime that only calls holds
+/// none: no keep-alive stream, nothing left in etcd when it exits.
+struct LazyLease {
+    discovery: Arc<dyn Discovery>,
+    lease: tokio::sync::OnceCell<Arc<dyn Lease>>,
+    /// What [`Runtime::lease_changes`] shows before there is a lease.
+    none: watch::Sender<LeaseState>,
+}
+
+impl LazyLease {
+    fn new(discovery: Arc<dyn Discovery>) -> Self {
+        let none = watch::channel(LeaseState { id: InstanceId(0), live: false }).0;
+        LazyLease { discovery, lease: tokio::sync::OnceCell::new(), none }
+    }
+
+    async fn get(&self) -> Result<&Arc<dyn Lease>, Error> {
+        self.lease.get_or_try_init(|| self.discovery.grant_lease()).await
+    }
 }
 
 impl fmt::Debug for Runtime {
@@ -66,15 +87,20 @@ impl Runtime {
         RuntimeBuilder::default()
     }
 
-    /// Another instance identity on the same engines: a new lease, the same
-    /// connections and watches. What two processes would be, in one.
+    /// Another instance identity on the same engines: a new lease, taken
+    /// now, and the same connections and watches. What two processes would
+    /// be, in one.
     pub async fn with_new_lease(&self) -> Result<Runtime, Error> {
-        Runtime::start(self.inner.engines.clone()).await
+        let rt = Runtime::start(self.inner.engines.clone()).await?;
+        if let Identity::Lease(lazy) = &rt.inner.identity {
+            lazy.get().await?;
+        }
+        Ok(rt)
     }
 
     async fn start(engines: Arc<Engines>) -> Result<Runtime, Error> {
         let identity = match &engines.discovery {
-            Some(d) => Identity::Lease(d.grant_lease().await?),
+            Some(d) => Identity::Lease(LazyLease::new(d.clone())),
             // Without discovery there is no lease; the id only tells
             // instances apart in subjects, logs and replies.
             None => {
@@ -88,18 +114,20 @@ impl Runtime {
     }
 
     /// This runtime's instance id: its lease id. It changes only when a lost
-    /// lease is replaced.
+    /// lease is replaced. `InstanceId(0)` before the runtime serves
+    /// anything: a runtime that only calls has no lease.
     pub fn instance_id(&self) -> InstanceId {
         match &self.inner.identity {
-            Identity::Lease(lease) => lease.id(),
+            Identity::Lease(lazy) => lazy.lease.get().map_or(InstanceId(0), |lease| lease.id()),
             Identity::Fixed(state) => state.borrow().id,
         }
     }
 
-    /// The lease id and whether it is live, now and as they change.
+    /// The lease id and whether it is live, now and as they change, once the
+    /// runtime serves (before that, id 0 and not live).
     pub fn lease_changes(&self) -> watch::Receiver<LeaseState> {
         match &self.inner.identity {
-            Identity::Lease(lease) => lease.changes(),
+            Identity::Lease(lazy) => lazy.lease.get().map_or_else(|| lazy.none.subscribe(), |l| l.changes()),
             Identity::Fixed(state) => state.subscribe(),
         }
     }
@@ -148,32 +176,38 @@ impl Runtime {
 
     /// Like [`serve`](Runtime::serve), for a component shared with other code.
     pub async fn serve_arc<S: Endpoints>(&self, service: Arc<S>) -> Result<ServeHandle<S>, Error> {
-        let host = Host {
-            engines: self.inner.engines.clone(),
-            lease: self.lease().cloned(),
-            lease_changes: self.lease_changes(),
-            claim: self.claim(S::DESCRIPTOR.service)?,
+        let claim = self.claim(S::DESCRIPTOR.service)?;
+        let lease = match &self.inner.identity {
+            Identity::Lease(lazy) => Some(lazy.get().await?.clone()),
+            Identity::Fixed(_) => None,
         };
+        let host =
+            Host { engines: self.inner.engines.clone(), lease, lease_changes: self.lease_changes(), claim };
         serve::serve(host, service).await
     }
 
     /// For binaries: serves `service` until Ctrl-C or SIGTERM, then shuts
     /// down gracefully — stops taking requests, finishes those in flight (up
-    /// to the drain timeout) and revokes the lease.
+    /// to the drain timeout) and revokes the lease. For several components,
+    /// see [`serving`](Runtime::serving).
     pub async fn serve_until_signal<S: Endpoints>(&self, service: S) -> Result<crate::ShutdownReport, Error> {
-        let handle = self.serve(service).await?;
-        crate::signal::shutdown_signal().await;
-        tracing::info!("shutdown signal received; draining");
-        let report = handle.shutdown().await;
-        self.shutdown().await?;
-        Ok(report)
+        self.serving().serve(service).await?.until_signal().await
+    }
+
+    /// Several components served together and shut down together:
+    /// `rt.serving().serve(a).await?.serve(b).await?.until_signal().await?`.
+    pub fn serving(&self) -> Serving {
+        Serving { rt: self.clone(), handles: Vec::new() }
     }
 
     /// Revokes this runtime's lease now, which removes every registration
     /// made under it. Serve handles still alive stop being discoverable.
     pub async fn shutdown(&self) -> Result<(), Error> {
         match &self.inner.identity {
-            Identity::Lease(lease) => lease.revoke().await,
+            Identity::Lease(lazy) => match lazy.lease.get() {
+                Some(lease) => lease.revoke().await,
+                None => Ok(()),
+            },
             Identity::Fixed(state) => {
                 state.send_modify(|s| s.live = false);
                 Ok(())
@@ -191,13 +225,6 @@ impl Runtime {
         &self.inner.engines
     }
 
-    fn lease(&self) -> Option<&Arc<dyn Lease>> {
-        match &self.inner.identity {
-            Identity::Lease(lease) => Some(lease),
-            Identity::Fixed(_) => None,
-        }
-    }
-
     /// Claims `service` for this instance; released by the returned guard.
     fn claim(&self, service: &'static str) -> Result<Guard, Error> {
         let mut serving = self.inner.serving.lock().unwrap_or_else(|p| p.into_inner());
@@ -210,6 +237,59 @@ impl Runtime {
                 inner.serving.lock().unwrap_or_else(|p| p.into_inner()).remove(service);
             }
         }))
+    }
+}
+
+/// Components served by one runtime, shut down together; made by
+/// [`Runtime::serving`].
+#[must_use = "the components stop serving when this is dropped"]
+pub struct Serving {
+    rt: Runtime,
+    handles: Vec<Box<dyn Stop>>,
+}
+
+/// A served component of any type, as [`Serving`] holds it.
+trait Stop: Send {
+    fn stop(self: Box<Self>) -> futures::future::BoxFuture<'static, crate::ShutdownReport>;
+}
+
+impl<S: Endpoints> Stop for ServeHandle<S> {
+    fn stop(self: Box<Self>) -> futures::future::BoxFuture<'static, crate::ShutdownReport> {
+        Box::pin((*self).shutdown())
+    }
+}
+
+impl Serving {
+    /// Serves one more component.
+    pub async fn serve<S: Endpoints>(mut self, service: S) -> Result<Self, Error> {
+        let handle = self.rt.serve(service).await?;
+        self.handles.push(Box::new(handle));
+        Ok(self)
+    }
+
+    /// How many components are served.
+    pub fn len(&self) -> usize {
+        self.handles.len()
+    }
+
+    /// `true` when none is.
+    pub fn is_empty(&self) -> bool {
+        self.handles.is_empty()
+    }
+
+    /// Shuts every component down at once (so that the drain timeout bounds
+    /// the whole), then revokes the lease. Drained when every one drained.
+    pub async fn shutdown(self) -> Result<crate::ShutdownReport, Error> {
+        let reports = futures::future::join_all(self.handles.into_iter().map(Stop::stop)).await;
+        self.rt.shutdown().await?;
+        Ok(crate::ShutdownReport { drained: reports.iter().all(|r| r.drained) })
+    }
+
+    /// Serves until Ctrl-C or SIGTERM, then [`shutdown`](Self::shutdown).
+    pub async fn until_signal(self) -> Result<crate::ShutdownReport, Error> {
+        crate::signal::shutdown_signal().await;
+        tracing::info!(components = self.handles.len(), "shutdown signal received; draining");
+        self.shutdown().await
     }
 }
 

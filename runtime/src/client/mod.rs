@@ -177,14 +177,32 @@ impl ClientCore {
     }
 
     /// Waits until at least one instance serves every endpoint, and returns
-    /// them. Returns at once, empty, without discovery. Bound the wait with
-    /// `tokio::time::timeout`.
+    /// them. Returns at once, empty, without discovery.
+    ///
+    /// The wait has no bound of its own: with no server it lasts for ever.
+    /// Bound it with [`wait_for_instances_within`](Self::wait_for_instances_within)
+    /// or `tokio::time::timeout`.
     pub async fn wait_for_instances(&self) -> Result<Vec<InstanceId>, Error> {
         self.wait_for(|ids| !ids.is_empty()).await
     }
 
+    /// Waits at most `within` until at least one instance serves every
+    /// endpoint, and returns them; past it, an error that names the
+    /// component and says what to check.
+    pub async fn wait_for_instances_within(&self, within: Duration) -> Result<Vec<InstanceId>, Error> {
+        match tokio::time::timeout(within, self.wait_for_instances()).await {
+            Ok(found) => found,
+            Err(_) => {
+                let label = self.shared.routes.first().map(|r| r.label.as_str()).unwrap_or("this client");
+                Err(Error::NoInstancesWithin { endpoint: label.to_string(), after: within })
+            }
+        }
+    }
+
     /// Waits until the instances serving every endpoint satisfy `done`, and
-    /// returns them. Returns at once without discovery.
+    /// returns them. Returns at once without discovery. Like
+    /// [`wait_for_instances`](Self::wait_for_instances), it has no bound of
+    /// its own: wrap it in `tokio::time::timeout`.
     pub async fn wait_for(
         &self,
         mut done: impl FnMut(&[InstanceId]) -> bool,

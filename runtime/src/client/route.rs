@@ -102,7 +102,9 @@ impl Route {
             service,
             endpoint,
             instances,
-            next: AtomicUsize::new(0),
+            // A fresh client starts anywhere in the list, so that many
+            // short-lived clients do not all begin on the same instance.
+            next: AtomicUsize::new(fastrand::usize(..)),
             any_evicted: AtomicBool::new(false),
             idempotent,
             state: Mutex::default(),

@@ -424,6 +424,10 @@ async fn keep_alive(client: &Client, id: InstanceId, ttl: Duration) -> String {
         .await;
         match result {
             Ok(()) => return "etcd says the lease has expired".to_string(),
+            // An etcd that lost its data does not answer TTL 0: it refuses
+            // the lease outright. Waiting out the TTL would leave the
+            // instance invisible for that long.
+            Err(e) if is_lease_not_found(&e) => return format!("etcd no longer knows the lease ({e})"),
             Err(e) if last_ok.elapsed() >= ttl => {
                 return format!("no keep-alive for {:?}, the lease TTL ({e})", last_ok.elapsed());
             }
@@ -433,4 +437,10 @@ async fn keep_alive(client: &Client, id: InstanceId, ttl: Duration) -> String {
             }
         }
     }
+}
+
+/// etcd's answer to a lease it does not have (`etcdserver: requested lease
+/// not found`), as opposed to a failure to reach it.
+fn is_lease_not_found(e: &Error) -> bool {
+    e.to_string().contains("lease not found")
 }

@@ -38,7 +38,8 @@ pub struct InstanceRecord {
     pub component: String,
     /// Endpoint name.
     pub endpoint: String,
-    /// The instance (lease) id.
+    /// The instance (lease) id; a number in the record.
+    #[serde(with = "crate::instance::as_number")]
     pub instance_id: InstanceId,
     /// How to reach it.
     pub transport: TransportAddress,
