@@ -3,29 +3,17 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Command, Stdio};
+use std::io::Read;
 
 use support::Servers;
 
 #[test]
 fn two_components_served_together_stop_together_on_sigterm() {
     let servers = Servers::start();
-    let mut child = Command::new(support::example("two_components"))
-        .arg("serve")
-        .envs(servers.env())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start two_components");
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
+    let (mut child, mut out, line) = support::start_example("two_components", &["serve"], &servers);
     assert_eq!(line.trim(), "serving 2 components; Ctrl-C stops them");
 
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(status.success());
+    support::signal(&child, "TERM");
     assert!(child.wait().unwrap().success());
     let mut rest = String::new();
     out.read_to_string(&mut rest).unwrap();

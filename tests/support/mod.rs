@@ -302,6 +302,35 @@ impl Servers {
     }
 }
 
+/// An example binary of this package started on `servers`, with `args`:
+/// the child, its stdout, and the first line it printed (the examples print
+/// one when they serve).
+pub fn start_example(
+    name: &str,
+    args: &[&str],
+    servers: &Servers,
+) -> (Child, std::io::BufReader<std::process::ChildStdout>, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(example(name))
+        .args(args)
+        .envs(servers.env())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {name}: {e}"));
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap_or_else(|e| panic!("read {name}'s first line: {e}"));
+    (child, out, line)
+}
+
+/// Sends `signal` (`INT`, `TERM`) to `child`.
+pub fn signal(child: &Child, signal: &str) {
+    let status = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status();
+    assert!(status.expect("run kill").success(), "kill -{signal} {}", child.id());
+}
+
 /// The path of an example binary of this package, built once per test run.
 pub fn example(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
