@@ -3,12 +3,13 @@
 //! server that is down is reported as every Rotor process reports it (the
 //! address, and the variable or flag that gave it).
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use rotor_runtime::Error;
 use rotor_runtime::config::{Config, Source};
 use rotor_runtime::discovery::{Discovery, EtcdDiscovery};
 use rotor_runtime::transport::Nats;
+use rotor_runtime::{Error, Runtime};
 
 use crate::{Failure, Global};
 
@@ -100,6 +101,19 @@ impl Connections {
     ) -> Result<Option<Vec<rotor_runtime::discovery::InstanceRecord>>, Failure> {
         let Some(etcd) = &self.etcd else { return Ok(None) };
         bounded(self.config.connect_timeout, "etcd to list the instances", etcd.list(prefix)).await.map(Some)
+    }
+
+    /// A runtime on these connections, for calls.
+    pub async fn runtime(&self) -> Result<Runtime, Failure> {
+        let mut builder = Runtime::builder().config(self.config.clone());
+        if let Some(nats) = &self.nats {
+            builder = builder.transport(Arc::new(nats.clone()));
+        }
+        builder = match &self.etcd {
+            Some(etcd) => builder.discovery(Arc::new(etcd.clone()) as Arc<dyn Discovery>),
+            None => builder.without_discovery(),
+        };
+        Ok(builder.build().await?)
     }
 }
 

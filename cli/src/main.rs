@@ -1,18 +1,21 @@
 //! `rotor`: the command-line tool of Rotor. It reads what etcd and NATS know
 //! about Rotor components, from outside any of them: which instances are
 //! registered and whether they answer (`ls`), what each serves (`describe`),
-//! and who joins and leaves (`watch`).
+//! what they have done (`stats`), who joins and leaves (`watch`), and it
+//! calls any endpoint with JSON (`call`).
 //!
 //! It is configured like every Rotor process, by the `ROTOR_*` variables,
 //! with flags that override them. Every command prints a table for people
 //! or, with `--json`, JSON for scripts. Exit codes: 0 on success, 1 when a
 //! server, a call or a component fails, 2 for a usage error.
 
+mod call;
 mod connect;
 mod describe;
 mod ls;
 mod micro;
 mod output;
+mod stats;
 mod target;
 mod watch;
 
@@ -59,6 +62,10 @@ enum Command {
     Ls(ls::LsArgs),
     /// Show what every instance of a component serves ($SRV.INFO).
     Describe(describe::DescribeArgs),
+    /// Call an endpoint with a JSON request.
+    Call(call::CallArgs),
+    /// Show request counts, errors and timings ($SRV.STATS).
+    Stats(stats::StatsArgs),
     /// Print instances of a component as they join (+) and leave (-).
     Watch(watch::WatchArgs),
 }
@@ -117,6 +124,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Ls(args) => ls::run(&global, args).await,
             Command::Describe(args) => describe::run(&global, args).await,
+            Command::Call(args) => call::run(&global, args).await,
+            Command::Stats(args) => stats::run(&global, args).await,
             Command::Watch(args) => watch::run(&global, args).await,
         }
     });

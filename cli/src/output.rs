@@ -74,6 +74,10 @@ impl Table {
         self.rows.push(cells);
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
     pub fn render(&self, style: Style) -> String {
         // Widths count characters of the plain text: colour codes take no
         // room on the screen, and `µ` is one column.
@@ -120,6 +124,20 @@ pub fn print_text(text: &str) {
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(text.as_bytes());
     let _ = stdout.flush();
+}
+
+/// A processing time given in nanoseconds, in the unit that suits it.
+pub fn nanos(ns: u64) -> String {
+    let ns = ns as f64;
+    if ns < 1e3 {
+        format!("{ns}ns")
+    } else if ns < 1e6 {
+        format!("{:.1}µs", ns / 1e3)
+    } else if ns < 1e9 {
+        format!("{:.1}ms", ns / 1e6)
+    } else {
+        format!("{:.2}s", ns / 1e9)
+    }
 }
 
 /// A spinner on stderr while the command waits, when stderr is a terminal;
@@ -177,5 +195,13 @@ mod tests {
         t.row(vec![Cell::painted("up", Paint::Green), "z".into()]);
         let text = t.render(Style { colour: true });
         assert!(text.contains("\x1b[32mup\x1b[0m  z"), "{text:?}");
+    }
+
+    #[test]
+    fn times_take_the_unit_that_suits_them() {
+        assert_eq!(nanos(812), "812ns");
+        assert_eq!(nanos(41_230), "41.2µs");
+        assert_eq!(nanos(3_100_000), "3.1ms");
+        assert_eq!(nanos(1_200_000_000), "1.20s");
     }
 }

@@ -2,7 +2,7 @@
 //! checked by the same rules as the macros apply, so that a typo is told
 //! apart from a component that is not running.
 
-use rotor_names::{service_name, validate_component, validate_namespace};
+use rotor_names::{service_name, validate_component, validate_endpoint, validate_namespace};
 
 use crate::Failure;
 
@@ -48,6 +48,17 @@ pub fn component(text: &str) -> Result<ComponentName, Failure> {
     }
 }
 
+pub fn endpoint(text: &str) -> Result<(ComponentName, String), Failure> {
+    match text.split('/').collect::<Vec<_>>()[..] {
+        [namespace, component, endpoint] => {
+            let component = parts(namespace, component)?;
+            checked(validate_endpoint(endpoint))?;
+            Ok((component, endpoint.to_string()))
+        }
+        _ => Err(usage(text, "NAMESPACE/COMPONENT/ENDPOINT, such as hello/greeter/hello")),
+    }
+}
+
 fn parts(namespace: &str, component: &str) -> Result<ComponentName, Failure> {
     checked(validate_namespace(namespace))?;
     checked(validate_component(component))?;
@@ -63,12 +74,17 @@ mod tests {
         let c = component("llm.prod/tokenizer").unwrap();
         assert_eq!((c.namespace.as_str(), c.component.as_str()), ("llm.prod", "tokenizer"));
         assert_eq!(c.service(), "llm_prod_tokenizer");
+        let (c, e) = endpoint("hello/greeter/hello").unwrap();
+        assert_eq!((c.to_string(), e.as_str()), ("hello/greeter".to_string(), "hello"));
     }
 
     #[test]
     fn malformed_names_are_usage_errors() {
         for bad in ["hello", "hello/greeter/hello"] {
             assert_eq!(component(bad).unwrap_err().code, 2, "{bad}");
+        }
+        for bad in ["hello/greeter", "a/b/c/d", "hello/Greeter/hello"] {
+            assert_eq!(endpoint(bad).unwrap_err().code, 2, "{bad}");
         }
     }
 }

@@ -126,6 +126,13 @@ impl Run {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.stdout))
     }
 
+    fn json_lines(&self) -> Vec<Value> {
+        self.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+            .collect()
+    }
+
     #[track_caller]
     fn succeeded(self) -> Run {
         assert_eq!(self.code, Some(0), "stdout: {}\nstderr: {}", self.stdout, self.stderr);
@@ -203,6 +210,16 @@ impl Drop for Lines {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// An instance id as JSON carries it: a hex string (a number from a
+/// runtime before ids went out as hex).
+fn hex(value: &Value) -> String {
+    match value {
+        Value::String(hex) => hex.clone(),
+        Value::Number(n) => format!("{:x}", n.as_i64().expect("an i64")),
+        other => panic!("not an instance id: {other}"),
     }
 }
 
@@ -325,6 +342,174 @@ fn describe_of_a_component_nobody_serves_fails_and_says_so() {
 }
 
 #[test]
+fn call_of_hello_prints_the_greeting_from_an_argument_or_stdin() {
+    let servers = Servers::start();
+    let server = Server::hello(&servers);
+
+    let run = rotor(&servers, &["call", "hello/greeter/hello", r#"{"name": "Ada"}"#]).succeeded();
+    let reply = run.json();
+    assert_eq!(reply["text"], "Hello, Ada!");
+    assert_eq!(hex(&reply["served_by"]), server.id);
+    assert!(run.stdout.contains("\n  \"text\": \"Hello, Ada!\""), "pretty-printed: {}", run.stdout);
+
+    let run =
+        rotor_in(&servers.env(), &["call", "hello/greeter/hello", "-", "--json"], Some(r#"{"name":"Bo"}"#));
+    let run = run.succeeded();
+    assert_eq!(run.stdout.lines().count(), 1, "one line with --json: {}", run.stdout);
+    assert_eq!(run.json()["text"], "Hello, Bo!");
+
+    // No argument and an empty stdin: the request is null, which is `()`.
+    let run = rotor_in(&servers.env(), &["call", "hello/greeter/ping"], Some("")).succeeded();
+    assert_eq!(hex(&run.json()), server.id);
+
+    // A blank --etcd-endpoints leaves etcd out: the call goes to the queue group.
+    let run = rotor(&servers, &["call", "hello/greeter/ping", "null", "--etcd-endpoints", ""]).succeeded();
+    assert_eq!(hex(&run.json()), server.id);
+}
+
+#[test]
+fn call_with_an_empty_name_prints_the_application_error_with_code_422_and_exits_1() {
+    let servers = Servers::start();
+    let server = Server::hello(&servers);
+
+    let run = rotor(&servers, &["call", "hello/greeter/hello", r#"{"name": ""}"#]);
+    assert_eq!(run.code, Some(1));
+    assert_eq!(run.stderr.trim(), format!(r#"error (code 422) from instance {}: "EmptyName""#, server.id));
+    assert_eq!(run.stdout, "");
+
+    let run = rotor(&servers, &["call", "hello/greeter/hello", r#"{"name": ""}"#, "--json"]);
+    assert_eq!(run.code, Some(1));
+    let error = &run.json()["error"];
+    assert_eq!(error["code"], 422);
+    assert_eq!(error["kind"], "application");
+    assert_eq!(error["instance"], server.id.as_str());
+    assert_eq!(error["body"], "EmptyName");
+}
+
+#[test]
+fn call_with_instance_goes_to_that_instance() {
+    let servers = Servers::start();
+    let _a = Server::hello(&servers);
+    let b = Server::hello(&servers);
+    for _ in 0..4 {
+        let run = rotor_in(&servers.env(), &["call", "hello/greeter/ping", "--instance", &b.id], Some(""));
+        assert_eq!(hex(&run.succeeded().json()), b.id);
+    }
+}
+
+#[test]
+fn call_that_fails_in_transport_prints_the_message_and_code_and_exits_1() {
+    let servers = Servers::start();
+    let _server = Server::hello(&servers);
+
+    let run = rotor(&servers, &["call", "hello/greeter/hello", r#"{"name":"x"}"#, "--instance", "abc"]);
+    assert_eq!(run.code, Some(1));
+    assert!(
+        run.stderr.starts_with(
+            "error (code 404, unknown_instance): instance abc does not serve hello/greeter/hello"
+        ),
+        "{}",
+        run.stderr
+    );
+
+    let run = rotor(&servers, &["call", "hello/greeter/hello", r#"{"nom":"x"}"#, "--json"]);
+    assert_eq!(run.code, Some(1));
+    let error = &run.json()["error"];
+    assert_eq!((error["code"].as_u64(), error["kind"].as_str()), (Some(400), Some("bad_request")), "{error}");
+    assert!(error["message"].as_str().unwrap().contains("missing field `name`"), "{error}");
+}
+
+#[test]
+fn call_to_an_instance_that_does_not_answer_times_out_with_code_408() {
+    let servers = Servers::start();
+    let server = Server::hello(&servers);
+    // Stopped, it stays registered until its 3 s lease runs out, and
+    // answers nothing meanwhile.
+    server.signal("-STOP");
+    let args = ["call", "hello/greeter/ping", "null", "--instance", &server.id, "--timeout", "300ms"];
+    let run = rotor(&servers, &args);
+    server.signal("-CONT");
+    assert_eq!(run.code, Some(1));
+    assert!(run.stderr.starts_with("error (code 408, timeout): no reply on "), "{}", run.stderr);
+    assert!(run.stderr.contains("hint: allow more time with --timeout"), "{}", run.stderr);
+}
+
+#[test]
+fn call_of_a_streaming_endpoint_prints_each_item_in_order() {
+    let servers = Servers::start();
+    let _server = Server::streaming(&servers);
+    let prompt = r#"{"text": "the quick brown fox", "repeat": 2, "pause_ms": 1}"#;
+    let words = ["the", "quick", "brown", "fox", "the", "quick", "brown", "fox"];
+
+    // Found out by the plain call's answer, then with --stream at once.
+    for args in [
+        vec!["call", "llm/generator/generate", prompt],
+        vec!["call", "--stream", "llm/generator/generate", prompt],
+    ] {
+        let items = rotor(&servers, &args).succeeded().json_lines();
+        let texts: Vec<&str> = items.iter().map(|i| i["text"].as_str().unwrap()).collect();
+        assert_eq!(texts, words);
+        let indexes: Vec<u64> = items.iter().map(|i| i["index"].as_u64().unwrap()).collect();
+        assert_eq!(indexes, (0..8).collect::<Vec<_>>());
+    }
+
+    // An error mid-stream comes after the items before it, and fails the run.
+    let run = rotor(
+        &servers,
+        &["call", "llm/generator/generate", r#"{"text":"a b forbidden","repeat":1,"pause_ms":0}"#],
+    );
+    assert_eq!(run.code, Some(1));
+    assert_eq!(run.json_lines().len(), 2, "{}", run.stdout);
+    assert!(run.stderr.starts_with("error (code 422) from instance "), "{}", run.stderr);
+    assert!(run.stderr.trim().ends_with(r#": {"Forbidden":2}"#), "{}", run.stderr);
+}
+
+#[test]
+fn stats_after_some_calls_shows_their_counts_per_endpoint() {
+    let servers = Servers::start();
+    let server = Server::hello(&servers);
+    for name in ["a", "b", "c", ""] {
+        rotor(&servers, &["call", "hello/greeter/hello", &format!(r#"{{"name":"{name}"}}"#)]);
+    }
+
+    let run = rotor(&servers, &["stats", "hello/greeter"]).succeeded();
+    let row = |endpoint: &str| -> Vec<String> {
+        let line = run.stdout.lines().find(|l| l.split_whitespace().nth(2) == Some(endpoint)).unwrap();
+        line.split_whitespace().map(String::from).collect()
+    };
+    let hello = row("hello");
+    assert_eq!(hello[..5], ["hello_greeter", &server.id, "hello", "4", "1"], "{}", run.stdout);
+    assert_eq!(hello[6..].join(" "), "422:a name is required");
+    assert_eq!(row("ping")[3..5], ["0", "0"]);
+
+    let json = rotor(&servers, &["stats", "hello/greeter", "--json"]).succeeded().json();
+    let service = &json["services"][0];
+    assert_eq!(service["service"], "hello_greeter");
+    assert_eq!(service["instance"], server.id.as_str());
+    let hello = &service["endpoints"][0];
+    assert_eq!(
+        (hello["name"].as_str(), hello["requests"].as_u64(), hello["errors"].as_u64()),
+        (Some("hello"), Some(4), Some(1))
+    );
+    assert_eq!(hello["rotor"]["requests"], 4, "Rotor's own figures ride along: {hello}");
+
+    // Without a component: every service on this NATS, this one among them.
+    let all = rotor(&servers, &["stats", "--json", "--timeout", "500ms"]).succeeded().json();
+    assert!(all["services"].as_array().unwrap().iter().any(|s| s["service"] == "hello_greeter"), "{all}");
+}
+
+#[test]
+fn stats_watch_refreshes_until_count() {
+    let servers = Servers::start();
+    let _server = Server::hello(&servers);
+    let run =
+        rotor(&servers, &["stats", "hello/greeter", "--watch", "0.1", "--count", "3", "--json"]).succeeded();
+    let refreshes = run.json_lines();
+    assert_eq!(refreshes.len(), 3, "{}", run.stdout);
+    assert!(refreshes.iter().all(|r| r["services"][0]["service"] == "hello_greeter"));
+}
+
+#[test]
 fn watch_sees_an_instance_join_and_then_leave_when_it_stops() {
     let servers = Servers::start();
     let first = Server::hello(&servers);
@@ -354,7 +539,9 @@ fn a_down_nats_gives_an_error_naming_the_address_and_a_non_zero_exit() {
     let etcd = Etcd::start();
     let dead = format!("nats://127.0.0.1:{}", support::free_port());
     let env = [("ROTOR_NATS_URL", dead.clone()), ("ROTOR_ETCD_ENDPOINTS", etcd.endpoint())];
-    for args in [&["ls"][..], &["describe", "hello/greeter"]] {
+    for args in
+        [&["ls"][..], &["describe", "hello/greeter"], &["call", "hello/greeter/ping", "null"], &["stats"]]
+    {
         let run = rotor_in(&env, args, None);
         assert_eq!(run.code, Some(1), "{args:?}");
         let expected = format!("error: cannot reach NATS at {dead} (set by ROTOR_NATS_URL): ");
@@ -397,10 +584,13 @@ fn without_configuration_the_error_names_the_variable_to_set() {
 }
 
 #[test]
-fn malformed_names_are_usage_errors_with_exit_code_2() {
+fn malformed_names_and_requests_are_usage_errors_with_exit_code_2() {
     let env = [("ROTOR_NATS_URL", "nats://127.0.0.1:1".to_string())];
     for (args, message) in [
         (&["describe", "greeter"][..], r#"error: "greeter" is not NAMESPACE/COMPONENT"#),
+        (&["call", "hello/greeter", "{}"], r#"error: "hello/greeter" is not NAMESPACE/COMPONENT/ENDPOINT"#),
+        (&["call", "hello/greeter/hello", "{"], "error: the request is not JSON"),
+        (&["call", "hello/greeter/hello", "{}", "--instance", "xyz"], r#"error: --instance "xyz" is not"#),
         (&["ls", "--timeout", "soon"], "error: invalid value 'soon' for '--timeout <TIME>'"),
     ] {
         let run = rotor_in(&env, args, None);
