@@ -201,6 +201,23 @@ async fn malformed_payload_is_a_decode_error_and_the_server_keeps_serving() {
 }
 
 #[tokio::test]
+async fn the_lease_is_taken_at_the_first_serve_and_followed_from_before() {
+    let rt = Runtime::embedded().await.unwrap();
+    let mut changes = rt.lease_changes();
+    assert_eq!(*changes.borrow(), rotor::discovery::LeaseState { id: InstanceId(0), live: false });
+    let server = rt.serve(Counter::new()).await.unwrap();
+    let seen =
+        tokio::time::timeout(Duration::from_secs(5), changes.wait_for(|s| s.live)).await.unwrap().unwrap().id;
+    assert_eq!(seen, server.instance_id());
+    assert_eq!(rt.instance_id(), server.instance_id());
+
+    let shut = Runtime::embedded().await.unwrap();
+    shut.shutdown().await.unwrap();
+    let err = shut.serve(Counter::new()).await.err().expect("no serving after shutdown");
+    assert!(matches!(err, rotor::Error::LeaseRevoked { .. }), "{err}");
+}
+
+#[tokio::test]
 async fn a_bounded_wait_for_a_component_nobody_serves_ends_with_what_to_check() {
     let rt = Runtime::embedded().await.unwrap();
     let client = Counter::client(&rt).await.unwrap();

@@ -147,6 +147,7 @@ fn generate(c: &Component, fallback: bool) -> TokenStream {
         .filter(|(_, ep)| {
             !fallback
                 || (matches!(ep.output, Output::Result { .. } | Output::Stream { .. })
+                    && ep.method.sig.generics.params.is_empty()
                     && !CLIENT_METHODS.contains(&ep.method.sig.ident.to_string().as_str()))
         })
         .map(|(i, ep)| EndpointGen::new(i, ep, &service, &krate, &private, fallback))

@@ -14,7 +14,8 @@ pub struct InstanceId(pub i64);
 
 impl Serialize for InstanceId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        // Binary formats keep the number: hex is for people.
+        if s.is_human_readable() { s.collect_str(self) } else { s.serialize_i64(self.0) }
     }
 }
 
@@ -26,10 +27,14 @@ impl<'de> Deserialize<'de> for InstanceId {
             Hex(String),
             Number(i64),
         }
+        if !d.is_human_readable() {
+            return i64::deserialize(d).map(InstanceId);
+        }
         match Either::deserialize(d)? {
             Either::Number(n) => Ok(InstanceId(n)),
-            Either::Hex(hex) => i64::from_str_radix(&hex, 16)
-                .map(InstanceId)
+            // As printed: the two's complement bits of a negative id.
+            Either::Hex(hex) => u64::from_str_radix(&hex, 16)
+                .map(|bits| InstanceId(bits as i64))
                 .map_err(|_| serde::de::Error::custom(format!("instance id {hex:?} is not hexadecimal"))),
         }
     }
@@ -87,5 +92,8 @@ mod tests {
         assert_eq!(serde_json::from_str::<InstanceId>("\"2040a233cd2b2006\"").unwrap(), id);
         assert_eq!(serde_json::from_str::<InstanceId>(&id.0.to_string()).unwrap(), id);
         assert!(serde_json::from_str::<InstanceId>("\"xyz\"").is_err());
+        let negative = InstanceId(-2);
+        let text = serde_json::to_string(&negative).unwrap();
+        assert_eq!(serde_json::from_str::<InstanceId>(&text).unwrap(), negative, "{text}");
     }
 }

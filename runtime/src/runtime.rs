@@ -47,18 +47,50 @@ enum Identity {
 struct LazyLease {
     discovery: Arc<dyn Discovery>,
     lease: tokio::sync::OnceCell<Arc<dyn Lease>>,
-    /// What [`Runtime::lease_changes`] shows before there is a lease.
-    none: watch::Sender<LeaseState>,
+    /// What [`Runtime::lease_changes`] shows: id 0 and not live until the
+    /// lease is taken, then the lease's own state, forwarded.
+    state: Arc<watch::Sender<LeaseState>>,
+    /// Set by [`Runtime::shutdown`]: no lease is taken after it.
+    shut: std::sync::atomic::AtomicBool,
 }
 
 impl LazyLease {
     fn new(discovery: Arc<dyn Discovery>) -> Self {
-        let none = watch::channel(LeaseState { id: InstanceId(0), live: false }).0;
-        LazyLease { discovery, lease: tokio::sync::OnceCell::new(), none }
+        let state = Arc::new(watch::channel(LeaseState { id: InstanceId(0), live: false }).0);
+        LazyLease { discovery, lease: tokio::sync::OnceCell::new(), state, shut: Default::default() }
     }
 
     async fn get(&self) -> Result<&Arc<dyn Lease>, Error> {
-        self.lease.get_or_try_init(|| self.discovery.grant_lease()).await
+        let revoked = || Error::LeaseRevoked { instance: InstanceId(0) };
+        if self.shut.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(revoked());
+        }
+        let lease = self
+            .lease
+            .get_or_try_init(|| async {
+                let lease = self.discovery.grant_lease().await?;
+                let (mut changes, state) = (lease.changes(), Arc::downgrade(&self.state));
+                tokio::spawn(async move {
+                    loop {
+                        let now = *changes.borrow_and_update();
+                        let Some(state) = state.upgrade() else { return };
+                        state.send_replace(now);
+                        drop(state);
+                        if changes.changed().await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                Ok::<_, Error>(lease)
+            })
+            .await?;
+        // A shutdown that ran while the lease was being granted found none
+        // to revoke: revoke it here rather than serve under it.
+        if self.shut.load(std::sync::atomic::Ordering::SeqCst) {
+            let _ = lease.revoke().await;
+            return Err(revoked());
+        }
+        Ok(lease)
     }
 }
 
@@ -123,11 +155,14 @@ impl Runtime {
         }
     }
 
-    /// The lease id and whether it is live, now and as they change, once the
-    /// runtime serves (before that, id 0 and not live).
+    /// The lease id and whether it is live, now and as they change: id 0
+    /// and not live until the runtime first serves and takes its lease.
     pub fn lease_changes(&self) -> watch::Receiver<LeaseState> {
         match &self.inner.identity {
-            Identity::Lease(lazy) => lazy.lease.get().map_or_else(|| lazy.none.subscribe(), |l| l.changes()),
+            Identity::Lease(lazy) => match lazy.lease.get() {
+                Some(lease) => lease.changes(),
+                None => lazy.state.subscribe(),
+            },
             Identity::Fixed(state) => state.subscribe(),
         }
     }
@@ -204,10 +239,13 @@ impl Runtime {
     /// made under it. Serve handles still alive stop being discoverable.
     pub async fn shutdown(&self) -> Result<(), Error> {
         match &self.inner.identity {
-            Identity::Lease(lazy) => match lazy.lease.get() {
-                Some(lease) => lease.revoke().await,
-                None => Ok(()),
-            },
+            Identity::Lease(lazy) => {
+                lazy.shut.store(true, std::sync::atomic::Ordering::SeqCst);
+                match lazy.lease.get() {
+                    Some(lease) => lease.revoke().await,
+                    None => Ok(()),
+                }
+            }
             Identity::Fixed(state) => {
                 state.send_modify(|s| s.live = false);
                 Ok(())

@@ -75,7 +75,15 @@ impl ReplySink {
     /// Sends the outcome: the reply, or, when a stream was accepted, the
     /// failure that ends it.
     pub(crate) async fn finish(self, outcome: Outcome) {
-        let Outcome::Reply(reply) = outcome else { return };
+        let reply = match (outcome, &self) {
+            (Outcome::Reply(reply), _) => reply,
+            (Outcome::Streamed, ReplySink::Stream(_)) => return,
+            // Only a handler written by hand can claim a stream it never
+            // opened: the caller still gets an answer.
+            (Outcome::Streamed, ReplySink::Unary(_)) => {
+                super::outcome::internal("the handler ended a stream it never opened")
+            }
+        };
         match self {
             ReplySink::Unary(answer) => answer.send(reply).await,
             ReplySink::Stream(slot) => match slot.take() {

@@ -158,10 +158,7 @@ impl MicroService {
                 });
             }
         }
-        let started = serde_json::to_value(async_nats::datetime::now())
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
+        let started = rfc3339(std::time::SystemTime::now());
         MicroService {
             name: spec.name.clone(),
             id: new_id(),
@@ -275,9 +272,55 @@ impl Verb {
     }
 }
 
+/// `at` as an RFC 3339 UTC timestamp with microseconds, as the micro
+/// protocol's `started` field has it (`2026-12-01T22:50:15.600581Z`).
+fn rfc3339(at: std::time::SystemTime) -> String {
+    let since = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let (days, secs) = ((since.as_secs() / 86_400) as i64, since.as_secs() % 86_400);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        since.subsec_micros()
+    )
+}
+
 /// A service instance id in the style of NATS's own (22 characters of
 /// `[0-9A-Za-z]`): unique per served component, not per runtime.
 fn new_id() -> String {
     const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     (0..22).map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::rfc3339;
+
+    #[test]
+    fn started_is_an_rfc3339_timestamp() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000000Z");
+        let at = UNIX_EPOCH + Duration::from_micros(1_796_165_415_600_581);
+        assert_eq!(rfc3339(at), "2026-12-01T22:50:15.600581Z");
+        let leap_day = UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(rfc3339(leap_day), "2000-02-29T00:00:00.000000Z");
+        let stats: async_nats::service::Stats = serde_json::from_value(serde_json::json!({
+            "type": super::STATS_RESPONSE, "name": "s", "id": "i", "version": "0.1.0",
+            "started": rfc3339(std::time::SystemTime::now()), "endpoints": [],
+        }))
+        .expect("async-nats reads the timestamp");
+        assert_eq!(stats.name, "s");
+    }
 }
