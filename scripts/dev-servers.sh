@@ -14,6 +14,14 @@ monitor_port=${ROTOR_DEV_NATS_MONITOR_PORT:-8222}
 for bin in etcd nats-server; do
   command -v "$bin" >/dev/null || { echo "$bin is missing: sudo apt-get install -y etcd-server nats-server" >&2; exit 1; }
 done
+# A port something already listens on is refused before anything starts:
+# the servers' own errors would come only after the script had looked up.
+for port in "$etcd_port" "$((etcd_port + 1))" "$nats_port" "$monitor_port"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "127.0.0.1:$port is taken: is another copy running? Set ROTOR_DEV_ETCD_PORT, ROTOR_DEV_NATS_PORT or ROTOR_DEV_NATS_MONITOR_PORT" >&2
+    exit 1
+  fi
+done
 data=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$data"' EXIT
 
