@@ -485,3 +485,19 @@ async fn a_stream_failed_by_the_caller_cancels_the_server() {
     let after = dropped.saturating_duration_since(failed);
     assert!(after < Duration::from_millis(500), "the server stopped {after:?} later, not at once");
 }
+
+#[tokio::test]
+async fn a_stream_request_whose_inbox_is_not_an_inbox_is_refused() {
+    let rt = Runtime::embedded().await.unwrap();
+    let server = rt.serve(Numbers::default()).await.unwrap();
+    // A caller that asks the server to publish its stream on `$SRV.PING`.
+    let mut request = rotor::wire::Message::request(bytes::Bytes::new(), None);
+    request.headers.insert(rotor::wire::header::STREAM_INBOX, "$SRV.PING");
+    request.headers.insert(rotor::wire::header::STREAM_WINDOW, "10 1000");
+    let reply =
+        rt.transport().request(Numbers::ENDLESS_SUBJECT, request, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(reply.error_kind(), Some(ErrorKind::Decode));
+    let text = reply.headers.get(rotor::wire::header::SERVICE_ERROR).unwrap();
+    assert!(text.contains("is not an inbox"), "{text}");
+    assert_eq!(server.service().produced.load(Ordering::Relaxed), 0, "the handler never ran");
+}

@@ -80,13 +80,21 @@ impl<S: Endpoints> Dispatcher<S> {
                 return;
             }
         };
+        // Only a streaming endpoint reads the stream headers.
+        let setup =
+            match served.streaming.then(|| StreamSetup::from_headers(&message.headers, &self.transport)) {
+                None | Some(Ok(None)) => None,
+                Some(Ok(Some(setup))) => Some(setup),
+                Some(Err(text)) => {
+                    let reply = Message::error(ErrorKind::Decode, &text);
+                    tokio::spawn(ReplySink::Unary(answer).finish(Outcome::Reply(reply)));
+                    return;
+                }
+            };
         let arrived = Instant::now();
         let metrics = &served.metrics;
         metrics.inflight.inc();
         metrics.request_bytes.inc_by(message.payload.len() as u64);
-        // Only a streaming endpoint reads the stream headers.
-        let setup =
-            served.streaming.then(|| StreamSetup::from_headers(&message.headers, &self.transport)).flatten();
         let (sink, stream) = match setup {
             Some(setup) => {
                 let slot = StreamSlot::new(answer, setup);

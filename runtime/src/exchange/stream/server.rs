@@ -33,23 +33,48 @@ pub(crate) struct StreamSetup {
 
 impl StreamSetup {
     /// The caller's stream request, from its headers; `None` when it asked
-    /// for no stream (a plain request to a streaming endpoint).
-    pub(crate) fn from_headers(headers: &Headers, transport: &Arc<dyn Transport>) -> Option<Self> {
-        let inbox = headers.get(header::STREAM_INBOX)?;
+    /// for no stream (a plain request to a streaming endpoint); `Err` with
+    /// the reason when the inbox is not one.
+    pub(crate) fn from_headers(
+        headers: &Headers,
+        transport: &Arc<dyn Transport>,
+    ) -> Result<Option<Self>, String> {
+        let Some(inbox) = headers.get(header::STREAM_INBOX) else { return Ok(None) };
+        if !is_inbox(inbox) {
+            return Err(format!(
+                "{} {inbox:?} is not an inbox: a stream goes only to a subject under {INBOX_PREFIX} with \
+                 no wildcard",
+                header::STREAM_INBOX
+            ));
+        }
         let window = headers.get(header::STREAM_WINDOW).and_then(parse_pair).unwrap_or((1, 1));
         let heartbeat = headers
             .get(header::STREAM_HEARTBEAT_MS)
             .and_then(|h| h.parse().ok())
             .map(Duration::from_millis)
             .unwrap_or(DEFAULT_HEARTBEAT);
-        Some(StreamSetup {
+        Ok(Some(StreamSetup {
             inbox: inbox.to_string(),
             window: window.0.clamp(1, u64::from(u32::MAX)) as u32,
             window_bytes: window.1.max(1),
             heartbeat: clamp_heartbeat(heartbeat),
             transport: transport.clone(),
-        })
+        }))
     }
+}
+
+/// Where every caller's inboxes live (NATS's default, and the in-process
+/// transport's).
+const INBOX_PREFIX: &str = "_INBOX.";
+
+/// A subject a stream may be sent to: a caller's inbox, never another
+/// endpoint or `$SRV.*`, so that a request cannot turn a server into a
+/// publisher on subjects its caller may not publish to.
+fn is_inbox(subject: &str) -> bool {
+    subject.len() > INBOX_PREFIX.len()
+        && subject.starts_with(INBOX_PREFIX)
+        && !subject.contains(['*', '>', ' ', '\t', '\r', '\n'])
+        && !subject.split('.').any(str::is_empty)
 }
 
 /// How a stream's items and its error are encoded and described.
@@ -214,6 +239,30 @@ where
                 }
                 let _ = transport.publish(setup.inbox.clone(), control(kind::HEARTBEAT)).await;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_inbox;
+
+    #[test]
+    fn only_an_inbox_may_receive_a_stream() {
+        for ok in ["_INBOX.abc", "_INBOX.inproc.7", "_INBOX.Ab12.x"] {
+            assert!(is_inbox(ok), "{ok}");
+        }
+        for bad in [
+            "$SRV.PING",
+            "svc.endpoint",
+            "_INBOX.",
+            "_INBOX.>",
+            "_INBOX.*",
+            "_INBOX..a",
+            "_INBOXa.b",
+            "_INBOX.a b",
+        ] {
+            assert!(!is_inbox(bad), "{bad}");
         }
     }
 }
