@@ -5,9 +5,7 @@
 mod support;
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::OnceLock;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -16,31 +14,6 @@ use support::{Etcd, Servers};
 
 /// Bounds every wait in this file: a hang fails the test instead.
 const WAIT: Duration = Duration::from_secs(30);
-
-/// An example binary of the `rotor` package, built once per test run. The
-/// harness's own `support::example` builds the package of the test that
-/// includes it, which here is this one; the examples are the facade's.
-fn example(name: &str) -> PathBuf {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
-    let release = profile_dir.file_name().is_some_and(|n| n == "release");
-    BUILT.get_or_init(|| {
-        let mut args = vec!["build", "--quiet", "-p", "rotor", "--examples", "--features", "etcd"];
-        if release {
-            args.push("--release");
-        }
-        let status = Command::new(env!("CARGO"))
-            .args(args)
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-            .status()
-            .expect("run cargo build --examples");
-        assert!(status.success(), "cargo build --examples failed");
-    });
-    let path = profile_dir.join("examples").join(name);
-    assert!(path.is_file(), "{} was not built", path.display());
-    path
-}
 
 /// A served example; killed when dropped.
 struct Server {
@@ -61,7 +34,7 @@ impl Server {
     }
 
     fn start(servers: &Servers, name: &str, args: &[&str], first: &str) -> Server {
-        let mut child = Command::new(example(name))
+        let mut child = Command::new(support::example(name))
             .args(args)
             .envs(servers.env())
             .env("RUST_LOG", "warn")

@@ -331,7 +331,7 @@ pub fn signal(child: &Child, signal: &str) {
     assert!(status.expect("run kill").success(), "kill -{signal} {}", child.id());
 }
 
-/// The path of an example binary of this package, built once per test run.
+/// The path of an example binary of the `rotor` package, built once per test run.
 pub fn example(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     // Tests run from target/<profile>/deps/; examples live in target/<profile>/examples/.
@@ -339,7 +339,9 @@ pub fn example(name: &str) -> PathBuf {
     let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
     let release = profile_dir.file_name().is_some_and(|n| n == "release");
     BUILT.get_or_init(|| {
-        let mut args = vec!["build", "--quiet", "--examples", "--features", "etcd"];
+        // `-p rotor`: the examples are the facade's, whichever member's
+        // tests ask for them.
+        let mut args = vec!["build", "--quiet", "-p", "rotor", "--examples", "--features", "etcd"];
         if release {
             args.push("--release");
         }
