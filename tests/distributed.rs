@@ -453,7 +453,7 @@ async fn nats_token_authentication() {
 
     let wrong = NatsConfig { urls: vec![nats.url()], ..NatsConfig::default() };
     let err = Runtime::builder().nats(wrong).build().await.unwrap_err();
-    assert!(matches!(err, rotor::Error::Unreachable { engine: "NATS", .. }), "{err}");
+    assert!(matches!(err, rotor::Error::Refused { engine: "NATS", .. }), "{err}");
 }
 
 #[tokio::test]

@@ -74,6 +74,23 @@ pub enum Error {
         detail: String,
     },
 
+    /// A server answered but turned this client away: its credentials or
+    /// its certificates. The message says which settings decide it, never
+    /// their secret values.
+    #[error("{engine} at {address} (set by {source_of_address}) refused this client: {detail}; {hint}")]
+    Refused {
+        /// `NATS` or `etcd`.
+        engine: &'static str,
+        /// The address tried.
+        address: String,
+        /// The variable (or builder) that gave the address.
+        source_of_address: String,
+        /// What the server or the TLS handshake said.
+        detail: String,
+        /// What to check.
+        hint: String,
+    },
+
     /// The lease was revoked; nothing can be registered under it any more.
     #[error("lease {instance} has been revoked; this runtime was shut down")]
     LeaseRevoked {

@@ -347,13 +347,16 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Uses NATS as the transport.
+    /// Uses NATS as the transport, with the authentication (token, user and
+    /// password, nkey, creds) and TLS (CA, client certificate) that `nats`
+    /// names; see [`NatsConfig`].
     pub fn nats(mut self, nats: NatsConfig) -> Self {
         self.config.nats = Some(nats);
         self
     }
 
-    /// Uses etcd for discovery.
+    /// Uses etcd for discovery, with the user and TLS (CA, client
+    /// certificate) that `etcd` names; see [`EtcdConfig`].
     pub fn etcd(mut self, etcd: EtcdConfig) -> Self {
         self.config.etcd = Some(etcd);
         self

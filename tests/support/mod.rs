@@ -356,3 +356,4 @@ pub fn example(name: &str) -> PathBuf {
     assert!(path.is_file(), "{} was not built", path.display());
     path
 }
+pub mod secure;

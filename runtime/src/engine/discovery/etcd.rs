@@ -12,15 +12,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, TlsOptions,
-    Txn, TxnOp, WatchOptions,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity, PutOptions,
+    TlsOptions, Txn, TxnOp, WatchOptions,
 };
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{Discovery, InstanceList, InstanceRecord, Lease, LeaseState, key_of};
-use crate::engine::config::EtcdConfig;
+use crate::engine::config::{ClientCertificate, EtcdConfig, redact_url};
 use crate::{Error, Guard, InstanceId};
 
 /// How long one etcd call may take before it counts as failed.
@@ -57,9 +57,10 @@ impl EtcdDiscovery {
         connect_timeout: Duration,
         ttl: Duration,
     ) -> Result<Self, Error> {
+        let address = config.display_endpoints();
         let unreachable = |detail: String| Error::Unreachable {
             engine: "etcd",
-            address: config.endpoints.join(","),
+            address: address.clone(),
             source_of_address: config.source.to_string(),
             detail,
         };
@@ -73,20 +74,43 @@ impl EtcdDiscovery {
         if let Some((user, password)) = &config.user {
             options = options.with_user(user.clone(), password.clone());
         }
-        if let Some(ca) = &config.tls_ca {
-            let pem = std::fs::read(ca)
-                .map_err(|e| Error::Config(format!("cannot read etcd TLS CA {}: {e}", ca.display())))?;
-            options = options.with_tls(TlsOptions::new().ca_certificate(Certificate::from_pem(pem)));
+        if config.tls_ca.is_some() || config.client_cert.is_some() {
+            if let Some(plain) = config.endpoints.iter().find(|e| !e.starts_with("https://")) {
+                return Err(Error::Config(format!(
+                    "etcd TLS is configured (ROTOR_ETCD_TLS_CA or ROTOR_ETCD_TLS_CERT) but the endpoint {} \
+                     ({}) is not https://",
+                    redact_url(plain),
+                    config.source
+                )));
+            }
+            let read = |path: &std::path::Path, what: &str| {
+                std::fs::read(path).map_err(|e| {
+                    Error::Config(format!("cannot read the etcd {what} {}: {e}", path.display()))
+                })
+            };
+            let mut tls = TlsOptions::new();
+            if let Some(ca) = &config.tls_ca {
+                tls = tls.ca_certificate(Certificate::from_pem(read(ca, "TLS CA (ROTOR_ETCD_TLS_CA)")?));
+            }
+            if let Some(ClientCertificate { cert, key }) = &config.client_cert {
+                tls = tls.identity(Identity::from_pem(
+                    read(cert, "client certificate (ROTOR_ETCD_TLS_CERT)")?,
+                    read(key, "client key (ROTOR_ETCD_TLS_KEY)")?,
+                ));
+            }
+            options = options.with_tls(tls);
         }
         let connect = async {
             let mut client = Client::connect(&config.endpoints, Some(options)).await?;
-            // Connecting may be lazy; a read proves the server answers.
-            client.get("rotor-connect-check", None).await?;
+            // Connecting may be lazy; a read proves the server answers. The
+            // key is under the instances' prefix, so that a user allowed
+            // that prefix alone may connect.
+            client.get("instances/", None).await?;
             Ok::<_, etcd_client::Error>(client)
         };
         let client = match tokio::time::timeout(connect_timeout, connect).await {
             Ok(Ok(client)) => client,
-            Ok(Err(e)) => return Err(unreachable(e.to_string())),
+            Ok(Err(e)) => return Err(connect_error(config, address.clone(), &e)),
             Err(_) => return Err(unreachable(format!("no answer within {connect_timeout:?}"))),
         };
         Ok(EtcdDiscovery { client, ttl })
@@ -108,6 +132,99 @@ impl EtcdDiscovery {
             }
         }
         Ok((map, revision))
+    }
+}
+
+/// An error with its sources, which hold what tonic's own message leaves out
+/// (the TLS handshake's reason, for one).
+fn with_sources(e: &etcd_client::Error) -> String {
+    let mut detail = e.to_string();
+    let mut next: Option<&dyn std::error::Error> = match e {
+        etcd_client::Error::TransportError(e) => std::error::Error::source(e),
+        etcd_client::Error::IoError(e) => std::error::Error::source(e),
+        _ => None,
+    };
+    while let Some(source) = next {
+        let text = source.to_string();
+        if !detail.ends_with(&text) {
+            detail = format!("{detail}: {text}");
+        }
+        next = source.source();
+    }
+    detail
+}
+
+fn uses_tls(config: &EtcdConfig) -> bool {
+    config.tls_ca.is_some()
+        || config.client_cert.is_some()
+        || config.endpoints.iter().any(|e| e.starts_with("https://"))
+}
+
+/// [`Error::Refused`] when etcd turned this client away (password, role,
+/// certificate), [`Error::Unreachable`] otherwise.
+fn connect_error(config: &EtcdConfig, address: String, e: &etcd_client::Error) -> Error {
+    // gRPC status codes (tonic is not a dependency of its own here).
+    const INVALID_ARGUMENT: i32 = 3;
+    const PERMISSION_DENIED: i32 = 7;
+    const UNAUTHENTICATED: i32 = 16;
+    let detail = with_sources(e);
+    let lower = detail.to_ascii_lowercase();
+    let hint = match e {
+        etcd_client::Error::GRpcStatus(status)
+            if matches!(status.code() as i32, UNAUTHENTICATED | INVALID_ARGUMENT)
+                && (lower.contains("auth") || lower.contains("user")) =>
+        {
+            Some(if config.user.is_some() {
+                "check ROTOR_ETCD_USER and ROTOR_ETCD_PASSWORD".to_string()
+            } else {
+                "etcd has authentication enabled: set ROTOR_ETCD_USER and ROTOR_ETCD_PASSWORD".to_string()
+            })
+        }
+        etcd_client::Error::GRpcStatus(status) if status.code() as i32 == PERMISSION_DENIED => Some(
+            "the user may not read the instances/ prefix: grant its role readwrite on it \
+             (`etcdctl role grant-permission ROLE --prefix=true readwrite instances/`)"
+                .to_string(),
+        ),
+        _ if lower.contains("invalid peer certificate") => Some(match &config.tls_ca {
+            None => {
+                "etcd's certificate is not trusted: set ROTOR_ETCD_TLS_CA (EtcdConfig::tls_ca) to the CA \
+                     that signed it"
+                    .to_string()
+            }
+            Some(ca) => format!(
+                "etcd's certificate is not signed by {} (ROTOR_ETCD_TLS_CA), or not for this address",
+                ca.display()
+            ),
+        }),
+        // An etcd that verifies clients may close the connection on one
+        // without a certificate before it says why (TLS 1.3 checks the
+        // client's certificate after the client thinks the handshake done).
+        _ if ["certificate", "handshake", "tls", "alert"].iter().any(|w| lower.contains(w))
+            || (uses_tls(config)
+                && ["broken pipe", "connection reset", "connection closed"]
+                    .iter()
+                    .any(|w| lower.contains(w))) =>
+        {
+            Some(match &config.client_cert {
+                None => {
+                    "etcd closed the connection in TLS set-up: an etcd started with --client-cert-auth needs \
+                         ROTOR_ETCD_TLS_CERT and ROTOR_ETCD_TLS_KEY (EtcdConfig::client_cert), a certificate \
+                         signed by a CA in its --trusted-ca-file"
+                        .to_string()
+                }
+                Some(cert) => format!(
+                    "etcd closed the connection in TLS set-up: it does not accept {} (ROTOR_ETCD_TLS_CERT), \
+                     which must be signed by a CA in its --trusted-ca-file",
+                    cert.cert.display()
+                ),
+            })
+        }
+        _ => None,
+    };
+    let source_of_address = config.source.to_string();
+    match hint {
+        Some(hint) => Error::Refused { engine: "etcd", address, source_of_address, detail, hint },
+        None => Error::Unreachable { engine: "etcd", address, source_of_address, detail },
     }
 }
 

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::message::{Headers, Message, header};
 use super::{Dispatch, Incoming, Respond, ServiceSpec, Transport, within_limit};
-use crate::engine::config::{NatsAuth, NatsConfig};
+use crate::engine::config::NatsConfig;
 use crate::engine::micro::stats::ServiceStats;
 use crate::engine::micro::{Counters, MicroEndpoint, MicroService, QUEUE_GROUP, Verb};
 use crate::{Error, Guard, TransportError};
@@ -33,7 +33,7 @@ impl Nats {
     /// Connects, giving up after `connect_timeout` with an error that names
     /// the address and where it came from.
     pub async fn connect(config: &NatsConfig, connect_timeout: Duration) -> Result<Nats, Error> {
-        let address = config.urls.join(",");
+        let address = config.display_urls();
         let unreachable = |detail: String| Error::Unreachable {
             engine: "NATS",
             address: address.clone(),
@@ -44,23 +44,12 @@ impl Nats {
             return Err(unreachable("no URL given".into()));
         }
         let mut options = ConnectOptions::new().connection_timeout(connect_timeout).name("rotor");
-        options = match &config.auth {
-            NatsAuth::None => options,
-            NatsAuth::Token(token) => options.token(token.clone()),
-            NatsAuth::UserPassword { user, password } => {
-                options.user_and_password(user.clone(), password.clone())
-            }
-            NatsAuth::CredsFile(path) => options.credentials_file(path).await.map_err(|e| {
-                Error::Config(format!("cannot read NATS credentials file {}: {e}", path.display()))
-            })?,
-        };
-        if let Some(ca) = &config.tls_ca {
-            options = options.add_root_certificates(ca.clone()).require_tls(true);
-        }
+        // Authentication and TLS, and the checks of the files they name.
+        options = config.apply(options).await?;
         let connect = options.connect(config.urls.as_slice());
         let client = match tokio::time::timeout(connect_timeout, connect).await {
             Ok(Ok(client)) => client,
-            Ok(Err(e)) => return Err(unreachable(e.to_string())),
+            Ok(Err(e)) => return Err(config.connect_error(&e)),
             Err(_) => return Err(unreachable(format!("no answer within {connect_timeout:?}"))),
         };
         Ok(Nats::from_client(client))
