@@ -41,6 +41,10 @@ pub mod status;
 #[doc(hidden)]
 pub mod __private_0_1;
 
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod __fuzz;
+
 pub use engine::{config, discovery, metrics, transport};
 pub use exchange::{codec, wire};
 

@@ -129,9 +129,12 @@ pub(crate) fn failure<E>(
     error.into()
 }
 
-/// Headers of a reply, read for the instance that sent it.
+/// Headers of a reply, read for the instance that sent it: its id in hex,
+/// as [`InstanceId`] prints it (a negative id as the bits of its two's
+/// complement, as the id's own JSON form reads it back).
 pub(crate) fn answered_by(headers: &Headers) -> Option<InstanceId> {
-    headers.get(header::INSTANCE).and_then(|h| i64::from_str_radix(h, 16).ok()).map(InstanceId)
+    let bits = headers.get(header::INSTANCE).and_then(|h| u64::from_str_radix(h, 16).ok())?;
+    Some(InstanceId(bits as i64))
 }
 
 #[cfg(test)]
@@ -173,6 +176,17 @@ mod tests {
         odd.headers.insert(header::SERVICE_ERROR_CODE, "599");
         let err = decode_reply::<(), Oops>(&odd, "a/b/c", None, codec::decode, decode_oops).unwrap_err();
         assert!(matches!(err.transport(), Some(TransportError::Remote { code: 599, .. })), "{err:?}");
+    }
+
+    #[test]
+    fn a_reply_names_the_instance_that_sent_it_even_one_of_a_negative_id() {
+        for id in [0, 1, 0x2040_a233_cd2b_2006, i64::MAX, -1, i64::MIN] {
+            let headers = Headers::one(header::INSTANCE, InstanceId(id).to_string());
+            assert_eq!(answered_by(&headers), Some(InstanceId(id)), "{}", InstanceId(id));
+        }
+        for bad in ["", "-1", "x", "1 2", "10000000000000000"] {
+            assert_eq!(answered_by(&Headers::one(header::INSTANCE, bad)), None, "{bad:?}");
+        }
     }
 
     #[test]

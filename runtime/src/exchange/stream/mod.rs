@@ -15,6 +15,8 @@
 //! sends a handler's stream, `client` receives it as a [`ResponseStream`].
 
 mod client;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod fuzz;
 mod server;
 
 use std::time::Duration;
@@ -71,6 +73,22 @@ fn kind_of(message: &Message) -> Option<&str> {
 /// The sequence number of a stream end.
 fn seq_of(message: &Message) -> Option<u64> {
     message.headers.get(header::STREAM)?.split_once(' ')?.1.parse().ok()
+}
+
+/// Applies a control message from the caller to what the server may still
+/// send; `true` for a cancel. A credit without a readable grant grants
+/// nothing; a message of another kind (a keep-alive) changes nothing.
+fn on_control(credit: &mut Credit, message: &Message) -> bool {
+    match kind_of(message) {
+        Some(kind::CREDIT) => {
+            let (items, bytes) =
+                message.headers.get(header::STREAM_CREDIT).and_then(parse_pair).unwrap_or((0, 0));
+            credit.grant(items, bytes);
+            false
+        }
+        Some(kind::CANCEL) => true,
+        _ => false,
+    }
 }
 
 /// `"<items> <bytes>"`, as in the window and credit headers.

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     BATCH_HEADER, Batch, Credit, DEFAULT_HEARTBEAT, ENTRY_HEADER, MAX_BATCH, MISSED_BEATS, clamp_heartbeat,
-    control, end, kind, kind_of, parse_pair, seq_of,
+    control, end, kind, on_control, parse_pair, seq_of,
 };
 use crate::ErrorKind;
 use crate::engine::metrics::EndpointMetrics;
@@ -160,16 +160,9 @@ where
             msg = control_messages.next() => {
                 let msg = msg?;
                 heard_from_caller = Instant::now();
-                match kind_of(&msg) {
-                    Some(kind::CREDIT) => {
-                        let (items, bytes) = msg.headers.get(header::STREAM_CREDIT).and_then(parse_pair).unwrap_or((0, 0));
-                        credit.grant(items, bytes);
-                    }
-                    Some(kind::CANCEL) => {
-                        cancelled(served.metrics);
-                        return None;
-                    }
-                    _ => {}
+                if on_control(&mut credit, &msg) {
+                    cancelled(served.metrics);
+                    return None;
                 }
             }
             item = stream.next(), if credit.can_send() => {
