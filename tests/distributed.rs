@@ -626,3 +626,32 @@ async fn shutdown_ends_while_nats_is_down() {
     let report = within("shutdown with NATS down", server.shutdown()).await;
     assert!(report.drained, "nothing was in flight, so nothing was left to cancel");
 }
+
+#[tokio::test]
+async fn a_service_name_another_process_reserved_for_another_pair_is_refused_naming_both() {
+    let servers = Servers::start();
+    let rt = servers.runtime().await;
+    let mut etcd = servers.etcd.client().await;
+    // Serving reserves the service name for this pair; a second instance of
+    // the same pair shares it.
+    let first = rt.serve(Echo::new()).await.unwrap();
+    let reserved = etcd.get("services/test_dist_echo", None).await.unwrap();
+    assert_eq!(reserved.kvs()[0].value_str().unwrap(), "test.dist/echo");
+    let second = rt.with_new_lease().await.unwrap().serve(Echo::new()).await.unwrap();
+    drop((first, second));
+
+    // `test/dist_echo`, served by another binary, maps to the same name.
+    let other = Servers::start();
+    let mut etcd = other.etcd.client().await;
+    etcd.put("services/test_dist_echo", "test/dist_echo", None).await.unwrap();
+    let rt = other.runtime().await;
+    let err = rt.serve(Echo::new()).await.err().expect("refused");
+    let text = err.to_string();
+    assert!(matches!(err, rotor::Error::ServiceTaken { .. }), "{text}");
+    for part in ["test_dist_echo", "test/dist_echo", "test.dist/echo", "etcdctl del services/test_dist_echo"]
+    {
+        assert!(text.contains(part), "{part:?} missing from: {text}");
+    }
+    let keys = etcd.get("instances/test.dist/", Some(GetOptions::new().with_prefix())).await.unwrap();
+    assert!(keys.kvs().is_empty(), "nothing registered");
+}

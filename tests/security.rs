@@ -362,7 +362,12 @@ async fn a_stranger_without_publish_permission_cannot_call_the_service_while_the
 #[tokio::test]
 async fn an_etcd_user_with_the_right_password_registers_and_discovers() {
     let etcd = Etcd::start();
-    enable_etcd_auth(&mut etcd.client().await, "root-pw", &[("rotor", "rotor-pw", "instances/")]).await;
+    enable_etcd_auth(
+        &mut etcd.client().await,
+        "root-pw",
+        &[("rotor", "rotor-pw", &["instances/", "services/"])],
+    )
+    .await;
     let nats = Nats::start();
     let config = EtcdConfig { user: Some(("rotor".into(), "rotor-pw".into())), ..etcd.config() };
     let server = build(nats.config(), Some(config.clone())).await.unwrap();
@@ -390,7 +395,12 @@ async fn an_etcd_user_with_the_right_password_registers_and_discovers() {
 #[tokio::test]
 async fn a_wrong_etcd_password_is_refused_with_an_error_that_names_the_variables_and_not_the_password() {
     let etcd = Etcd::start();
-    enable_etcd_auth(&mut etcd.client().await, "root-pw", &[("rotor", "rotor-pw", "instances/")]).await;
+    enable_etcd_auth(
+        &mut etcd.client().await,
+        "root-pw",
+        &[("rotor", "rotor-pw", &["instances/", "services/"])],
+    )
+    .await;
     let nats = Nats::start();
     let wrong = EtcdConfig {
         user: Some(("rotor".into(), "not-the-password".into())),

@@ -107,6 +107,13 @@ pub enum Problem {
     },
     /// A metric label Rotor sets itself, or one starting with `__`.
     ReservedLabel,
+    /// An endpoint name that ends in `-` and hex digits, the shape of a
+    /// per-instance subject: `{service}.{name}` could then be the subject of
+    /// another endpoint on one instance.
+    InstanceSuffix {
+        /// Byte offset of the `-`.
+        at: usize,
+    },
 }
 
 /// A name that breaks Rotor's rules. Its `Display` quotes the rule.
@@ -134,10 +141,13 @@ impl NameError {
                  (lower-case ASCII letters, digits, '_' and '-') and at most {MAX_NAME_LEN} bytes; \
                  the whole namespace is at most {MAX_NAMESPACE_LEN} bytes"
             ),
-            NameKind::Component | NameKind::Endpoint => format!(
-                "{}s match {NAME_PATTERN} (lower-case ASCII letters, digits, '_' and '-') and are \
-                 1 to {MAX_NAME_LEN} bytes long",
-                self.kind
+            NameKind::Component => format!(
+                "component names match {NAME_PATTERN} (lower-case ASCII letters, digits, '_' and '-') \
+                 and are 1 to {MAX_NAME_LEN} bytes long"
+            ),
+            NameKind::Endpoint => format!(
+                "endpoint names match {NAME_PATTERN} (lower-case ASCII letters, digits, '_' and '-'), \
+                 are 1 to {MAX_NAME_LEN} bytes long, and do not end in '-' and hex digits"
             ),
         }
     }
@@ -174,6 +184,13 @@ impl NameError {
             Problem::ReservedLabel => {
                 format!("metric label name {:?} is reserved", self.name)
             }
+            Problem::InstanceSuffix { at } => format!(
+                "endpoint name {:?} ends in '-' and hex digits (from byte {at}), the shape of one \
+                 instance's subject of endpoint {:?}: the two could be the same subject (use '_', as in {:?})",
+                self.name,
+                &self.name[..*at],
+                format!("{}_{}", &self.name[..*at], &self.name[at + 1..]),
+            ),
         }
     }
 }
@@ -217,9 +234,18 @@ pub fn validate_component(name: &str) -> Result<(), NameError> {
     validate_name(NameKind::Component, name)
 }
 
-/// Checks an endpoint name.
+/// Checks an endpoint name: a name, and not one that ends in `-` and hex
+/// digits, since [`instance_subject`] makes `{endpoint}-{id:x}`.
 pub fn validate_endpoint(name: &str) -> Result<(), NameError> {
-    validate_name(NameKind::Endpoint, name)
+    validate_name(NameKind::Endpoint, name)?;
+    if let Some(at) = name.rfind('-')
+        && at > 0
+        && name.len() > at + 1
+        && name[at + 1..].bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return Err(error(NameKind::Endpoint, name, Problem::InstanceSuffix { at }));
+    }
+    Ok(())
 }
 
 /// Checks a namespace: dot-separated segments, each a valid name.
@@ -291,6 +317,13 @@ pub fn instance_subject(service: &str, endpoint: &str, instance_id: i64) -> Stri
     format!("{service}.{endpoint}-{instance_id:x}")
 }
 
+/// The discovery key that reserves a service name for one (namespace,
+/// component) pair, so that two pairs whose names map to the same service
+/// cannot both serve, whichever processes they run in.
+pub fn service_key(service: &str) -> String {
+    format!("services/{service}")
+}
+
 /// The etcd key prefix under which every instance of every endpoint of a
 /// component registers.
 pub fn component_key_prefix(namespace: &str, component: &str) -> String {
@@ -335,6 +368,27 @@ pub fn snake_case(type_name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_endpoint_name_shaped_like_an_instance_subject_is_refused() {
+        for bad in ["ping-1", "work-6a88a234d88d7d07", "a-b-ff"] {
+            let e = validate_endpoint(bad).unwrap_err();
+            assert!(matches!(e.problem, Problem::InstanceSuffix { .. }), "{bad}: {e}");
+            assert_eq!(
+                instance_subject(
+                    "s",
+                    &bad[..bad.rfind('-').unwrap()],
+                    i64::from_str_radix(&bad[bad.rfind('-').unwrap() + 1..], 16).unwrap()
+                ),
+                endpoint_subject("s", bad)
+            );
+        }
+        for good in ["route-v2", "ping", "step_1", "-ff", "a-", "x-1g"] {
+            assert!(validate_endpoint(good).is_ok(), "{good}");
+        }
+        let e = validate_endpoint("step-1").unwrap_err().to_string();
+        assert!(e.contains("\"step_1\"") && e.contains("do not end in '-' and hex digits"), "{e}");
+    }
 
     #[test]
     fn accepts_valid_names() {

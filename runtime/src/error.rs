@@ -49,6 +49,24 @@ pub enum Error {
         instance: InstanceId,
     },
 
+    /// Another (namespace, component) pair, perhaps in another process,
+    /// holds the service name this component maps to.
+    #[error(
+        "service name `{service}` is reserved for {owner} in discovery (key `{key}`), so {ours} \
+         cannot serve: the two would share NATS subjects. Rename one (`#[component(name = \"...\")]` \
+         or its namespace); if {owner} is gone for good, delete the key (`etcdctl del {key}`)"
+    )]
+    ServiceTaken {
+        /// The service name.
+        service: String,
+        /// The pair that holds it, as `namespace/component`.
+        owner: String,
+        /// The pair that asked, as `namespace/component`.
+        ours: String,
+        /// The discovery key of the reservation.
+        key: String,
+    },
+
     /// A discovery key exists already (create-only registration).
     #[error("discovery key {key} is already registered; is another process using lease {instance}?")]
     AlreadyRegistered {
@@ -204,6 +222,25 @@ pub enum TransportError {
         instance: Option<InstanceId>,
     },
 
+    /// The instance a call was in flight to was lost before it answered:
+    /// it stopped listening, left discovery, or the connection to it
+    /// dropped. Whether the request ran is unknown. Only calls that must not
+    /// run twice end this way (an endpoint with `idempotent = false`, or a
+    /// call sent to one instance); any other is sent again elsewhere.
+    #[error(
+        "{endpoint}: {why} before it answered{}; the request may or may not have run, and it was \
+         not sent again because the endpoint is not idempotent or the call names one instance",
+        instance_suffix(*instance)
+    )]
+    InstanceLost {
+        /// `namespace/component/endpoint`.
+        endpoint: String,
+        /// What happened, such as "the instance stopped listening".
+        why: &'static str,
+        /// The instance.
+        instance: Option<InstanceId>,
+    },
+
     /// The connection is gone.
     #[error("disconnected: {0}")]
     Disconnected(String),
@@ -308,6 +345,7 @@ impl TransportError {
             TransportError::UnknownInstance { .. } => ErrorKind::UnknownEndpoint.code(),
             TransportError::NoInstances { .. }
             | TransportError::NoResponders { .. }
+            | TransportError::InstanceLost { .. }
             | TransportError::Disconnected(_) => ErrorKind::Unavailable.code(),
             TransportError::Protocol { .. } => 502,
             TransportError::Remote { code, .. } => *code,
@@ -323,6 +361,7 @@ impl TransportError {
             TransportError::NoResponders { .. } => "no_responders",
             TransportError::Timeout { .. } => "timeout",
             TransportError::DeadlineExceeded { .. } => "deadline",
+            TransportError::InstanceLost { .. } => "instance_lost",
             TransportError::Disconnected(_) => "disconnected",
             TransportError::Protocol { .. } => "protocol",
             TransportError::Decode { .. } => "decode",
@@ -340,6 +379,7 @@ impl TransportError {
             TransportError::UnknownInstance { instance, .. } => Some(*instance),
             TransportError::NoResponders { instance, .. }
             | TransportError::Timeout { instance, .. }
+            | TransportError::InstanceLost { instance, .. }
             | TransportError::DeadlineExceeded { instance, .. }
             | TransportError::Decode { instance, .. }
             | TransportError::BadRequest { instance, .. }
@@ -354,6 +394,7 @@ impl TransportError {
         match &mut self {
             TransportError::NoResponders { instance, .. }
             | TransportError::Timeout { instance, .. }
+            | TransportError::InstanceLost { instance, .. }
             | TransportError::DeadlineExceeded { instance, .. }
             | TransportError::Decode { instance, .. }
             | TransportError::BadRequest { instance, .. }
@@ -384,10 +425,13 @@ pub enum ErrorKind {
     Internal,
     /// The handler panicked; the server keeps serving.
     Panic,
-    /// The instance is shutting down.
+    /// The instance shut down before the handler finished.
     Unavailable,
     /// The request's deadline passed before the handler finished.
     Deadline,
+    /// The instance is shutting down and did not run the request: it may be
+    /// sent elsewhere, whatever the endpoint.
+    Refused,
 }
 
 impl ErrorKind {
@@ -399,7 +443,7 @@ impl ErrorKind {
             ErrorKind::Oversize => 413,
             ErrorKind::Application => 422,
             ErrorKind::Internal | ErrorKind::Panic => 500,
-            ErrorKind::Unavailable => 503,
+            ErrorKind::Unavailable | ErrorKind::Refused => 503,
             ErrorKind::Deadline => 504,
         }
     }
@@ -415,6 +459,7 @@ impl ErrorKind {
             ErrorKind::Panic => "panic",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Deadline => "deadline",
+            ErrorKind::Refused => "refused",
         }
     }
 
@@ -429,6 +474,7 @@ impl ErrorKind {
             ErrorKind::Panic,
             ErrorKind::Unavailable,
             ErrorKind::Deadline,
+            ErrorKind::Refused,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

@@ -139,6 +139,13 @@ impl Etcd {
         }
     }
 
+    /// Starts etcd again after [`kill`](Self::kill), on the same ports and
+    /// data: its leases are back, with their TTLs started afresh.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "etcd is running");
+        self.launch();
+    }
+
     /// Kill, then start again on the same ports and data: leases survive.
     pub fn restart(&mut self) {
         self.kill();
@@ -242,6 +249,19 @@ impl Nats {
         }
     }
 
+    /// Kill, then start again on the same ports, as a broker restart does:
+    /// every client must reconnect and subscribe again.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+
+    /// Starts the server again after [`kill`](Self::kill), on the same ports.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "nats-server is running");
+        self.launch();
+    }
+
     /// Client connections the server holds now (from its monitoring port).
     pub fn connections(&self) -> usize {
         let (_, body) = http_get(self.monitor_port, "/connz").expect("nats-server monitoring answers");
@@ -329,6 +349,15 @@ pub fn start_example(
 pub fn signal(child: &Child, signal: &str) {
     let status = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status();
     assert!(status.expect("run kill").success(), "kill -{signal} {}", child.id());
+}
+
+/// Sends `signal` to `child`, whether or not it still runs (for teardown).
+pub fn signal_quiet(child: &Child, signal: &str) -> bool {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .stderr(Stdio::null())
+        .status();
+    status.is_ok_and(|s| s.success())
 }
 
 /// The path of an example binary of the `rotor` package, built once per test run.

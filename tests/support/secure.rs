@@ -421,16 +421,18 @@ impl Drop for TlsEtcd {
 pub async fn enable_etcd_auth(
     admin: &mut etcd_client::Client,
     root_password: &str,
-    users: &[(&str, &str, &str)],
+    users: &[(&str, &str, &[&str])],
 ) {
     admin.role_add("root").await.expect("add the root role");
     admin.user_add("root", root_password, None).await.expect("add the root user");
     admin.user_grant_role("root", "root").await.expect("grant root its role");
-    for (user, password, prefix) in users {
+    for (user, password, prefixes) in users {
         let role = format!("{user}-role");
         admin.role_add(role.as_str()).await.expect("add a role");
-        let permission = etcd_client::Permission::read_write(*prefix).with_prefix();
-        admin.role_grant_permission(role.as_str(), permission).await.expect("grant the role its prefix");
+        for prefix in *prefixes {
+            let permission = etcd_client::Permission::read_write(*prefix).with_prefix();
+            admin.role_grant_permission(role.as_str(), permission).await.expect("grant the role its prefix");
+        }
         admin.user_add(*user, *password, None).await.expect("add a user");
         admin.user_grant_role(*user, role.as_str()).await.expect("grant the user its role");
     }

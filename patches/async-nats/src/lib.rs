@@ -469,7 +469,11 @@ pub(crate) struct ConnectionHandler {
     should_reconnect: bool,
     flush_observers: Vec<oneshot::Sender<()>>,
     is_draining: bool,
-    drain_pings: VecDeque<u64>,
+    // ROTOR PATCH (drain): each draining subscription with the number of the
+    // PONG that confirms its UNSUB; it keeps delivering until that PONG.
+    drain_pings: VecDeque<(u64, u64)>,
+    pings_sent: u64,
+    pongs_received: u64,
 }
 
 impl ConnectionHandler {
@@ -494,6 +498,8 @@ impl ConnectionHandler {
             flush_observers: Vec::new(),
             is_draining: false,
             drain_pings: VecDeque::new(),
+            pings_sent: 0,
+            pongs_received: 0,
         }
     }
 
@@ -527,6 +533,7 @@ impl ConnectionHandler {
                     Poll::Ready(ExitReason::Disconnected(None))
                 } else {
                     self.handler.connection.enqueue_write_op(&ClientOp::Ping);
+                    self.handler.pings_sent += 1;
 
                     Poll::Pending
                 }
@@ -574,15 +581,20 @@ impl ConnectionHandler {
                     }
                 }
 
-                // Before handling any commands, drop any subscriptions which are draining
-                // Note: safe to assume subscription drain has completed at this point, as we would have flushed
-                // all outgoing UNSUB messages in the previous call to this fn, and we would have processed and
-                // delivered any remaining messages to the subscription in the loop above.
-                while let Some(sid) = self.handler.drain_pings.pop_front() {
+                // ROTOR PATCH (drain): a draining subscription is dropped only
+                // once the server answered the PING sent after its UNSUB.
+                // Upstream dropped it at the next poll, while messages the
+                // server had routed to it before the UNSUB could still be on
+                // the way: a served request lost at every graceful shutdown.
+                while let Some(&(sid, pong)) = self.handler.drain_pings.front() {
+                    if pong > self.handler.pongs_received {
+                        break;
+                    }
+                    self.handler.drain_pings.pop_front();
                     self.handler.subscriptions.remove(&sid);
                 }
 
-                if self.handler.is_draining {
+                if self.handler.is_draining && self.handler.drain_pings.is_empty() {
                     // The entire connection is draining. This means we flushed outgoing messages in the previous
                     // call to this fn, we handled any remaining messages from the server in the loop above, and
                     // all subs were drained, so drain is complete and we should exit instead of processing any
@@ -716,6 +728,7 @@ impl ConnectionHandler {
             ServerOp::Pong => {
                 debug!("received PONG");
                 self.pending_pings = self.pending_pings.saturating_sub(1);
+                self.pongs_received += 1;
             }
             ServerOp::Error(error) => {
                 debug!("received ERROR: {:?}", error);
@@ -844,8 +857,10 @@ impl ConnectionHandler {
                 self.flush_observers.push(observer);
             }
             Command::Drain { sid } => {
+                // ROTOR PATCH (drain): confirmed by the PONG to the PING below.
+                let confirming_pong = self.pings_sent + 1;
                 let mut drain_sub = |sid: u64| {
-                    self.drain_pings.push_back(sid);
+                    self.drain_pings.push_back((sid, confirming_pong));
                     self.connection
                         .enqueue_write_op(&ClientOp::Unsubscribe { sid, max: None });
                 };
@@ -863,6 +878,7 @@ impl ConnectionHandler {
                     }
                 }
                 self.connection.enqueue_write_op(&ClientOp::Ping);
+                self.pings_sent += 1;
             }
             Command::Subscribe {
                 sid,
@@ -980,6 +996,13 @@ impl ConnectionHandler {
 
     async fn handle_disconnect(&mut self) -> Result<(), ConnectError> {
         self.pending_pings = 0;
+        // ROTOR PATCH (drain): the old connection took the server's side of
+        // every draining subscription with it; PONGs count anew.
+        while let Some((sid, _)) = self.drain_pings.pop_front() {
+            self.subscriptions.remove(&sid);
+        }
+        self.pings_sent = 0;
+        self.pongs_received = 0;
         self.connector.events_tx.try_send(Event::Disconnected).ok();
         self.connector.state_tx.send(State::Disconnected).ok();
 

@@ -1,6 +1,8 @@
 //! Clients: the instance cache fed by discovery, routing, and the round trip
 //! under every typed client method.
 
+mod attempt;
+mod health;
 mod route;
 
 use std::fmt;
@@ -19,15 +21,21 @@ use crate::exchange::outcome;
 use crate::exchange::stream::{self, Opened, ResponseStream};
 use crate::exchange::trace::{Trace, inherited_trace};
 use crate::{CallError, Error, ErrorKind, InstanceId, TransportError};
+use attempt::Call;
 use rotor_names as names;
-use route::{InFlight, Route};
+use route::Route;
 
 /// How a client picks an instance for each call.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Router {
-    /// Each instance in turn (the default).
+    /// Each instance in turn, unless this client has more calls in flight
+    /// to it than to another drawn at random: then that one (the default).
+    /// With equal loads it is round-robin; an instance that hangs or slows
+    /// down holds calls, and so gets fewer new ones.
     #[default]
+    LeastOutstanding,
+    /// Each instance in turn.
     RoundRobin,
     /// An instance chosen uniformly at random.
     Random,
@@ -50,6 +58,8 @@ pub struct ClientCore {
 struct Shared {
     engines: Arc<Engines>,
     routes: Box<[Route]>,
+    /// Which instances are out of rotation, for every route.
+    health: Arc<health::Health>,
 }
 
 /// What the clients of this process have done for one endpoint: the
@@ -60,9 +70,11 @@ pub struct ClientStats {
     pub calls: u64,
     /// Calls that ended in a transport error (application errors are answers).
     pub failures: u64,
-    /// Attempts repeated on another instance after "no responders".
+    /// Attempts sent again: on another instance after "no responders", or
+    /// after the instance a call was in flight to was lost.
     pub retries: u64,
-    /// Instances taken out of rotation after "no responders".
+    /// Instances taken out of rotation, after "no responders" or
+    /// consecutive timeouts.
     pub evictions: u64,
 }
 
@@ -104,6 +116,7 @@ fn server_time(left: Duration) -> Duration {
 impl ClientCore {
     pub(crate) async fn new(engines: &Arc<Engines>, specs: &[RouteSpec<'_>]) -> Result<ClientCore, Error> {
         let mut routes = Vec::with_capacity(specs.len());
+        let health = Arc::new(health::Health::default());
         for s in specs {
             let instances = if s.is_static {
                 None
@@ -116,11 +129,12 @@ impl ClientCore {
                 s.endpoint.to_string(),
                 instances,
                 s.idempotent,
+                health.clone(),
                 engines.metrics.client(s.namespace, s.component).endpoint(s.endpoint),
             ));
         }
         Ok(ClientCore {
-            shared: Arc::new(Shared { engines: engines.clone(), routes: routes.into() }),
+            shared: Arc::new(Shared { engines: engines.clone(), routes: routes.into(), health }),
             target: None,
             router: Router::default(),
             timeout: None,
@@ -265,7 +279,7 @@ impl ClientCore {
     ) -> Result<Resp, CallError<E>> {
         let route = self.route(endpoint)?;
         let payload = encoded(route, payload)?;
-        let (reply, instance) = self.round_trip(route, payload, CallMode::Unary).await?;
+        let (reply, instance) = self.round_trip(endpoint, route, payload, CallMode::Unary).await?;
         outcome::decode_reply(&reply, &route.label, instance, decode_ok, decode_err)
     }
 
@@ -287,7 +301,7 @@ impl ClientCore {
         let messages = transport.subscribe(inbox.clone()).await?;
         let window = (config.stream_window, config.stream_window_bytes);
         let open = stream::open_headers(inbox, window, config.stream_heartbeat);
-        let (reply, instance) = self.round_trip(route, payload, CallMode::Stream(&open)).await?;
+        let (reply, instance) = self.round_trip(endpoint, route, payload, CallMode::Stream(&open)).await?;
         let opened = |control| Opened {
             messages,
             control,
@@ -307,8 +321,9 @@ impl ClientCore {
         endpoint: &str,
         payload: Bytes,
     ) -> Result<(Message, Option<InstanceId>), TransportError> {
-        let route = self.route(self.number(endpoint)?)?;
-        self.round_trip(route, payload, CallMode::Unary).await
+        let number = self.number(endpoint)?;
+        let route = self.route(number)?;
+        self.round_trip(number, route, payload, CallMode::Unary).await
     }
 
     /// The wire names of this client's endpoints, in the order of the
@@ -329,6 +344,7 @@ impl ClientCore {
     /// Sends a request, with retries, and returns the reply.
     async fn round_trip(
         &self,
+        number: usize,
         route: &Route,
         payload: Bytes,
         mode: CallMode<'_>,
@@ -356,73 +372,12 @@ impl ClientCore {
         // the server starts the trace, and the call costs two headers less.
         let trace = (propagate || !span.is_disabled()).then_some(&trace);
         let call = Call { payload, timeout, retries, trace, mode };
-        let result = self.attempts(route, call).instrument(span).await;
+        let result = self.attempts(number, route, call).instrument(span).await;
         route.metrics.duration.observe(started.elapsed().as_secs_f64());
         if let Err(e) = &result {
             route.metrics.error(e.kind());
         }
         result
-    }
-
-    async fn attempts(
-        &self,
-        route: &Route,
-        call: Call<'_>,
-    ) -> Result<(Message, Option<InstanceId>), TransportError> {
-        let Call { mut payload, timeout, retries, trace, mode } = call;
-        let started = Instant::now();
-        let engines = &self.shared.engines;
-        let readmit_after = engines.config.lease_ttl * 2;
-        let mut attempt = 0;
-        loop {
-            let left = timeout.saturating_sub(started.elapsed());
-            let (subject, instance) = route.pick(self.router, self.target, readmit_after)?;
-            // A unary reply is bounded by the call's timeout; a stream lasts
-            // as long as the caller reads it, so its deadline is only the
-            // one the caller set.
-            let server_time = match mode {
-                CallMode::Unary => Some(server_time(left)),
-                CallMode::Stream(_) => self.timeout.map(|t| t.saturating_sub(started.elapsed())),
-            };
-            // With a deadline the request is a copy in its envelope, so the
-            // payload stays for a retry without being shared (sharing a
-            // payload allocates); without one, the last attempt takes it.
-            let mut message = match server_time {
-                Some(time) => Message::enveloped(&payload, time),
-                None if attempt < retries => Message::request(payload.clone(), None),
-                None => Message::request(std::mem::take(&mut payload), None),
-            };
-            if let Some(trace) = trace {
-                trace.write(&mut message.headers);
-            }
-            if let CallMode::Stream(open) = mode {
-                for (name, value) in open.iter() {
-                    message.headers.insert(name.to_string(), value);
-                }
-            }
-            let _in_flight = (self.router == Router::PowerOfTwo).then(|| InFlight::start(route, instance));
-            let result = engines.transport.request(subject.as_str(), message, left).await;
-            match (result, instance) {
-                (Ok(reply), _) => {
-                    let answered = outcome::answered_by(&reply.headers).or(instance);
-                    return Ok((reply, answered));
-                }
-                (Err(e @ TransportError::NoResponders { .. }), Some(id)) => {
-                    // Gone before its lease lapsed: out of rotation now.
-                    if route.evict(id) {
-                        route.metrics.evictions.inc();
-                    }
-                    tracing::debug!(endpoint = %route.label, instance = %id, "no responders; evicted");
-                    if attempt >= retries {
-                        return Err(e.at(id));
-                    }
-                    attempt += 1;
-                    route.metrics.retries.inc();
-                }
-                (Err(e), Some(id)) => return Err(e.at(id)),
-                (Err(e), None) => return Err(e),
-            }
-        }
     }
 }
 
@@ -441,16 +396,6 @@ fn encoded(route: &Route, payload: Result<Bytes, CodecError>) -> Result<Bytes, T
         what: format!("request of {}", route.label),
         detail: e.to_string(),
     })
-}
-
-/// One call's settings, across its attempts.
-struct Call<'a> {
-    payload: Bytes,
-    timeout: Duration,
-    retries: u32,
-    /// The trace to send along, if any.
-    trace: Option<&'a Trace>,
-    mode: CallMode<'a>,
 }
 
 #[cfg(test)]

@@ -3,26 +3,41 @@
 //! for each call.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
 
 use super::Router;
+use super::health::{EJECT_AFTER_TIMEOUTS, Health, Out, Why};
 use crate::engine::discovery::InstanceList;
 use crate::engine::metrics::ClientEndpointMetrics;
 use crate::engines::Watch;
 use crate::{InstanceId, TransportError};
 use rotor_names as names;
 
-/// What a client knows beyond discovery about one route's instances.
+/// What a client counts of one route's instances: calls in flight and
+/// recent failures, per instance; an instance with nothing to count has no
+/// entry. Which instances are out of rotation is the client's [`Health`],
+/// shared by its routes.
 #[derive(Default)]
-pub(super) struct RouteState {
-    /// Instances that answered "no responders", and since when. They leave
-    /// rotation at once, before their lease lapses, and come back only if
-    /// discovery still lists them two lease TTLs later.
-    evicted: HashMap<InstanceId, Instant>,
-    /// Calls in flight from this client, for [`Router::PowerOfTwo`].
-    in_flight: HashMap<InstanceId, usize>,
+struct RouteState {
+    tally: HashMap<InstanceId, Tally>,
+}
+
+#[derive(Default)]
+struct Tally {
+    in_flight: usize,
+    /// Timeouts since its last answer.
+    timeouts: u32,
+    /// Ejections for timeouts since its last answer.
+    ejections: u32,
+}
+
+impl Tally {
+    fn is_empty(&self) -> bool {
+        self.in_flight == 0 && self.timeouts == 0 && self.ejections == 0
+    }
 }
 
 /// Where one endpoint's calls go.
@@ -35,11 +50,10 @@ pub(super) struct Route {
     /// `None` for static components and runtimes without discovery.
     pub instances: Option<Arc<Watch>>,
     next: AtomicUsize,
-    /// `true` while `state.evicted` is not empty, so that routing can skip
-    /// the lock otherwise.
-    any_evicted: AtomicBool,
     pub idempotent: bool,
+    /// Locked before `health`, never after.
     state: Mutex<RouteState>,
+    health: Arc<Health>,
     pub metrics: ClientEndpointMetrics,
 }
 
@@ -61,10 +75,21 @@ impl CallSubject<'_> {
     }
 }
 
+/// The instance one attempt goes to.
+pub(super) struct Picked<'r> {
+    pub subject: CallSubject<'r>,
+    /// `None` for a static component: the queue group picks.
+    pub instance: Option<InstanceId>,
+    /// `true` when every listed instance was out of rotation and this one
+    /// was tried anyway.
+    pub fallback: bool,
+    pub in_flight: InFlight<'r>,
+}
+
 /// The position of the instance a call goes to, among `len` instances, or
-/// `None` when every one is evicted. `live(at)` says whether the instance at
-/// `at` is in rotation, `load(at)` how many calls this client has in flight
-/// to it; `cursor` is the route's round-robin position.
+/// `None` when every one is out of rotation. `live(at)` says whether the
+/// instance at `at` is in rotation, `load(at)` how many calls this client
+/// has in flight to it; `cursor` is the route's round-robin position.
 pub(super) fn choose(
     router: Router,
     len: usize,
@@ -77,13 +102,22 @@ pub(super) fn choose(
         return None;
     }
     let nth = |n: usize| (0..len).filter(|&at| live(at)).nth(n).expect("fewer than `live_count` live");
+    let turn = || cursor.fetch_add(1, Ordering::Relaxed) % live_count;
+    let drawn = || nth(fastrand::usize(..live_count));
+    let lighter = |a: usize, b: usize| if load(b) < load(a) { b } else { a };
     Some(match router {
-        Router::RoundRobin => nth(cursor.fetch_add(1, Ordering::Relaxed) % live_count),
-        Router::Random => nth(fastrand::usize(..live_count)),
-        Router::PowerOfTwo => {
-            let (a, b) = (nth(fastrand::usize(..live_count)), nth(fastrand::usize(..live_count)));
-            if load(b) < load(a) { b } else { a }
+        Router::LeastOutstanding if live_count == 1 => nth(0),
+        // The instance whose turn it is, against one other drawn at random:
+        // never itself, or an instance that holds calls would keep a share
+        // of new ones however many it holds.
+        Router::LeastOutstanding => {
+            let n = turn();
+            let other = (n + 1 + fastrand::usize(..live_count - 1)) % live_count;
+            lighter(nth(n), nth(other))
         }
+        Router::RoundRobin => nth(turn()),
+        Router::Random => drawn(),
+        Router::PowerOfTwo => lighter(drawn(), drawn()),
     })
 }
 
@@ -94,6 +128,7 @@ impl Route {
         endpoint: String,
         instances: Option<Arc<Watch>>,
         idempotent: bool,
+        health: Arc<Health>,
         metrics: ClientEndpointMetrics,
     ) -> Self {
         Route {
@@ -105,9 +140,9 @@ impl Route {
             // A fresh client starts anywhere in the list, so that many
             // short-lived clients do not all begin on the same instance.
             next: AtomicUsize::new(fastrand::usize(..)),
-            any_evicted: AtomicBool::new(false),
             idempotent,
             state: Mutex::default(),
+            health,
             metrics,
         }
     }
@@ -116,63 +151,107 @@ impl Route {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes `id` out of rotation; `true` when it was in.
-    pub(super) fn evict(&self, id: InstanceId) -> bool {
-        let mut state = self.state();
-        // Set under the lock, as routing clears it under the lock.
-        self.any_evicted.store(true, Ordering::Relaxed);
-        state.evicted.insert(id, Instant::now()).is_none()
+    /// Changes whenever an instance leaves or rejoins rotation.
+    pub(super) fn rotation(&self) -> watch::Receiver<u64> {
+        self.health.rotation()
     }
 
-    /// The subject for the next call, and the instance behind it when known.
+    /// Why `id` is out of rotation, or `None` while it is in.
+    pub(super) fn out(&self, id: InstanceId) -> Option<Out> {
+        self.health.get(id)
+    }
+
+    /// `true` while discovery lists `id` (always, without discovery).
+    pub(super) fn listed(&self, id: InstanceId) -> bool {
+        self.instances.as_ref().is_none_or(|list| list.borrow().iter().any(|r| r.instance_id == id))
+    }
+
+    /// Takes `id` out of rotation for `why`; `true` when it was in, and a
+    /// probe should start.
+    pub(super) fn take_out(&self, id: InstanceId, why: Why) -> bool {
+        let newly = self.health.take_out(id, Out::new(why, 0));
+        if newly {
+            self.metrics.evictions.inc();
+        }
+        newly
+    }
+
+    /// Puts `id` back in rotation: it answered.
+    pub(super) fn readmit(&self, id: InstanceId) {
+        if let Some(tally) = self.state().tally.get_mut(&id) {
+            tally.timeouts = 0;
+            tally.ejections = 0;
+        }
+        self.health.readmit(id);
+    }
+
+    /// The instance for the next attempt, counted in flight to it until the
+    /// returned [`InFlight`] is settled or dropped.
     pub(super) fn pick(
         &self,
         router: Router,
         target: Option<InstanceId>,
-        readmit_after: Duration,
-    ) -> Result<(CallSubject<'_>, Option<InstanceId>), TransportError> {
+    ) -> Result<Picked<'_>, TransportError> {
         let Some(instances) = &self.instances else {
-            return Ok(match target {
-                Some(id) => (
-                    CallSubject::Made(names::instance_subject(&self.service, &self.endpoint, id.0)),
-                    Some(id),
-                ),
-                None => (CallSubject::Route(&self.queue_subject), None),
-            });
+            let subject = match target {
+                Some(id) => CallSubject::Made(names::instance_subject(&self.service, &self.endpoint, id.0)),
+                None => CallSubject::Route(&self.queue_subject),
+            };
+            return Ok(Picked { subject, instance: target, fallback: false, in_flight: self.start(target) });
         };
         // The list itself, not the watch's guard, which must not be held
         // across the call: the subject is then borrowed, not copied.
         let list = instances.borrow().clone();
         if let Some(id) = target {
             return match list.iter().position(|r| r.instance_id == id) {
-                Some(at) => Ok((CallSubject::Listed(list, at), Some(id))),
+                Some(at) => Ok(Picked {
+                    subject: CallSubject::Listed(list, at),
+                    instance: Some(id),
+                    fallback: false,
+                    in_flight: self.start(Some(id)),
+                }),
                 None => Err(TransportError::UnknownInstance { endpoint: self.label.clone(), instance: id }),
             };
         }
-        let none = || TransportError::NoInstances { endpoint: self.label.clone() };
-        // The common case, nothing evicted and no load to compare, takes
-        // no lock and allocates nothing.
-        if !self.any_evicted.load(Ordering::Relaxed) && router != Router::PowerOfTwo {
-            let at = choose(router, list.len(), |_| true, |_| 0, &self.next).ok_or_else(none)?;
-            let instance = list[at].instance_id;
-            return Ok((CallSubject::Listed(list, at), Some(instance)));
-        }
         let mut state = self.state();
-        if !state.evicted.is_empty() {
-            // Past twice the TTL the lease of a dead instance has surely
-            // lapsed; one still listed then is alive after all.
-            state.evicted.retain(|id, since| {
-                since.elapsed() < readmit_after && list.iter().any(|r| r.instance_id == *id)
-            });
-            self.any_evicted.store(!state.evicted.is_empty(), Ordering::Relaxed);
-        }
-        let live = |at: usize| !state.evicted.contains_key(&list[at].instance_id);
-        let load = |at: usize| state.in_flight.get(&list[at].instance_id).copied().unwrap_or(0);
-        let at = choose(router, list.len(), live, load, &self.next).ok_or_else(none)?;
+        let out = self.health.lock();
+        let load = |at: usize| state.tally.get(&list[at].instance_id).map_or(0, |t| t.in_flight);
+        let live = |at: usize| out.is_empty() || !out.contains_key(&list[at].instance_id);
+        let (at, fallback) = match choose(router, list.len(), live, load, &self.next) {
+            Some(at) => (at, false),
+            // Every instance is out: they are still tried, since evidence
+            // of life can only come from trying (a broker restart makes
+            // every live instance look gone for a moment).
+            None => match choose(router, list.len(), |_| true, load, &self.next) {
+                Some(at) => (at, true),
+                None => return Err(TransportError::NoInstances { endpoint: self.label.clone() }),
+            },
+        };
+        drop(out);
         let instance = list[at].instance_id;
+        state.tally.entry(instance).or_default().in_flight += 1;
         drop(state);
-        Ok((CallSubject::Listed(list, at), Some(instance)))
+        let in_flight = InFlight { route: self, instance: Some(instance) };
+        Ok(Picked { subject: CallSubject::Listed(list, at), instance: Some(instance), fallback, in_flight })
     }
+
+    fn start(&self, instance: Option<InstanceId>) -> InFlight<'_> {
+        if let Some(id) = instance {
+            self.state().tally.entry(id).or_default().in_flight += 1;
+        }
+        InFlight { route: self, instance }
+    }
+}
+
+/// How an attempt ended, for what the route learns from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Settled {
+    /// The instance answered (an error reply too is an answer).
+    Answered,
+    /// The call's time ran out waiting for it.
+    TimedOut,
+    /// Anything else: nothing learned.
+    Other,
 }
 
 /// Counts a call in flight to one instance while it lives.
@@ -181,12 +260,52 @@ pub(super) struct InFlight<'a> {
     instance: Option<InstanceId>,
 }
 
-impl<'a> InFlight<'a> {
-    pub(super) fn start(route: &'a Route, instance: Option<InstanceId>) -> Self {
-        if let Some(id) = instance {
-            *route.state().in_flight.entry(id).or_default() += 1;
+impl InFlight<'_> {
+    /// Ends the attempt with what it showed of its instance; `true` when
+    /// that ejected the instance (and a probe should start).
+    pub(super) fn settle(mut self, how: Settled) -> bool {
+        let Some(id) = self.instance.take() else { return false };
+        let route = self.route;
+        let (readmitted, ejected) = {
+            let mut state = route.state();
+            let tally = state.tally.entry(id).or_default();
+            tally.in_flight = tally.in_flight.saturating_sub(1);
+            let mut ejected = None;
+            match how {
+                Settled::Answered => {
+                    tally.timeouts = 0;
+                    tally.ejections = 0;
+                }
+                Settled::TimedOut => {
+                    tally.timeouts += 1;
+                    if tally.timeouts >= EJECT_AFTER_TIMEOUTS {
+                        tally.timeouts = 0;
+                        tally.ejections += 1;
+                        ejected = Some(tally.ejections);
+                    }
+                }
+                Settled::Other => {}
+            }
+            if tally.is_empty() {
+                state.tally.remove(&id);
+            }
+            drop(state);
+            let readmitted = how == Settled::Answered && route.health.readmit(id);
+            let ejected = ejected.is_some_and(|n| route.health.take_out(id, Out::new(Why::Hung, n)));
+            (readmitted, ejected)
+        };
+        if ejected {
+            route.metrics.evictions.inc();
+            tracing::warn!(
+                endpoint = %route.label,
+                instance = %id,
+                "{EJECT_AFTER_TIMEOUTS} calls in a row timed out; out of rotation until it answers a probe"
+            );
         }
-        InFlight { route, instance }
+        if readmitted {
+            tracing::debug!(endpoint = %route.label, instance = %id, "answered; back in rotation");
+        }
+        ejected
     }
 }
 
@@ -194,10 +313,10 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         if let Some(id) = self.instance {
             let mut state = self.route.state();
-            if let Some(n) = state.in_flight.get_mut(&id) {
-                *n -= 1;
-                if *n == 0 {
-                    state.in_flight.remove(&id);
+            if let Some(tally) = state.tally.get_mut(&id) {
+                tally.in_flight = tally.in_flight.saturating_sub(1);
+                if tally.is_empty() {
+                    state.tally.remove(&id);
                 }
             }
         }
@@ -223,7 +342,7 @@ mod tests {
         let picks: Vec<_> =
             (0..4).map(|_| choose(Router::RoundRobin, 3, live, |_| 0, &cursor).unwrap()).collect();
         assert_eq!(picks, [0, 2, 0, 2]);
-        for router in [Router::RoundRobin, Router::Random, Router::PowerOfTwo] {
+        for router in [Router::LeastOutstanding, Router::RoundRobin, Router::Random, Router::PowerOfTwo] {
             assert_eq!(choose(router, 3, |_| false, |_| 0, &cursor), None);
             assert_eq!(choose(router, 0, |_| true, |_| 0, &cursor), None);
         }
@@ -238,6 +357,26 @@ mod tests {
         let zeros =
             (0..2000).filter(|_| choose(Router::PowerOfTwo, 2, |_| true, load, &cursor) == Some(0)).count();
         assert!(zeros < 700, "the busy instance was picked {zeros} times of 2000 (about 500 expected)");
+    }
+
+    #[test]
+    fn least_outstanding_takes_turns_when_loads_are_equal() {
+        let cursor = AtomicUsize::new(0);
+        let picks: Vec<_> =
+            (0..6).map(|_| choose(Router::LeastOutstanding, 3, |_| true, |_| 0, &cursor).unwrap()).collect();
+        assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
+    }
+
+    #[test]
+    fn least_outstanding_passes_over_an_instance_that_holds_calls() {
+        let cursor = AtomicUsize::new(0);
+        // Instance 1 hangs with 8 calls; the others hold 2. Its turn goes to
+        // whichever other instance is drawn.
+        let load = |at: usize| if at == 1 { 8 } else { 2 };
+        let ones = (0..3000)
+            .filter(|_| choose(Router::LeastOutstanding, 3, |_| true, load, &cursor) == Some(1))
+            .count();
+        assert_eq!(ones, 0, "the loaded instance got {ones} of 3000");
     }
 
     #[test]

@@ -78,6 +78,18 @@ impl Message {
         }
     }
 
+    /// A liveness probe: a client sends it to one instance's subject to learn
+    /// whether that instance listens and answers, without running a
+    /// handler. Any reply means yes.
+    pub fn probe() -> Self {
+        Message { headers: Headers::one(header::PROBE, "1"), payload: Bytes::new() }
+    }
+
+    /// `true` for a [`probe`](Self::probe).
+    pub fn is_probe(&self) -> bool {
+        self.headers.get(header::PROBE).is_some()
+    }
+
     /// `Err` with the version when the message says it is of a wire format
     /// this build does not speak.
     pub fn check_version(&self) -> Result<(), String> {

@@ -4,7 +4,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use futures::FutureExt;
@@ -29,13 +29,27 @@ pub(super) struct Dispatcher<S> {
     /// The current instance id: a replaced lease changes it.
     lease: watch::Receiver<LeaseState>,
     endpoints: Vec<Arc<ServedEndpoint>>,
-    tracker: TaskTracker,
-    /// Keeps the tracker from counting as drained while the transport can
-    /// still dispatch: it goes with the last copy of the dispatcher.
+    work: Work,
+    /// Keeps the listening tracker from counting as done while the
+    /// transport can still dispatch: it goes with the last copy of the
+    /// dispatcher.
     _listening: TaskTrackerToken,
     transport: Arc<dyn Transport>,
     span: tracing::Span,
-    in_flight: Arc<AtomicUsize>,
+}
+
+/// What a served component's requests are doing, shared by its dispatcher
+/// and its handle.
+#[derive(Clone, Default)]
+pub(super) struct Work {
+    /// The handlers' tasks.
+    pub tracker: TaskTracker,
+    /// Done when the transport let go of the dispatcher.
+    pub listening: TaskTracker,
+    pub in_flight: Arc<AtomicUsize>,
+    /// Set when a graceful shutdown starts: from then on, requests are
+    /// refused unrun, so that their callers may send them elsewhere.
+    pub draining: Arc<AtomicBool>,
 }
 
 impl<S: Endpoints> Dispatcher<S> {
@@ -43,20 +57,18 @@ impl<S: Endpoints> Dispatcher<S> {
         service: Arc<S>,
         lease: watch::Receiver<LeaseState>,
         endpoints: Vec<Arc<ServedEndpoint>>,
-        tracker: &TaskTracker,
+        work: &Work,
         transport: Arc<dyn Transport>,
         span: tracing::Span,
-        in_flight: Arc<AtomicUsize>,
     ) -> Self {
         Dispatcher {
             service,
             lease,
             endpoints,
-            tracker: tracker.clone(),
-            _listening: tracker.token(),
+            _listening: work.listening.token(),
+            work: work.clone(),
             transport,
             span,
-            in_flight,
         }
     }
 
@@ -65,6 +77,19 @@ impl<S: Endpoints> Dispatcher<S> {
         let Incoming { endpoint, addressed, mut message, responder } = incoming;
         let instance = self.lease.borrow().id;
         let answer = Answer::new(responder, instance, addressed, self.transport.max_payload());
+        if self.work.draining.load(Ordering::Relaxed) {
+            // A probe too: a draining instance is not back in rotation.
+            let reply =
+                Message::error(ErrorKind::Refused, "the instance is shutting down; the request did not run");
+            tokio::spawn(ReplySink::Unary(answer).finish(Outcome::Reply(reply)));
+            return;
+        }
+        if message.is_probe() {
+            // The answer is the evidence: this instance listens and its
+            // runtime runs. Nothing else is read from a probe.
+            tokio::spawn(ReplySink::Unary(answer).finish(Outcome::Reply(Message::default())));
+            return;
+        }
         let Some(served) = self.endpoints.get(endpoint) else {
             let reply = Message::error(ErrorKind::UnknownEndpoint, "no such endpoint");
             tokio::spawn(ReplySink::Unary(answer).finish(Outcome::Reply(reply)));
@@ -122,7 +147,7 @@ impl<S: Endpoints> Dispatcher<S> {
             request_id = ctx.request_id(),
             trace_id = ctx.trace_id(),
         );
-        let in_flight = self.in_flight.clone();
+        let in_flight = self.work.in_flight.clone();
         in_flight.fetch_add(1, Ordering::SeqCst);
         let work = async move {
             let outcome = with_trace(ctx.trace().clone(), run_handler(handler, &ctx, streaming)).await;
@@ -142,7 +167,7 @@ impl<S: Endpoints> Dispatcher<S> {
             sink.finish(outcome).await;
             in_flight.fetch_sub(1, Ordering::SeqCst);
         };
-        self.tracker.spawn(work.instrument(span));
+        self.work.tracker.spawn(work.instrument(span));
     }
 }
 

@@ -10,9 +10,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use dispatch::Dispatcher;
+use dispatch::{Dispatcher, Work};
 
 use crate::context::ServedEndpoint;
 use crate::engine::discovery::{InstanceRecord, Lease, LeaseState, TransportAddress};
@@ -45,10 +44,8 @@ pub struct ServeHandle<S> {
     binding: Option<Guard>,
     _claim: Guard,
     _health: Guard,
-    draining: Arc<std::sync::atomic::AtomicBool>,
-    in_flight: Arc<std::sync::atomic::AtomicUsize>,
     scraper: Option<JoinHandle<()>>,
-    tracker: TaskTracker,
+    work: Work,
     cancel: CancellationToken,
     lease: watch::Receiver<LeaseState>,
     /// Keeps the lease alive while the component is served, also when the
@@ -82,26 +79,31 @@ impl<S: Endpoints> ServeHandle<S> {
 
     /// Requests being handled right now.
     pub fn in_flight(&self) -> usize {
-        self.in_flight.load(std::sync::atomic::Ordering::SeqCst)
+        self.work.in_flight.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Leaves discovery, stops taking requests, and waits for the accepted
-    /// ones up to the drain timeout; past it, cancels the rest.
+    /// Leaves discovery, refuses new requests (unrun, so that callers send
+    /// them elsewhere), waits for the accepted ones up to the drain timeout
+    /// (past it, cancels the rest), and only then stops listening: a request
+    /// that reaches the instance meanwhile is answered, never dropped.
     pub async fn shutdown(mut self) -> ShutdownReport {
-        self.draining.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.work.draining.store(true, std::sync::atomic::Ordering::Relaxed);
         self.registrations.clear();
-        self.binding.take();
         let drain = self.drain;
-        self.tracker.close();
-        // Waits for the transport to let go of the dispatcher (everything it
-        // received is handed over) and for every handler.
-        let drained = tokio::time::timeout(drain, self.tracker.wait()).await.is_ok();
+        self.work.tracker.close();
+        let drained = tokio::time::timeout(drain, self.work.tracker.wait()).await.is_ok();
         if !drained {
             tracing::warn!(service = S::DESCRIPTOR.service, instance = %self.instance, ?drain,
-                remaining = self.tracker.len(), "drain timeout passed; cancelling the remaining requests");
+                remaining = self.work.tracker.len(), "drain timeout passed; cancelling the remaining requests");
             self.cancel.cancel();
-            self.tracker.wait().await;
+            self.work.tracker.wait().await;
         }
+        // What arrives from here on is refused unrun; the transport hands
+        // over everything it received before it lets go of the dispatcher.
+        self.binding.take();
+        self.work.listening.close();
+        self.work.listening.wait().await;
+        self.work.tracker.wait().await;
         ShutdownReport { drained }
     }
 }
@@ -164,9 +166,8 @@ pub(crate) async fn serve<S: Endpoints>(host: Host, service: Arc<S>) -> Result<S
         )]),
         stats,
     };
-    let tracker = TaskTracker::new();
+    let work = Work::default();
     let cancel = CancellationToken::new();
-    let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let served: Vec<Arc<ServedEndpoint>> = desc
         .endpoints
         .iter()
@@ -185,13 +186,18 @@ pub(crate) async fn serve<S: Endpoints>(host: Host, service: Arc<S>) -> Result<S
         service.clone(),
         lease_changes.clone(),
         served,
-        &tracker,
+        &work,
         engines.transport.clone(),
         tracing::info_span!("serve", namespace = desc.namespace, component = desc.name, instance = %instance),
-        in_flight.clone(),
     );
     let dispatch: Dispatch = Arc::new(move |incoming| dispatcher.dispatch(incoming));
 
+    // The service name is this pair's before anything listens on its
+    // subjects: another process may hold it under another pair.
+    if let (true, Some(discovery)) = (discovered, &engines.discovery) {
+        let owner = format!("{}/{}", desc.namespace, desc.name);
+        discovery.reserve_service(desc.service.to_string(), owner).await?;
+    }
     // Listen first, register second: a client must never find an instance
     // that cannot answer yet.
     let guard = engines.transport.bind(spec.clone(), dispatch).await?;
@@ -213,7 +219,6 @@ pub(crate) async fn serve<S: Endpoints>(host: Host, service: Arc<S>) -> Result<S
     tracing::info!(namespace = desc.namespace, component = desc.name, instance = %instance,
         endpoints = desc.endpoints.len(), "serving");
 
-    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let endpoint_names: Vec<&str> = desc.endpoints.iter().map(|ep| ep.name).collect();
     let health = engines.health.add(
         desc.namespace,
@@ -221,7 +226,7 @@ pub(crate) async fn serve<S: Endpoints>(host: Host, service: Arc<S>) -> Result<S
         &endpoint_names,
         lease_changes.clone(),
         discovered,
-        draining.clone(),
+        work.draining.clone(),
     );
     let scraper = engines.config.stats_scrape_interval.map(|interval| {
         let engines = engines.clone();
@@ -239,16 +244,14 @@ pub(crate) async fn serve<S: Endpoints>(host: Host, service: Arc<S>) -> Result<S
     });
 
     Ok(ServeHandle {
-        in_flight,
         _health: health,
-        draining,
         scraper,
         service,
         instance,
         registrations,
         binding: Some(guard),
         _claim: claim,
-        tracker,
+        work,
         cancel,
         lease: lease_changes,
         _lease: lease,

@@ -19,6 +19,7 @@ use futures::future::BoxFuture;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::listing::Listing;
 use super::{Discovery, InstanceList, InstanceRecord, Lease, LeaseState, key_of};
 use crate::engine::config::{ClientCertificate, EtcdConfig, redact_url};
 use crate::{Error, Guard, InstanceId};
@@ -281,11 +282,12 @@ impl Discovery for EtcdDiscovery {
     fn watch(&self, prefix: String) -> BoxFuture<'_, Result<watch::Receiver<InstanceList>, Error>> {
         Box::pin(async move {
             let (map, revision) = self.list_at(&prefix).await?;
-            let (tx, rx) = watch::channel(sorted(&map));
+            let listing = Listing::new(map);
+            let (tx, rx) = watch::channel(listing.list());
             let this = self.clone();
             tokio::spawn(async move {
                 tokio::select! {
-                    () = this.follow(prefix, map, revision, &tx) => {}
+                    () = this.follow(prefix, listing, revision, &tx) => {}
                     () = tx.closed() => {}
                 }
             });
@@ -296,30 +298,68 @@ impl Discovery for EtcdDiscovery {
     fn list(&self, prefix: String) -> BoxFuture<'_, Result<Vec<InstanceRecord>, Error>> {
         Box::pin(async move { Ok(sorted(&self.list_at(&prefix).await?.0).to_vec()) })
     }
+
+    fn reserve_service(&self, service: String, owner: String) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(async move {
+            let key = rotor_names::service_key(&service);
+            // Written if absent, read if not, in one transaction: of two
+            // pairs racing, one writes and the other reads what it wrote.
+            let txn = Txn::new()
+                .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+                .and_then([TxnOp::put(key.clone(), owner.clone(), None)])
+                .or_else([TxnOp::get(key.clone(), None)]);
+            let resp =
+                timed("service reservation", self.client.clone().txn(txn)).await.map_err(|e| {
+                    match e.to_string().contains("permission denied") {
+                        true => Error::Discovery(format!(
+                            "{e}: the etcd user may not write {key}; grant its role readwrite on the \
+                         services/ prefix too (`etcdctl role grant-permission ROLE --prefix=true \
+                         readwrite services/`)"
+                        )),
+                        false => e,
+                    }
+                })?;
+            if resp.succeeded() {
+                return Ok(());
+            }
+            let holder = resp
+                .op_responses()
+                .into_iter()
+                .find_map(|op| match op {
+                    etcd_client::TxnOpResponse::Get(get) => {
+                        get.kvs().first().map(|kv| String::from_utf8_lossy(kv.value()).into_owned())
+                    }
+                    _ => None,
+                })
+                .unwrap_or_default();
+            super::reservation(service, owner, holder)
+        })
+    }
 }
 
 impl EtcdDiscovery {
-    /// Applies watch events to `map` for ever; after any break, reads the
-    /// prefix again (etcd may have restarted, even without its data) and
-    /// watches from there.
+    /// Applies watch events to `listing` for ever; after any break, reads
+    /// the prefix again (etcd may have restarted, even without its data)
+    /// and watches from there. Routing keeps the last records meanwhile,
+    /// and across the resync for one TTL (see [`Listing`]).
     async fn follow(
         &self,
         prefix: String,
-        mut map: BTreeMap<String, InstanceRecord>,
+        mut listing: Listing,
         mut revision: i64,
         tx: &watch::Sender<InstanceList>,
     ) {
         loop {
-            if let Err(e) = self.follow_once(&prefix, &mut map, &mut revision, tx).await {
+            if let Err(e) = self.follow_once(&prefix, &mut listing, &mut revision, tx).await {
                 tracing::debug!(%prefix, error = %e, "etcd watch interrupted; resyncing");
             }
             loop {
                 tokio::time::sleep(RETRY_PAUSE).await;
                 match self.list_at(&prefix).await {
                     Ok((fresh, rev)) => {
-                        map = fresh;
+                        listing.resync(fresh, self.ttl);
                         revision = rev;
-                        tx.send_replace(sorted(&map));
+                        tx.send_replace(listing.list());
                         break;
                     }
                     Err(e) => tracing::debug!(%prefix, error = %e, "etcd unreachable; retrying"),
@@ -331,7 +371,7 @@ impl EtcdDiscovery {
     async fn follow_once(
         &self,
         prefix: &str,
-        map: &mut BTreeMap<String, InstanceRecord>,
+        listing: &mut Listing,
         revision: &mut i64,
         tx: &watch::Sender<InstanceList>,
     ) -> Result<(), Error> {
@@ -339,7 +379,17 @@ impl EtcdDiscovery {
         let mut client = self.client.clone();
         let mut stream = timed("watch", client.watch(prefix, Some(options))).await?;
         loop {
-            let Some(resp) = stream.message().await.map_err(|e| etcd_error("watch", e))? else {
+            let expiry = listing.next_expiry();
+            let next = tokio::select! {
+                next = stream.message() => next,
+                () = sleep_until(expiry) => {
+                    if listing.expire(Instant::now()) {
+                        tx.send_replace(listing.list());
+                    }
+                    continue;
+                }
+            };
+            let Some(resp) = next.map_err(|e| etcd_error("watch", e))? else {
                 return Err(etcd_error("watch", "stream ended"));
             };
             if resp.canceled() || resp.compact_revision() > 0 {
@@ -351,19 +401,25 @@ impl EtcdDiscovery {
                 match event.event_type() {
                     EventType::Put => {
                         if let Some(record) = parse(kv.key(), kv.value()) {
-                            map.insert(key, record);
+                            listing.put(key, record);
                         }
                     }
-                    EventType::Delete => {
-                        map.remove(&key);
-                    }
+                    EventType::Delete => listing.delete(&key),
                 }
                 *revision = (*revision).max(kv.mod_revision());
             }
             if !resp.events().is_empty() {
-                tx.send_replace(sorted(map));
+                tx.send_replace(listing.list());
             }
         }
+    }
+}
+
+/// Sleeps until `at`, or for ever without it.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -488,9 +544,32 @@ async fn keep(inner: std::sync::Weak<LeaseInner>) {
             match renew(&lease).await {
                 Ok(count) => {
                     tracing::warn!(old = %id, new = %lease.id(), endpoints = count, "re-registered under a new etcd lease");
+                    // An etcd that was down longer than the TTL, rather than
+                    // wiped, still holds the old lease when it returns, and
+                    // restarts its TTL: its keys would list this instance
+                    // twice, once as a ghost, for another TTL.
+                    revoke_replaced(&lease.client, id).await;
                     break;
                 }
                 Err(e) => tracing::debug!(error = %e, "etcd not ready for a new lease; retrying"),
+            }
+        }
+    }
+}
+
+/// Revokes a lease this instance replaced; a lease etcd no longer has is
+/// what was hoped for.
+async fn revoke_replaced(client: &Client, old: InstanceId) {
+    for _ in 0..3 {
+        match timed("lease revoke", client.clone().lease_revoke(old.0)).await {
+            Ok(_) => {
+                tracing::info!(lease = %old, "revoked the replaced etcd lease, and its keys with it");
+                return;
+            }
+            Err(e) if is_lease_not_found(&e) => return,
+            Err(e) => {
+                tracing::debug!(lease = %old, error = %e, "could not revoke the replaced lease; retrying");
+                tokio::time::sleep(RETRY_PAUSE).await;
             }
         }
     }

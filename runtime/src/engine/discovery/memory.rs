@@ -20,6 +20,8 @@ pub struct MemoryDiscovery {
 struct State {
     leases: HashSet<InstanceId>,
     keys: BTreeMap<String, InstanceRecord>,
+    /// Service names reserved, with their `namespace/component`.
+    services: BTreeMap<String, String>,
     watchers: Vec<(String, watch::Sender<InstanceList>)>,
 }
 
@@ -151,5 +153,10 @@ impl Discovery for MemoryDiscovery {
 
     fn list(&self, prefix: String) -> BoxFuture<'_, Result<Vec<InstanceRecord>, Error>> {
         Box::pin(future::ready(Ok(self.lock().list(&prefix))))
+    }
+
+    fn reserve_service(&self, service: String, owner: String) -> BoxFuture<'_, Result<(), Error>> {
+        let holder = self.lock().services.entry(service.clone()).or_insert_with(|| owner.clone()).clone();
+        Box::pin(future::ready(super::reservation(service, owner, holder)))
     }
 }

@@ -8,6 +8,8 @@
 
 #[cfg(feature = "etcd")]
 mod etcd;
+#[cfg(any(test, feature = "etcd"))]
+mod listing;
 mod memory;
 
 use std::sync::Arc;
@@ -105,6 +107,21 @@ pub trait Discovery: Send + Sync + 'static {
 
     /// The instances under `prefix` now.
     fn list(&self, prefix: String) -> BoxFuture<'_, Result<Vec<InstanceRecord>, Error>>;
+
+    /// Reserves `service` for `owner` (`namespace/component`) at
+    /// [`service_key`](rotor_names::service_key), for good: `Ok` when it was
+    /// free or is `owner`'s already, [`Error::ServiceTaken`] when another
+    /// pair holds it. Atomic, so that of two pairs racing one wins.
+    fn reserve_service(&self, service: String, owner: String) -> BoxFuture<'_, Result<(), Error>>;
+}
+
+/// The outcome of a reservation that found `holder` at `service`'s key.
+pub(crate) fn reservation(service: String, owner: String, holder: String) -> Result<(), Error> {
+    if holder == owner {
+        return Ok(());
+    }
+    let key = rotor_names::service_key(&service);
+    Err(Error::ServiceTaken { service, owner: holder, ours: owner, key })
 }
 
 /// The etcd key of a record.

@@ -34,6 +34,8 @@ struct Inner {
     services: Mutex<Vec<Arc<MicroService>>>,
     next_id: AtomicU64,
     max_payload: usize,
+    /// Never changes: an in-process connection cannot be lost.
+    losses: tokio::sync::watch::Sender<u64>,
 }
 
 /// A plain subscription: its id and where its messages go.
@@ -69,6 +71,7 @@ impl InProcess {
                 services: Mutex::default(),
                 next_id: AtomicU64::new(1),
                 max_payload,
+                losses: tokio::sync::watch::Sender::new(0),
             }),
         }
     }
@@ -183,6 +186,10 @@ impl Transport for InProcess {
 
     fn inbox(&self) -> String {
         format!("_INBOX.inproc.{}", self.inner.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn connection_losses(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.losses.subscribe()
     }
 
     fn subscribe(

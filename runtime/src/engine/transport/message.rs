@@ -53,6 +53,9 @@ pub mod header {
     /// line, so it fits a header). Error replies carry no payload: NATS micro
     /// sends none with an error.
     pub const ERROR_BODY: &str = "Rotor-Error-Body";
+    /// Request: a liveness probe, answered by the instance's dispatcher at
+    /// once and empty, without running a handler.
+    pub const PROBE: &str = "Rotor-Probe";
 
     /// The constant for `name` when it is one of the names above.
     pub(crate) fn known(name: &str) -> Option<&'static str> {
@@ -72,6 +75,7 @@ pub mod header {
             STREAM_HEARTBEAT_MS,
             STREAM_CONTROL,
             STREAM_CREDIT,
+            PROBE,
         ]
         .into_iter()
         .find(|known| *known == name)

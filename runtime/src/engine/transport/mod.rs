@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
+use tokio::sync::watch;
 
 pub use crate::engine::micro::{EndpointSpec, ServiceSpec, StatsData};
 /// What undoes a binding or a registration when dropped.
@@ -79,6 +80,11 @@ pub trait Transport: Send + Sync + 'static {
 
     /// A fresh subject that only its subscriber will use (an inbox).
     fn inbox(&self) -> String;
+
+    /// How many times the connection was lost, as it changes. A request in
+    /// flight at a loss may have lost its request or its reply, so the
+    /// client does not wait for it until its timeout.
+    fn connection_losses(&self) -> watch::Receiver<u64>;
 
     /// Every message published to `subject` from now on, until the stream is
     /// dropped. Not a queue group: each subscriber gets every message.

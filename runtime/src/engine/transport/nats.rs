@@ -11,6 +11,7 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::message::{Headers, Message, header};
@@ -27,6 +28,9 @@ pub struct Nats {
     /// The server's `max_payload`, read once: asking the client for it
     /// clones the whole server info, too slow for every message.
     max_payload: usize,
+    /// How many times the connection was lost; see
+    /// [`Transport::connection_losses`].
+    losses: Arc<watch::Sender<u64>>,
 }
 
 impl Nats {
@@ -43,7 +47,12 @@ impl Nats {
         if config.urls.is_empty() {
             return Err(unreachable("no URL given".into()));
         }
-        let mut options = ConnectOptions::new().connection_timeout(connect_timeout).name("rotor");
+        let losses = Arc::new(watch::Sender::new(0));
+        let mut options = ConnectOptions::new()
+            .connection_timeout(connect_timeout)
+            .name("rotor")
+            .event_callback(count_losses(losses.clone()))
+            .reconnect_delay_callback(reconnect_delay);
         // Authentication and TLS, and the checks of the files they name.
         options = config.apply(options).await?;
         let connect = options.connect(config.urls.as_slice());
@@ -52,18 +61,41 @@ impl Nats {
             Ok(Err(e)) => return Err(config.connect_error(&e)),
             Err(_) => return Err(unreachable(format!("no answer within {connect_timeout:?}"))),
         };
-        Ok(Nats::from_client(client))
+        Ok(Nats { losses, ..Nats::from_client(client) })
     }
 
-    /// Wraps an existing connection.
+    /// Wraps an existing connection. Its losses are not seen: a request in
+    /// flight when it reconnects waits for its reply until its timeout.
     pub fn from_client(client: async_nats::Client) -> Nats {
         let max_payload = client.server_info().max_payload;
-        Nats { client, max_payload }
+        Nats { client, max_payload, losses: Arc::new(watch::Sender::new(0)) }
     }
 
     /// The underlying connection.
     pub fn client(&self) -> &async_nats::Client {
         &self.client
+    }
+}
+
+/// How long to wait before reconnection attempt `attempts`: async-nats's
+/// default doubles up to 4 s, so that a client could come back seconds after
+/// a restarted broker. At most 250 ms here, with jitter so that a fleet does
+/// not reconnect in step.
+fn reconnect_delay(attempts: usize) -> Duration {
+    let doubled = 10u64.saturating_mul(1 << attempts.saturating_sub(1).min(10));
+    let base = Duration::from_millis(doubled.min(250));
+    base.mul_f64(0.8 + 0.4 * fastrand::f64())
+}
+
+/// The connection's event callback: counts each disconnection in `losses`.
+fn count_losses(
+    losses: Arc<watch::Sender<u64>>,
+) -> impl Fn(async_nats::Event) -> futures::future::Ready<()> + Send + Sync + 'static {
+    move |event| {
+        if let async_nats::Event::Disconnected = event {
+            losses.send_modify(|n| *n += 1);
+        }
+        futures::future::ready(())
     }
 }
 
@@ -292,6 +324,10 @@ impl Transport for Nats {
 
     fn inbox(&self) -> String {
         self.client.new_inbox()
+    }
+
+    fn connection_losses(&self) -> watch::Receiver<u64> {
+        self.losses.subscribe()
     }
 
     fn subscribe(

@@ -1,0 +1,318 @@
+//! One call's attempts: where each goes, what ends it early, and when the
+//! call is sent again.
+//!
+//! An attempt ends with its reply, its timeout, or as soon as its instance
+//! is known to be lost: another call met "no responders" there, discovery
+//! dropped it, it was ejected as hung, or this process's connection
+//! dropped. A lost attempt of an idempotent call is sent again at once,
+//! elsewhere, within the caller's deadline; any other fails at once with
+//! [`TransportError::InstanceLost`], rather than waiting out its timeout.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::health::{self, Why};
+use super::route::{Picked, Route, Settled};
+use super::{CallMode, ClientCore, server_time};
+use crate::engine::transport::Transport;
+use crate::engine::transport::message::Message;
+use crate::engines::Watch;
+use crate::exchange::outcome;
+use crate::exchange::trace::Trace;
+use crate::{ErrorKind, InstanceId, TransportError};
+
+/// One call's settings, across its attempts.
+pub(super) struct Call<'a> {
+    pub payload: bytes::Bytes,
+    pub timeout: Duration,
+    /// Attempts after "no responders", for an idempotent call.
+    pub retries: u32,
+    /// The trace to send along, if any.
+    pub trace: Option<&'a Trace>,
+    pub mode: CallMode<'a>,
+}
+
+/// Why an attempt stopped waiting before its reply came.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lost {
+    /// Its instance met "no responders" on another call.
+    Gone,
+    /// Its instance was ejected for timeouts on other calls.
+    Hung,
+    /// Discovery no longer lists its instance.
+    Deregistered,
+    /// This process's connection dropped, and the request or its reply
+    /// with it.
+    Disconnected,
+}
+
+impl Lost {
+    fn why(self) -> &'static str {
+        match self {
+            Lost::Gone => "the instance stopped listening",
+            Lost::Hung => "the instance was ejected after consecutive timeouts",
+            Lost::Deregistered => "the instance left discovery",
+            Lost::Disconnected => "the connection to the broker dropped",
+        }
+    }
+}
+
+/// The longest wait for an instance to come back when every one is out of
+/// rotation and the last try failed; the first is 10 ms, doubled each time.
+const REJOIN_WAIT_MAX: Duration = Duration::from_millis(200);
+
+impl ClientCore {
+    /// Sends `call` on route number `number` until a reply, a failure that
+    /// ends it, or its deadline.
+    pub(super) async fn attempts(
+        &self,
+        number: usize,
+        route: &Route,
+        call: Call<'_>,
+    ) -> Result<(Message, Option<InstanceId>), TransportError> {
+        let Call { mut payload, timeout, retries, trace, mode } = call;
+        let started = Instant::now();
+        let engines = &self.shared.engines;
+        // A direct call may be sent again only to its own instance, so only
+        // when the connection, not the instance, was lost.
+        let resendable = route.idempotent;
+        let mut retried = 0;
+        let mut waits = 0;
+        let mut last: Option<TransportError> = None;
+        loop {
+            let left = timeout.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Err(last.unwrap_or_else(|| TransportError::Timeout {
+                    subject: route.queue_subject.clone(),
+                    after: timeout,
+                    instance: None,
+                }));
+            }
+            let picked = route.pick(self.router, self.target)?;
+            if picked.fallback && last.is_some() {
+                // Every instance is out of rotation and the last try failed:
+                // wait a little for one to come back before trying again.
+                drop(picked);
+                let wait = Duration::from_millis(10).saturating_mul(1 << waits.min(8)).min(REJOIN_WAIT_MAX);
+                rejoin(route, wait.min(left)).await;
+                waits += 1;
+                continue;
+            }
+            let Picked { subject, instance, fallback, in_flight } = picked;
+            // A unary reply is bounded by the call's timeout; a stream lasts
+            // as long as the caller reads it, so its deadline is only the
+            // one the caller set.
+            let server_time = match mode {
+                CallMode::Unary => Some(server_time(left)),
+                CallMode::Stream(_) => self.timeout.map(|t| t.saturating_sub(started.elapsed())),
+            };
+            // With a deadline the request is a copy in its envelope, so the
+            // payload stays for another attempt without being shared
+            // (sharing a payload allocates); without one, a call that is
+            // never sent again takes it.
+            let mut message = match server_time {
+                Some(time) => Message::enveloped(&payload, time),
+                None if resendable || retries > 0 => Message::request(payload.clone(), None),
+                None => Message::request(std::mem::take(&mut payload), None),
+            };
+            if let Some(trace) = trace {
+                trace.write(&mut message.headers);
+            }
+            if let CallMode::Stream(open) = mode {
+                for (name, value) in open.iter() {
+                    message.headers.insert(name.to_string(), value);
+                }
+            }
+            // Watched from before the request goes out, so that no loss
+            // between sending and waiting is missed.
+            let mut watch = Watchers::new(self, route, !fallback);
+            let watch_hung = resendable && self.target.is_none();
+            let result = tokio::select! {
+                biased;
+                result = engines.transport.request(subject.as_str(), message, left) => Ok(result),
+                lost = watch.lost(route, instance, subject.as_str(), watch_hung, &*engines.transport) => Err(lost),
+            };
+            match result {
+                Ok(Ok(reply)) if reply.error_kind() == Some(ErrorKind::Refused) => {
+                    // A draining instance refused it unrun: elsewhere, for
+                    // any endpoint.
+                    in_flight.settle(Settled::Other);
+                    let Some(id) = instance else { return Ok((reply, None)) };
+                    if route.take_out(id, Why::Draining) {
+                        self.start_probe(number, route, id, subject.as_str());
+                    }
+                    if retried >= retries.max(1) || self.target.is_some() {
+                        return Ok((reply, Some(id)));
+                    }
+                    retried += 1;
+                    route.metrics.retries.inc();
+                    last = Some(TransportError::NoResponders {
+                        subject: subject.as_str().to_string(),
+                        instance,
+                    });
+                }
+                Ok(Ok(reply)) => {
+                    in_flight.settle(Settled::Answered);
+                    let answered = outcome::answered_by(&reply.headers).or(instance);
+                    return Ok((reply, answered));
+                }
+                Ok(Err(e @ TransportError::NoResponders { .. })) => {
+                    in_flight.settle(Settled::Other);
+                    let Some(id) = instance else { return Err(e) };
+                    // Gone before its lease lapsed: out of rotation now, and
+                    // every call in flight to it is sent elsewhere.
+                    if route.take_out(id, Why::Gone) {
+                        self.start_probe(number, route, id, subject.as_str());
+                    }
+                    tracing::debug!(endpoint = %route.label, instance = %id, "no responders; out of rotation");
+                    if retried >= retries || self.target.is_some() {
+                        return Err(e.at(id));
+                    }
+                    retried += 1;
+                    route.metrics.retries.inc();
+                    last = Some(e.at(id));
+                }
+                Ok(Err(e @ TransportError::Timeout { .. })) => {
+                    if in_flight.settle(Settled::TimedOut)
+                        && let Some(id) = instance
+                    {
+                        self.start_probe(number, route, id, subject.as_str());
+                    }
+                    return Err(match instance {
+                        Some(id) => e.at(id),
+                        None => e,
+                    });
+                }
+                Ok(Err(e)) => {
+                    in_flight.settle(Settled::Other);
+                    return Err(match instance {
+                        Some(id) => e.at(id),
+                        None => e,
+                    });
+                }
+                Err(lost) => {
+                    in_flight.settle(Settled::Other);
+                    let elsewhere = self.target.is_none() || lost == Lost::Disconnected;
+                    if !(resendable && elsewhere) {
+                        return Err(TransportError::InstanceLost {
+                            endpoint: route.label.clone(),
+                            why: lost.why(),
+                            instance,
+                        });
+                    }
+                    tracing::debug!(endpoint = %route.label, why = lost.why(), "sending again");
+                    route.metrics.retries.inc();
+                    last = Some(TransportError::InstanceLost {
+                        endpoint: route.label.clone(),
+                        why: lost.why(),
+                        instance,
+                    });
+                }
+            }
+        }
+    }
+
+    fn start_probe(&self, number: usize, route: &Route, id: InstanceId, subject: &str) {
+        tracing::debug!(endpoint = %route.label, instance = %id, "probing until it answers");
+        tokio::spawn(health::probe(Arc::downgrade(&self.shared), number, id, subject.to_string()));
+    }
+}
+
+/// Waits up to `wait` for an instance to rejoin rotation or discovery to
+/// change.
+async fn rejoin(route: &Route, wait: Duration) {
+    let mut rotation = route.rotation();
+    let mut listed = route.instances.as_deref().cloned();
+    if let Some(listed) = &mut listed {
+        listed.borrow_and_update();
+    }
+    tokio::select! {
+        _ = rotation.changed() => {}
+        _ = changed(&mut listed) => {}
+        () = tokio::time::sleep(wait) => {}
+    }
+}
+
+/// What tells an attempt in flight that its instance is lost.
+struct Watchers {
+    /// `None` when the instance was already out when picked.
+    rotation: Option<watch::Receiver<u64>>,
+    listed: Option<Watch>,
+    losses: watch::Receiver<u64>,
+}
+
+impl Watchers {
+    fn new(core: &ClientCore, route: &Route, rotation: bool) -> Self {
+        let mut listed = route.instances.as_deref().cloned();
+        if let Some(listed) = &mut listed {
+            listed.borrow_and_update();
+        }
+        Watchers {
+            rotation: rotation.then(|| route.rotation()),
+            listed,
+            losses: core.shared.engines.transport.connection_losses(),
+        }
+    }
+
+    /// Resolves when `instance`, reached on `subject`, is known lost; `hung`
+    /// says whether an ejection for timeouts counts.
+    async fn lost(
+        &mut self,
+        route: &Route,
+        instance: Option<InstanceId>,
+        subject: &str,
+        hung: bool,
+        transport: &dyn Transport,
+    ) -> Lost {
+        loop {
+            tokio::select! {
+                Ok(()) = changed_rotation(&mut self.rotation), if instance.is_some() => {
+                    match instance.and_then(|id| route.out(id)) {
+                        Some(out) if out.why == Why::Gone => return Lost::Gone,
+                        Some(out) if out.why == Why::Hung && hung => return Lost::Hung,
+                        // A draining instance finishes what it accepted.
+                        _ => {}
+                    }
+                }
+                Ok(()) = changed(&mut self.listed), if instance.is_some() => {
+                    let listed = self.listed.as_mut().map(|l| l.borrow_and_update().clone());
+                    // An instance that replaced its lease is listed under a
+                    // new id, on the same subject: not lost.
+                    if let (Some(list), Some(id)) = (listed, instance)
+                        && !list.iter().any(|r| r.instance_id == id || r.transport.subject() == subject)
+                    {
+                        // A graceful shutdown leaves discovery first and
+                        // finishes its calls: only an instance that no longer
+                        // listens is lost; one that answers the probe, even
+                        // with a refusal, is still at work on this call.
+                        let probe = transport.request(subject, Message::probe(), health::PROBE_TIMEOUT).await;
+                        if let Err(TransportError::NoResponders { .. }) = probe {
+                            return Lost::Deregistered;
+                        }
+                        self.listed = None;
+                    }
+                }
+                Ok(()) = self.losses.changed() => return Lost::Disconnected,
+                else => std::future::pending::<()>().await,
+            }
+        }
+    }
+}
+
+async fn changed_rotation(
+    rotation: &mut Option<watch::Receiver<u64>>,
+) -> Result<(), watch::error::RecvError> {
+    match rotation {
+        Some(rx) => rx.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn changed(listed: &mut Option<Watch>) -> Result<(), watch::error::RecvError> {
+    match listed {
+        Some(rx) => rx.changed().await,
+        None => std::future::pending().await,
+    }
+}

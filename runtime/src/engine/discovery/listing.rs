@@ -1,0 +1,139 @@
+//! What a watch reports: the records under a prefix, and across a resync
+//! the ones the fresh read no longer lists, kept for a grace period.
+//!
+//! A resync follows any break of the watch. When etcd lost its data, the
+//! fresh read is empty until the servers, which are still reachable, have
+//! registered again under new leases; emptying the routing table meanwhile
+//! would fail every call for that long. So a record the fresh read lacks
+//! stays listed until its instance registers again (a record with the same
+//! subject, as a server that replaced its lease writes) or the grace period
+//! (one lease TTL) passes. A dead instance kept this way costs one "no
+//! responders" and is taken out of rotation by the client.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::{InstanceList, InstanceRecord};
+
+/// The records under one prefix, by key.
+#[derive(Debug, Default)]
+pub(crate) struct Listing {
+    live: BTreeMap<String, InstanceRecord>,
+    /// Records a resync no longer found, and until when they stay.
+    stale: BTreeMap<String, (InstanceRecord, Instant)>,
+}
+
+impl Listing {
+    pub(crate) fn new(live: BTreeMap<String, InstanceRecord>) -> Self {
+        Listing { live, stale: BTreeMap::new() }
+    }
+
+    /// Replaces the records with a fresh read; what it lacks stays for
+    /// `grace` unless a fresh record has its subject.
+    pub(crate) fn resync(&mut self, fresh: BTreeMap<String, InstanceRecord>, grace: Duration) {
+        let until = Instant::now() + grace;
+        let old = std::mem::replace(&mut self.live, fresh);
+        for (key, record) in old {
+            if !self.live.contains_key(&key) && !self.registered_again(&record) {
+                self.stale.insert(key, (record, until));
+            }
+        }
+        let live = &self.live;
+        self.stale.retain(|key, (record, _)| {
+            !live.contains_key(key) && !live.values().any(|r| r.transport == record.transport)
+        });
+    }
+
+    fn registered_again(&self, record: &InstanceRecord) -> bool {
+        self.live.values().any(|r| r.transport == record.transport)
+    }
+
+    /// A record written at `key`.
+    pub(crate) fn put(&mut self, key: String, record: InstanceRecord) {
+        self.stale.retain(|k, (r, _)| *k != key && r.transport != record.transport);
+        self.live.insert(key, record);
+    }
+
+    /// The record at `key` deleted.
+    pub(crate) fn delete(&mut self, key: &str) {
+        self.live.remove(key);
+        self.stale.remove(key);
+    }
+
+    /// Drops the stale records whose grace passed by `now`; `true` when any did.
+    pub(crate) fn expire(&mut self, now: Instant) -> bool {
+        let before = self.stale.len();
+        self.stale.retain(|_, (_, until)| *until > now);
+        self.stale.len() != before
+    }
+
+    /// When the next stale record's grace passes.
+    pub(crate) fn next_expiry(&self) -> Option<Instant> {
+        self.stale.values().map(|(_, until)| *until).min()
+    }
+
+    /// Every record, live and stale, sorted by instance id.
+    pub(crate) fn list(&self) -> InstanceList {
+        let mut list: Vec<InstanceRecord> =
+            self.live.values().chain(self.stale.values().map(|(r, _)| r)).cloned().collect();
+        list.sort_by_key(|r| r.instance_id);
+        list.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::InstanceId;
+    use crate::engine::discovery::TransportAddress;
+
+    fn record(id: i64, subject: &str) -> (String, InstanceRecord) {
+        let record = InstanceRecord {
+            namespace: "ns".into(),
+            component: "c".into(),
+            endpoint: "e".into(),
+            instance_id: InstanceId(id),
+            transport: TransportAddress::NatsTcp(subject.into()),
+        };
+        (format!("instances/ns/c/e:{id:x}"), record)
+    }
+
+    fn ids(listing: &Listing) -> Vec<i64> {
+        listing.list().iter().map(|r| r.instance_id.0).collect()
+    }
+
+    #[test]
+    fn an_empty_resync_keeps_the_last_records_for_the_grace_period() {
+        let mut listing = Listing::new([record(1, "s.a"), record(2, "s.b")].into());
+        listing.resync(BTreeMap::new(), Duration::from_secs(3));
+        assert_eq!(ids(&listing), [1, 2], "etcd came back empty; the instances are still routed to");
+        assert!(!listing.expire(Instant::now()));
+        assert!(listing.expire(Instant::now() + Duration::from_secs(4)));
+        assert!(ids(&listing).is_empty(), "past the grace period they go");
+        assert_eq!(listing.next_expiry(), None);
+    }
+
+    #[test]
+    fn a_record_with_the_same_subject_replaces_a_stale_one_at_once() {
+        let mut listing = Listing::new([record(1, "s.a"), record(2, "s.b")].into());
+        listing.resync(BTreeMap::new(), Duration::from_secs(3));
+        let (key, again) = record(7, "s.a");
+        listing.put(key, again);
+        assert_eq!(ids(&listing), [2, 7], "instance 1 registered again as 7");
+        listing.resync([record(7, "s.a"), record(8, "s.b")].into(), Duration::from_secs(3));
+        assert_eq!(ids(&listing), [7, 8]);
+        assert_eq!(listing.next_expiry(), None, "nothing is stale");
+    }
+
+    #[test]
+    fn a_deleted_key_goes_whether_live_or_stale() {
+        let (key, one) = record(1, "s.a");
+        let mut listing = Listing::new([(key.clone(), one)].into());
+        listing.delete(&key);
+        assert!(ids(&listing).is_empty());
+        let mut listing = Listing::new([record(1, "s.a")].into());
+        listing.resync(BTreeMap::new(), Duration::from_secs(3));
+        listing.delete(&key);
+        assert!(ids(&listing).is_empty());
+    }
+}
