@@ -51,7 +51,7 @@ fn request(arg: Option<&str>) -> Result<Value, Failure> {
 }
 
 fn instance(hex: &str) -> Result<InstanceId, Failure> {
-    i64::from_str_radix(hex.trim_start_matches("0x"), 16).map(InstanceId).map_err(|_| Failure {
+    InstanceId::from_hex(hex.trim_start_matches("0x")).ok_or_else(|| Failure {
         code: 2,
         ..Failure::new(format!("--instance {hex:?} is not a hexadecimal id"))
     })

@@ -61,6 +61,15 @@ impl InstanceId {
     pub fn get(self) -> i64 {
         self.0
     }
+
+    /// The id that [`Display`](fmt::Display) printed as `hex`: lower-case
+    /// hex digits, a negative id as the 16 digits of its two's complement.
+    pub fn from_hex(hex: &str) -> Option<InstanceId> {
+        u64::from_str_radix(hex, 16)
+            .ok()
+            .filter(|_| !hex.starts_with(['+', '-']))
+            .map(|bits| InstanceId(bits as i64))
+    }
 }
 
 impl fmt::Display for InstanceId {
@@ -84,6 +93,16 @@ impl fmt::LowerHex for InstanceId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_id_reads_back_from_its_hex_whatever_its_sign() {
+        for id in [0, 1, 0x2040_a233_cd2b_2006, i64::MAX, -1, i64::MIN] {
+            assert_eq!(InstanceId::from_hex(&InstanceId(id).to_string()), Some(InstanceId(id)));
+        }
+        for bad in ["", "-1", "+1", "x", "10000000000000000"] {
+            assert_eq!(InstanceId::from_hex(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn json_carries_hex_and_still_reads_decimal() {

@@ -133,8 +133,7 @@ pub(crate) fn failure<E>(
 /// as [`InstanceId`] prints it (a negative id as the bits of its two's
 /// complement, as the id's own JSON form reads it back).
 pub(crate) fn answered_by(headers: &Headers) -> Option<InstanceId> {
-    let bits = headers.get(header::INSTANCE).and_then(|h| u64::from_str_radix(h, 16).ok())?;
-    Some(InstanceId(bits as i64))
+    headers.get(header::INSTANCE).and_then(InstanceId::from_hex)
 }
 
 #[cfg(test)]

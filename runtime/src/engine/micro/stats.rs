@@ -56,7 +56,7 @@ impl ServiceStats {
             let prefix = format!("{}-", shared.subject);
             self.endpoints.iter().find_map(|e| {
                 let hex = e.subject.strip_prefix(&prefix)?;
-                i64::from_str_radix(hex, 16).ok().map(crate::InstanceId)
+                crate::InstanceId::from_hex(hex)
             })
         })
     }

@@ -103,18 +103,23 @@ fn count_losses(
 fn to_nats(headers: Headers) -> HeaderMap {
     let mut map = HeaderMap::new();
     for (name, value) in headers {
-        // async-nats asserts that a value holds no line break; one that
-        // does (from a caller's own headers) is dropped rather than panic.
-        if !value.contains(['\r', '\n']) {
-            match name {
-                // Rotor's own names are referenced, not copied; any other
-                // goes through async-nats's checks.
-                std::borrow::Cow::Borrowed(name) if header::known(name).is_some() => {
-                    map.insert(HeaderName::from_static(name), value)
-                }
-                std::borrow::Cow::Borrowed(name) => map.insert(name, value),
-                std::borrow::Cow::Owned(name) => map.insert(name, value),
-            }
+        // async-nats asserts that a value holds no line break and that a
+        // name is printable ASCII without ':'; a header that breaks either
+        // (one a program set itself) is dropped rather than panic.
+        if value.contains(['\r', '\n']) {
+            tracing::warn!(header = %name, "dropping a header whose value holds a line break");
+            continue;
+        }
+        // Rotor's own names are referenced, not copied.
+        if let std::borrow::Cow::Borrowed(known) = name
+            && header::known(known).is_some()
+        {
+            map.insert(HeaderName::from_static(known), value);
+            continue;
+        }
+        match name.parse::<HeaderName>() {
+            Ok(parsed) => map.insert(parsed, value),
+            Err(_) => tracing::warn!(header = %name, "dropping a header whose name NATS cannot carry"),
         }
     }
     map
@@ -391,5 +396,25 @@ impl Transport for Nats {
             stats.sort_by(|a, b| a.id.cmp(&b.id));
             Ok(stats)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_header_nats_cannot_carry_is_dropped_not_a_panic() {
+        let mut headers = Headers::new();
+        headers.insert(header::TIMEOUT_MS, "5");
+        headers.insert("X-Fine".to_string(), "yes");
+        for bad in ["has space", "colon:", "näme", "ctrl\u{1}"] {
+            headers.insert(bad.to_string(), "v");
+        }
+        headers.insert("X-Broken".to_string(), "line\r\nbreak");
+        let map = to_nats(headers);
+        assert_eq!(map.len(), 2, "{map:?}");
+        assert_eq!(map.get(header::TIMEOUT_MS).map(|v| v.as_str()), Some("5"));
+        assert_eq!(map.get("X-Fine").map(|v| v.as_str()), Some("yes"));
     }
 }

@@ -13,7 +13,8 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 
 use super::{
-    ENTRY_HEADER, Grants, Items, MISSED_BEATS, Silence, clamp_heartbeat, control, kind, kind_of, seq_of,
+    ENTRY_HEADER, Grants, INBOX_PREFIX, Items, MISSED_BEATS, Silence, clamp_heartbeat, control, is_inbox,
+    kind, kind_of, seq_of,
 };
 use crate::engine::transport::Transport;
 use crate::engine::transport::message::{Headers, Message, header};
@@ -311,5 +312,46 @@ pub(crate) fn accepted<T, E>(
             instance,
         }));
     };
+    if !is_inbox(control) {
+        return Err(CallError::Transport(TransportError::Protocol {
+            detail: format!(
+                "the stream's control subject {control:?} is not an inbox (under {INBOX_PREFIX}); \
+                 credit and cancellation go only to one"
+            ),
+            instance,
+        }));
+    }
     Ok(ResponseStream::new(opened(control.to_string()), decode, decode_err))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::codec;
+
+    #[test]
+    fn a_control_subject_that_is_not_an_inbox_refuses_the_stream() {
+        for control in ["$SRV.PING", "svc.endpoint", "_INBOX.>", "_INBOX."] {
+            let reply = Message {
+                headers: Headers::one(header::STREAM_CONTROL, control),
+                payload: bytes::Bytes::new(),
+            };
+            let opened = |_: String| -> Opened { panic!("a stream opened on {control:?}") };
+            let result = accepted::<u64, String>(
+                reply,
+                opened,
+                "ns/c/e",
+                None,
+                codec::decode::<u64>,
+                codec::decode::<String>,
+            );
+            match result {
+                Err(CallError::Transport(TransportError::Protocol { detail, .. })) => {
+                    assert!(detail.contains("not an inbox"), "{detail}")
+                }
+                Err(other) => panic!("{control:?}: {other}"),
+                Ok(_) => panic!("{control:?}: accepted"),
+            }
+        }
+    }
 }

@@ -75,6 +75,20 @@ fn seq_of(message: &Message) -> Option<u64> {
     message.headers.get(header::STREAM)?.split_once(' ')?.1.parse().ok()
 }
 
+/// Where every caller's inboxes live (NATS's default, and the in-process
+/// transport's).
+pub(super) const INBOX_PREFIX: &str = "_INBOX.";
+
+/// A subject a stream's messages may be sent to, either way: an inbox,
+/// never another endpoint or `$SRV.*`, so that neither side can turn the
+/// other into a publisher on subjects it may not publish to itself.
+pub(super) fn is_inbox(subject: &str) -> bool {
+    subject.len() > INBOX_PREFIX.len()
+        && subject.starts_with(INBOX_PREFIX)
+        && !subject.contains(['*', '>', ' ', '\t', '\r', '\n'])
+        && !subject.split('.').any(str::is_empty)
+}
+
 /// Applies a control message from the caller to what the server may still
 /// send; `true` for a cancel. A credit without a readable grant grants
 /// nothing; a message of another kind (a keep-alive) changes nothing.

@@ -11,8 +11,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    BATCH_HEADER, Batch, Credit, DEFAULT_HEARTBEAT, ENTRY_HEADER, MAX_BATCH, MISSED_BEATS, clamp_heartbeat,
-    control, end, kind, on_control, parse_pair, seq_of,
+    BATCH_HEADER, Batch, Credit, DEFAULT_HEARTBEAT, ENTRY_HEADER, INBOX_PREFIX, MAX_BATCH, MISSED_BEATS,
+    clamp_heartbeat, control, end, is_inbox, kind, on_control, parse_pair, seq_of,
 };
 use crate::ErrorKind;
 use crate::engine::metrics::EndpointMetrics;
@@ -61,20 +61,6 @@ impl StreamSetup {
             transport: transport.clone(),
         }))
     }
-}
-
-/// Where every caller's inboxes live (NATS's default, and the in-process
-/// transport's).
-const INBOX_PREFIX: &str = "_INBOX.";
-
-/// A subject a stream may be sent to: a caller's inbox, never another
-/// endpoint or `$SRV.*`, so that a request cannot turn a server into a
-/// publisher on subjects its caller may not publish to.
-fn is_inbox(subject: &str) -> bool {
-    subject.len() > INBOX_PREFIX.len()
-        && subject.starts_with(INBOX_PREFIX)
-        && !subject.contains(['*', '>', ' ', '\t', '\r', '\n'])
-        && !subject.split('.').any(str::is_empty)
 }
 
 /// How a stream's items and its error are encoded and described.
