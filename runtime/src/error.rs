@@ -225,11 +225,13 @@ pub enum TransportError {
     /// The instance a call was in flight to was lost before it answered:
     /// it stopped listening, left discovery, or the connection to it
     /// dropped. Whether the request ran is unknown. Only calls that must not
-    /// run twice end this way (an endpoint with `idempotent = false`, or a
-    /// call sent to one instance); any other is sent again elsewhere.
+    /// be sent again end this way (an endpoint with `idempotent = false`, a
+    /// call sent to one instance, a stream whose server may still be
+    /// sending); any other is sent again elsewhere.
     #[error(
         "{endpoint}: {why} before it answered{}; the request may or may not have run, and it was \
-         not sent again because the endpoint is not idempotent or the call names one instance",
+         not sent again: the endpoint is not idempotent, the call names one instance, or a stream \
+         may be under way",
         instance_suffix(*instance)
     )]
     InstanceLost {

@@ -128,7 +128,11 @@ impl ClientCore {
             // Watched from before the request goes out, so that no loss
             // between sending and waiting is missed.
             let mut watch = Watchers::new(self, route, !fallback);
-            let watch_hung = resendable && self.target.is_none();
+            // A stream's items go to one inbox: a second server may be
+            // asked to open it only when the first surely is not streaming
+            // (it stopped listening or left), not when it may be alive.
+            let unary = matches!(mode, CallMode::Unary);
+            let watch_hung = resendable && self.target.is_none() && unary;
             let result = tokio::select! {
                 biased;
                 result = engines.transport.request(subject.as_str(), message, left) => Ok(result),
@@ -195,7 +199,8 @@ impl ClientCore {
                 Err(lost) => {
                     in_flight.settle(Settled::Other);
                     let elsewhere = self.target.is_none() || lost == Lost::Disconnected;
-                    if !(resendable && elsewhere) {
+                    let surely_idle = unary || matches!(lost, Lost::Gone | Lost::Deregistered);
+                    if !(resendable && elsewhere && surely_idle) {
                         return Err(TransportError::InstanceLost {
                             endpoint: route.label.clone(),
                             why: lost.why(),
