@@ -59,6 +59,10 @@ impl Lost {
     }
 }
 
+/// How long an attempt waits for its reply before it also watches for the
+/// loss of its instance.
+const WATCH_AFTER: Duration = Duration::from_millis(20);
+
 /// The longest wait for an instance to come back when every one is out of
 /// rotation and the last try failed; the first is 10 ms, doubled each time.
 const REJOIN_WAIT_MAX: Duration = Duration::from_millis(200);
@@ -125,18 +129,36 @@ impl ClientCore {
                     message.headers.insert(name.to_string(), value);
                 }
             }
-            // Watched from before the request goes out, so that no loss
-            // between sending and waiting is missed.
-            let mut watch = Watchers::new(self, route, !fallback);
             // A stream's items go to one inbox: a second server may be
             // asked to open it only when the first surely is not streaming
             // (it stopped listening or left), not when it may be alive.
             let unary = matches!(mode, CallMode::Unary);
             let watch_hung = resendable && self.target.is_none() && unary;
-            let result = tokio::select! {
-                biased;
-                result = engines.transport.request(subject.as_str(), message, left) => Ok(result),
-                lost = watch.lost(route, instance, subject.as_str(), watch_hung, &*engines.transport) => Err(lost),
+            let losses = engines.transport.connection_loss_count();
+            let request = engines.transport.request(subject.as_str(), message, left);
+            tokio::pin!(request);
+            // Most calls end well within WATCH_AFTER; only a call that takes
+            // longer watches for its instance's loss, and first looks at
+            // what happened meanwhile (watching every call would register
+            // it on receivers every call in flight shares).
+            let result = match tokio::time::timeout(WATCH_AFTER.min(left), &mut request).await {
+                Ok(result) => Ok(result),
+                Err(_) => {
+                    let watch = Watchers::new(route, !fallback, &*engines.transport);
+                    let lost = watch.lost(
+                        route,
+                        instance,
+                        subject.as_str(),
+                        watch_hung,
+                        &*engines.transport,
+                        losses,
+                    );
+                    tokio::select! {
+                        biased;
+                        result = &mut request => Ok(result),
+                        lost = lost => Err(lost),
+                    }
+                }
             };
             match result {
                 Ok(Ok(reply)) if reply.error_kind() == Some(ErrorKind::Refused) => {
@@ -249,7 +271,7 @@ struct Watchers {
 }
 
 impl Watchers {
-    fn new(core: &ClientCore, route: &Route, rotation: bool) -> Self {
+    fn new(route: &Route, rotation: bool, transport: &dyn Transport) -> Self {
         let mut listed = route.instances.as_deref().cloned();
         if let Some(listed) = &mut listed {
             listed.borrow_and_update();
@@ -257,48 +279,64 @@ impl Watchers {
         Watchers {
             rotation: rotation.then(|| route.rotation()),
             listed,
-            losses: core.shared.engines.transport.connection_losses(),
+            losses: transport.connection_losses(),
         }
     }
 
-    /// Resolves when `instance`, reached on `subject`, is known lost; `hung`
-    /// says whether an ejection for timeouts counts.
+    /// Resolves when `instance`, reached on `subject`, is known lost, also
+    /// by what happened since the attempt began (`losses` connection losses
+    /// then); `hung` says whether an ejection for timeouts counts.
     async fn lost(
-        &mut self,
+        mut self,
         route: &Route,
         instance: Option<InstanceId>,
         subject: &str,
         hung: bool,
         transport: &dyn Transport,
+        losses: u64,
     ) -> Lost {
+        if transport.connection_loss_count() != losses {
+            return Lost::Disconnected;
+        }
+        let Some(id) = instance else {
+            // The queue group's members are not known one by one: only the
+            // connection's loss tells.
+            if self.losses.changed().await.is_ok() {
+                return Lost::Disconnected;
+            }
+            return std::future::pending().await;
+        };
+        let mut check_listed = self.listed.is_some();
         loop {
+            if self.rotation.is_some() {
+                match route.out(id) {
+                    Some(out) if out.why == Why::Gone => return Lost::Gone,
+                    Some(out) if out.why == Why::Hung && hung => return Lost::Hung,
+                    // A draining instance finishes what it accepted.
+                    _ => {}
+                }
+            }
+            if std::mem::take(&mut check_listed)
+                && let Some(listed) = &mut self.listed
+            {
+                let list = listed.borrow_and_update().clone();
+                // An instance that replaced its lease is listed under a new
+                // id, on the same subject: not lost.
+                if !list.iter().any(|r| r.instance_id == id || r.transport.subject() == subject) {
+                    // A graceful shutdown leaves discovery first and
+                    // finishes its calls: only an instance that no longer
+                    // listens is lost; one that answers the probe, even with
+                    // a refusal, is still at work on this call.
+                    let probe = transport.request(subject, Message::probe(), health::PROBE_TIMEOUT).await;
+                    if let Err(TransportError::NoResponders { .. }) = probe {
+                        return Lost::Deregistered;
+                    }
+                    self.listed = None;
+                }
+            }
             tokio::select! {
-                Ok(()) = changed_rotation(&mut self.rotation), if instance.is_some() => {
-                    match instance.and_then(|id| route.out(id)) {
-                        Some(out) if out.why == Why::Gone => return Lost::Gone,
-                        Some(out) if out.why == Why::Hung && hung => return Lost::Hung,
-                        // A draining instance finishes what it accepted.
-                        _ => {}
-                    }
-                }
-                Ok(()) = changed(&mut self.listed), if instance.is_some() => {
-                    let listed = self.listed.as_mut().map(|l| l.borrow_and_update().clone());
-                    // An instance that replaced its lease is listed under a
-                    // new id, on the same subject: not lost.
-                    if let (Some(list), Some(id)) = (listed, instance)
-                        && !list.iter().any(|r| r.instance_id == id || r.transport.subject() == subject)
-                    {
-                        // A graceful shutdown leaves discovery first and
-                        // finishes its calls: only an instance that no longer
-                        // listens is lost; one that answers the probe, even
-                        // with a refusal, is still at work on this call.
-                        let probe = transport.request(subject, Message::probe(), health::PROBE_TIMEOUT).await;
-                        if let Err(TransportError::NoResponders { .. }) = probe {
-                            return Lost::Deregistered;
-                        }
-                        self.listed = None;
-                    }
-                }
+                Ok(()) = changed_rotation(&mut self.rotation) => {}
+                Ok(()) = changed(&mut self.listed) => check_listed = true,
                 Ok(()) = self.losses.changed() => return Lost::Disconnected,
                 else => std::future::pending::<()>().await,
             }

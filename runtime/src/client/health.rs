@@ -10,6 +10,7 @@
 //! each ejection, as Envoy's outlier detection does, then probed.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, Weak};
 use std::time::Duration;
 
@@ -86,6 +87,9 @@ impl Out {
 #[derive(Default)]
 pub(super) struct Health {
     out: Mutex<HashMap<InstanceId, Out>>,
+    /// `true` while `out` is not empty (set under its lock), so that the
+    /// common case, every instance in rotation, takes no lock.
+    any_out: AtomicBool,
     /// Changes whenever an instance leaves or rejoins rotation, so that the
     /// calls in flight to it and the calls waiting for one can act.
     rotation: watch::Sender<u64>,
@@ -96,6 +100,12 @@ impl Health {
         self.out.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// `true` when no instance is out of rotation (a hint: read without
+    /// the lock).
+    pub(super) fn all_in(&self) -> bool {
+        !self.any_out.load(Ordering::Relaxed)
+    }
+
     /// Changes whenever an instance leaves or rejoins rotation.
     pub(super) fn rotation(&self) -> watch::Receiver<u64> {
         self.rotation.subscribe()
@@ -103,6 +113,9 @@ impl Health {
 
     /// Why `id` is out of rotation, or `None` while it is in.
     pub(super) fn get(&self, id: InstanceId) -> Option<Out> {
+        if self.all_in() {
+            return None;
+        }
         self.lock().get(&id).copied()
     }
 
@@ -113,6 +126,7 @@ impl Health {
             let newly = !all.contains_key(&id);
             if newly {
                 all.insert(id, out);
+                self.any_out.store(true, Ordering::Relaxed);
             }
             newly
         };
@@ -124,7 +138,15 @@ impl Health {
 
     /// Puts `id` back in rotation; `true` when it was out.
     pub(super) fn readmit(&self, id: InstanceId) -> bool {
-        let back = self.lock().remove(&id).is_some();
+        if self.all_in() {
+            return false;
+        }
+        let back = {
+            let mut all = self.lock();
+            let back = all.remove(&id).is_some();
+            self.any_out.store(!all.is_empty(), Ordering::Relaxed);
+            back
+        };
         if back {
             self.changed();
         }

@@ -214,9 +214,11 @@ impl Route {
             };
         }
         let mut state = self.state();
-        let out = self.health.lock();
+        // Taken only while some instance is out: a hint read without the
+        // lock may be stale by one call, which routes that call as before.
+        let out = (!self.health.all_in()).then(|| self.health.lock());
         let load = |at: usize| state.tally.get(&list[at].instance_id).map_or(0, |t| t.in_flight);
-        let live = |at: usize| out.is_empty() || !out.contains_key(&list[at].instance_id);
+        let live = |at: usize| out.as_ref().is_none_or(|out| !out.contains_key(&list[at].instance_id));
         let (at, fallback) = match choose(router, list.len(), live, load, &self.next) {
             Some(at) => (at, false),
             // Every instance is out: they are still tried, since evidence

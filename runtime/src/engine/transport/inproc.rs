@@ -192,6 +192,10 @@ impl Transport for InProcess {
         self.inner.losses.subscribe()
     }
 
+    fn connection_loss_count(&self) -> u64 {
+        0
+    }
+
     fn subscribe(
         &self,
         subject: String,

@@ -86,6 +86,11 @@ pub trait Transport: Send + Sync + 'static {
     /// client does not wait for it until its timeout.
     fn connection_losses(&self) -> watch::Receiver<u64>;
 
+    /// How many times the connection was lost so far: what
+    /// [`connection_losses`](Self::connection_losses) holds, read without a
+    /// receiver.
+    fn connection_loss_count(&self) -> u64;
+
     /// Every message published to `subject` from now on, until the stream is
     /// dropped. Not a queue group: each subscriber gets every message.
     fn subscribe(

@@ -30,7 +30,21 @@ pub struct Nats {
     max_payload: usize,
     /// How many times the connection was lost; see
     /// [`Transport::connection_losses`].
-    losses: Arc<watch::Sender<u64>>,
+    losses: Arc<Losses>,
+}
+
+/// A count of connection losses, as a watch and as a number every call can
+/// read without touching the watch's lock.
+#[derive(Debug)]
+struct Losses {
+    watch: watch::Sender<u64>,
+    count: std::sync::atomic::AtomicU64,
+}
+
+impl Losses {
+    fn new() -> Arc<Losses> {
+        Arc::new(Losses { watch: watch::Sender::new(0), count: Default::default() })
+    }
 }
 
 impl Nats {
@@ -47,7 +61,7 @@ impl Nats {
         if config.urls.is_empty() {
             return Err(unreachable("no URL given".into()));
         }
-        let losses = Arc::new(watch::Sender::new(0));
+        let losses = Losses::new();
         let mut options = ConnectOptions::new()
             .connection_timeout(connect_timeout)
             .name("rotor")
@@ -68,7 +82,7 @@ impl Nats {
     /// flight when it reconnects waits for its reply until its timeout.
     pub fn from_client(client: async_nats::Client) -> Nats {
         let max_payload = client.server_info().max_payload;
-        Nats { client, max_payload, losses: Arc::new(watch::Sender::new(0)) }
+        Nats { client, max_payload, losses: Losses::new() }
     }
 
     /// The underlying connection.
@@ -89,11 +103,12 @@ fn reconnect_delay(attempts: usize) -> Duration {
 
 /// The connection's event callback: counts each disconnection in `losses`.
 fn count_losses(
-    losses: Arc<watch::Sender<u64>>,
+    losses: Arc<Losses>,
 ) -> impl Fn(async_nats::Event) -> futures::future::Ready<()> + Send + Sync + 'static {
     move |event| {
         if let async_nats::Event::Disconnected = event {
-            losses.send_modify(|n| *n += 1);
+            let n = losses.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            losses.watch.send_replace(n);
         }
         futures::future::ready(())
     }
@@ -332,7 +347,11 @@ impl Transport for Nats {
     }
 
     fn connection_losses(&self) -> watch::Receiver<u64> {
-        self.losses.subscribe()
+        self.losses.watch.subscribe()
+    }
+
+    fn connection_loss_count(&self) -> u64 {
+        self.losses.count.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn subscribe(
