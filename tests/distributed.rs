@@ -655,3 +655,35 @@ async fn a_service_name_another_process_reserved_for_another_pair_is_refused_nam
     let keys = etcd.get("instances/test.dist/", Some(GetOptions::new().with_prefix())).await.unwrap();
     assert!(keys.kvs().is_empty(), "nothing registered");
 }
+
+#[tokio::test]
+async fn a_draining_instance_refuses_new_requests_unrun_and_finishes_what_it_accepted() {
+    let servers = Servers::start();
+    let rt = servers.runtime().await;
+    let server = rt.serve(Echo::new()).await.unwrap();
+    let id = server.instance_id();
+    let service = server.service().clone();
+    let client = Echo::client(&rt).await.unwrap();
+    let held = tokio::spawn({
+        let client = client.clone();
+        async move { client.hold().await }
+    });
+    within("the held call to start", service.entered.notified()).await;
+    let shutdown = tokio::spawn(server.shutdown());
+    within("deregistration", client.core().wait_for(|ids| ids.is_empty())).await.unwrap();
+
+    // What a caller that has not seen the deregistration yet still sends
+    // to the instance's own subject: refused, and never run.
+    let subject = format!("{}-{id}", Echo::SAY_SUBJECT);
+    let late = rotor::wire::Message::request(Bytes::from_static(b"\"late\""), None);
+    let reply = rt.transport().request(&subject, late, WAIT).await.unwrap();
+    assert_eq!(reply.error_kind(), Some(ErrorKind::Refused), "{:?}", reply.headers);
+    assert_eq!(service.calls.load(Ordering::Relaxed), 0, "the refused request did not run");
+    // Nor does a probe count as evidence of life.
+    let probe = rt.transport().request(&subject, rotor::wire::Message::probe(), WAIT).await.unwrap();
+    assert_eq!(probe.error_kind(), Some(ErrorKind::Refused));
+
+    service.release.notify_one();
+    assert_eq!(within("the held call", held).await.unwrap().unwrap(), "released");
+    assert!(within("shutdown", shutdown).await.unwrap().drained);
+}

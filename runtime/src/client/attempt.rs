@@ -76,7 +76,7 @@ impl ClientCore {
         route: &Route,
         call: Call<'_>,
     ) -> Result<(Message, Option<InstanceId>), TransportError> {
-        let Call { mut payload, timeout, retries, trace, mode } = call;
+        let Call { payload, timeout, retries, trace, mode } = call;
         let started = Instant::now();
         let engines = &self.shared.engines;
         // A direct call may be sent again only to its own instance, so only
@@ -114,12 +114,11 @@ impl ClientCore {
             };
             // With a deadline the request is a copy in its envelope, so the
             // payload stays for another attempt without being shared
-            // (sharing a payload allocates); without one, a call that is
-            // never sent again takes it.
+            // (sharing a payload allocates, and only a stream without a
+            // deadline does it: any call may be refused and sent again).
             let mut message = match server_time {
                 Some(time) => Message::enveloped(&payload, time),
-                None if resendable || retries > 0 => Message::request(payload.clone(), None),
-                None => Message::request(std::mem::take(&mut payload), None),
+                None => Message::request(payload.clone(), None),
             };
             if let Some(trace) = trace {
                 trace.write(&mut message.headers);
