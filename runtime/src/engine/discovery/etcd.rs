@@ -24,6 +24,12 @@ use super::{Discovery, InstanceList, InstanceRecord, Lease, LeaseState, key_of};
 use crate::engine::config::{ClientCertificate, EtcdConfig, redact_url};
 use crate::{Error, Guard, InstanceId};
 
+/// The interval of the HTTP/2 pings on the connection to etcd: twice etcd's
+/// default `--grpc-keepalive-min-time`.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// How long a ping may go unanswered before the connection counts as dead.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How long one etcd call may take before it counts as failed.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause between attempts to reach etcd again.
@@ -51,6 +57,43 @@ async fn timed<T, E: std::fmt::Display>(
     }
 }
 
+/// Like [`timed`], for a call that may be made again: one that could not
+/// reach its member is, at once. etcd-client balances over every endpoint
+/// and keeps a member that is down in rotation, so a call routed there
+/// fails at once (`Unavailable`) while the next goes to a live member.
+async fn retried<T, F, Fut>(what: &str, mut call: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+{
+    let deadline = tokio::time::Instant::now() + CALL_TIMEOUT;
+    loop {
+        match tokio::time::timeout_at(deadline, call()).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) if unreached(&e) && tokio::time::Instant::now() + RETRY_SOON < deadline => {
+                tracing::debug!(what, error = %e, "an etcd member is unreachable; trying another");
+                tokio::time::sleep(RETRY_SOON).await;
+            }
+            Ok(Err(e)) => return Err(etcd_error(what, e)),
+            Err(_) => return Err(etcd_error(what, format!("no answer within {CALL_TIMEOUT:?}"))),
+        }
+    }
+}
+
+/// The pause before a call that met an unreachable member is made again.
+const RETRY_SOON: Duration = Duration::from_millis(20);
+
+/// `true` for a call that did not reach its member (gRPC `Unavailable`,
+/// or a failed connection), which another member may answer.
+fn unreached(e: &etcd_client::Error) -> bool {
+    const UNAVAILABLE: i32 = 14;
+    match e {
+        etcd_client::Error::GRpcStatus(status) => status.code() as i32 == UNAVAILABLE,
+        etcd_client::Error::TransportError(_) => true,
+        _ => false,
+    }
+}
+
 impl EtcdDiscovery {
     /// Connects to etcd and checks that it answers within `connect_timeout`.
     pub async fn connect(
@@ -70,7 +113,10 @@ impl EtcdDiscovery {
         }
         let mut options = ConnectOptions::new()
             .with_connect_timeout(connect_timeout)
-            .with_keep_alive(ttl / 3, ttl / 3)
+            // HTTP/2 pings no more often than etcd allows by default
+            // (--grpc-keepalive-min-time 5 s): etcd closes a connection that
+            // pings sooner, and every watch on it with it.
+            .with_keep_alive(KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT)
             .with_keep_alive_while_idle(true);
         if let Some((user, password)) = &config.user {
             options = options.with_user(user.clone(), password.clone());
@@ -106,7 +152,19 @@ impl EtcdDiscovery {
             // Connecting may be lazy; a read proves the server answers. The
             // key is under the instances' prefix, so that a user allowed
             // that prefix alone may connect.
-            client.get("instances/", None).await?;
+            // A member that is down fails the read at once; another
+            // answers the next one.
+            let mut tries = 0;
+            loop {
+                match client.get("instances/", None).await {
+                    Ok(_) => break,
+                    Err(e) if unreached(&e) && tries < config.endpoints.len() * 2 => {
+                        tries += 1;
+                        tokio::time::sleep(RETRY_SOON).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
             Ok::<_, etcd_client::Error>(client)
         };
         let client = match tokio::time::timeout(connect_timeout, connect).await {
@@ -123,8 +181,11 @@ impl EtcdDiscovery {
     }
 
     async fn list_at(&self, prefix: &str) -> Result<(BTreeMap<String, InstanceRecord>, i64), Error> {
-        let mut client = self.client.clone();
-        let resp = timed("get", client.get(prefix, Some(GetOptions::new().with_prefix()))).await?;
+        let resp = retried("get", || {
+            let mut client = self.client.clone();
+            async move { client.get(prefix, Some(GetOptions::new().with_prefix())).await }
+        })
+        .await?;
         let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
         let mut map = BTreeMap::new();
         for kv in resp.kvs() {
@@ -252,7 +313,11 @@ async fn put_create(client: &Client, record: &InstanceRecord) -> Result<(), Erro
     let txn = Txn::new()
         .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
         .and_then([TxnOp::put(key.clone(), value, Some(PutOptions::new().with_lease(record.instance_id.0)))]);
-    let resp = timed("create-only put", client.clone().txn(txn)).await?;
+    let resp = retried("create-only put", || {
+        let (mut client, txn) = (client.clone(), txn.clone());
+        async move { client.txn(txn).await }
+    })
+    .await?;
     if resp.succeeded() {
         Ok(())
     } else {
@@ -308,17 +373,19 @@ impl Discovery for EtcdDiscovery {
                 .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
                 .and_then([TxnOp::put(key.clone(), owner.clone(), None)])
                 .or_else([TxnOp::get(key.clone(), None)]);
-            let resp =
-                timed("service reservation", self.client.clone().txn(txn)).await.map_err(|e| {
-                    match e.to_string().contains("permission denied") {
-                        true => Error::Discovery(format!(
-                            "{e}: the etcd user may not write {key}; grant its role readwrite on the \
+            let resp = retried("service reservation", || {
+                let (mut client, txn) = (self.client.clone(), txn.clone());
+                async move { client.txn(txn).await }
+            })
+            .await
+            .map_err(|e| match e.to_string().contains("permission denied") {
+                true => Error::Discovery(format!(
+                    "{e}: the etcd user may not write {key}; grant its role readwrite on the \
                          services/ prefix too (`etcdctl role grant-permission ROLE --prefix=true \
                          readwrite services/`)"
-                        )),
-                        false => e,
-                    }
-                })?;
+                )),
+                false => e,
+            })?;
             if resp.succeeded() {
                 return Ok(());
             }
@@ -376,8 +443,11 @@ impl EtcdDiscovery {
         tx: &watch::Sender<InstanceList>,
     ) -> Result<(), Error> {
         let options = WatchOptions::new().with_prefix().with_start_revision(*revision + 1);
-        let mut client = self.client.clone();
-        let mut stream = timed("watch", client.watch(prefix, Some(options))).await?;
+        let mut stream = retried("watch", || {
+            let (mut client, options) = (self.client.clone(), options.clone());
+            async move { client.watch(prefix, Some(options)).await }
+        })
+        .await?;
         loop {
             let expiry = listing.next_expiry();
             let next = tokio::select! {
@@ -425,7 +495,11 @@ async fn sleep_until(at: Option<Instant>) {
 
 async fn grant(client: &Client, ttl: Duration) -> Result<InstanceId, Error> {
     let secs = ttl.as_secs().max(2) as i64;
-    let resp = timed("lease grant", client.clone().lease_grant(secs, None)).await?;
+    let resp = retried("lease grant", || {
+        let mut client = client.clone();
+        async move { client.lease_grant(secs, None).await }
+    })
+    .await?;
     Ok(InstanceId(resp.id()))
 }
 
@@ -489,8 +563,12 @@ impl Lease for EtcdLease {
                 runtime.spawn(async move {
                     let _ops = inner.ops.lock().await;
                     let Some(record) = inner.registrations().remove(&number) else { return };
-                    if let Err(e) = timed("delete", inner.client.clone().delete(key_of(&record), None)).await
-                    {
+                    let key = key_of(&record);
+                    let delete = retried("delete", || {
+                        let (mut client, key) = (inner.client.clone(), key.clone());
+                        async move { client.delete(key, None).await }
+                    });
+                    if let Err(e) = delete.await {
                         tracing::warn!(error = %e, "could not delete a registration; it goes with the lease");
                     }
                 });
@@ -504,7 +582,11 @@ impl Lease for EtcdLease {
             self.inner.registrations().clear();
             let id = self.inner.id();
             self.inner.state.send_modify(|s| s.live = false);
-            timed("lease revoke", self.inner.client.clone().lease_revoke(id.0)).await?;
+            retried("lease revoke", || {
+                let mut client = self.inner.client.clone();
+                async move { client.lease_revoke(id.0).await }
+            })
+            .await?;
             tracing::debug!(lease = %id, "etcd lease revoked");
             Ok(())
         })
@@ -517,10 +599,14 @@ impl Drop for EtcdLease {
         if !self.inner.state.borrow().live {
             return;
         }
-        let (id, mut client) = (self.inner.id(), self.inner.client.clone());
+        let (id, client) = (self.inner.id(), self.inner.client.clone());
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let _ = timed("lease revoke", client.lease_revoke(id.0)).await;
+                let _ = retried("lease revoke", || {
+                    let mut client = client.clone();
+                    async move { client.lease_revoke(id.0).await }
+                })
+                .await;
             });
         }
     }
@@ -561,7 +647,12 @@ async fn keep(inner: std::sync::Weak<LeaseInner>) {
 /// what was hoped for.
 async fn revoke_replaced(client: &Client, old: InstanceId) {
     for _ in 0..3 {
-        match timed("lease revoke", client.clone().lease_revoke(old.0)).await {
+        match retried("lease revoke", || {
+            let mut client = client.clone();
+            async move { client.lease_revoke(old.0).await }
+        })
+        .await
+        {
             Ok(_) => {
                 tracing::info!(lease = %old, "revoked the replaced etcd lease, and its keys with it");
                 return;
@@ -606,7 +697,11 @@ async fn keep_alive(client: &Client, id: InstanceId, ttl: Duration) -> String {
     let mut last_ok = Instant::now();
     loop {
         let result = async {
-            let (mut keeper, mut stream) = timed("keep-alive", client.clone().lease_keep_alive(id.0)).await?;
+            let (mut keeper, mut stream) = retried("keep-alive", || {
+                let mut client = client.clone();
+                async move { client.lease_keep_alive(id.0).await }
+            })
+            .await?;
             loop {
                 timed("keep-alive", keeper.keep_alive()).await?;
                 match timed("keep-alive", stream.message()).await? {
