@@ -385,4 +385,5 @@ pub fn example(name: &str) -> PathBuf {
     assert!(path.is_file(), "{} was not built", path.display());
     path
 }
+pub mod cluster;
 pub mod secure;
