@@ -57,21 +57,25 @@ async fn timed<T, E: std::fmt::Display>(
     }
 }
 
-/// Like [`timed`], for a call that may be made again: one that could not
-/// reach its member is, at once. etcd-client balances over every endpoint
-/// and keeps a member that is down in rotation, so a call routed there
-/// fails at once (`Unavailable`) while the next goes to a live member.
+/// Like [`timed`], for a call that is sent again, at once, when it reached
+/// no member. etcd-client 0.21 balances calls at random over lazy
+/// connections to every endpoint and keeps a member that is down in
+/// rotation: with one of three down, one call in three fails at once
+/// (`Unavailable: tcp connect error`) while two members would answer.
+/// Nothing was sent, so this is safe for any call, a transaction too.
 async fn retried<T, F, Fut>(what: &str, mut call: F) -> Result<T, Error>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
 {
     let deadline = tokio::time::Instant::now() + CALL_TIMEOUT;
+    let mut sent = 1;
     loop {
         match tokio::time::timeout_at(deadline, call()).await {
             Ok(Ok(v)) => return Ok(v),
-            Ok(Err(e)) if unreached(&e) && tokio::time::Instant::now() + RETRY_SOON < deadline => {
-                tracing::debug!(what, error = %e, "an etcd member is unreachable; trying another");
+            Ok(Err(e)) if sent < SENDS && reached_no_member(&e) => {
+                tracing::debug!(what, error = %e, "an etcd member is unreachable; sending the call to another");
+                sent += 1;
                 tokio::time::sleep(RETRY_SOON).await;
             }
             Ok(Err(e)) => return Err(etcd_error(what, e)),
@@ -80,18 +84,43 @@ where
     }
 }
 
-/// The pause before a call that met an unreachable member is made again.
+/// How many times in all a call that reaches no member is sent: with one
+/// member of three down, all fail one time in 3^16; with etcd down, the
+/// call gives up within a third of a second.
+const SENDS: usize = 16;
+
+/// The pause before a call that reached no member is sent again.
 const RETRY_SOON: Duration = Duration::from_millis(20);
 
-/// `true` for a call that did not reach its member (gRPC `Unavailable`,
-/// or a failed connection), which another member may answer.
-fn unreached(e: &etcd_client::Error) -> bool {
+/// `true` when a call failed because the client could not connect to the
+/// member it was given to, so that nothing was sent. etcd's own
+/// `Unavailable` answers (no leader, leader changed, a request timed out)
+/// carry no I/O error and may follow a transaction that was applied: they
+/// are not sent again.
+fn reached_no_member(e: &etcd_client::Error) -> bool {
+    use std::io::ErrorKind::{
+        AddrNotAvailable, ConnectionRefused, HostUnreachable, NetworkUnreachable, TimedOut,
+    };
+    // gRPC status codes (tonic is not a dependency of its own here).
     const UNAVAILABLE: i32 = 14;
-    match e {
-        etcd_client::Error::GRpcStatus(status) => status.code() as i32 == UNAVAILABLE,
-        etcd_client::Error::TransportError(_) => true,
-        _ => false,
+    let source = match e {
+        etcd_client::Error::GRpcStatus(status) if status.code() as i32 == UNAVAILABLE => {
+            std::error::Error::source(status)
+        }
+        etcd_client::Error::TransportError(e) => std::error::Error::source(e),
+        _ => return false,
+    };
+    let mut next = source;
+    while let Some(source) = next {
+        if let Some(io) = source.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                ConnectionRefused | TimedOut | HostUnreachable | NetworkUnreachable | AddrNotAvailable
+            );
+        }
+        next = source.source();
     }
+    false
 }
 
 impl EtcdDiscovery {
@@ -116,8 +145,10 @@ impl EtcdDiscovery {
             // HTTP/2 pings no more often than etcd allows by default
             // (--grpc-keepalive-min-time 5 s): etcd closes a connection that
             // pings sooner, and every watch on it with it.
+            // Not on a connection without a stream either: etcd counts
+            // those pings against it too.
             .with_keep_alive(KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT)
-            .with_keep_alive_while_idle(true);
+            .with_keep_alive_while_idle(false);
         if let Some((user, password)) = &config.user {
             options = options.with_user(user.clone(), password.clone());
         }
@@ -158,7 +189,7 @@ impl EtcdDiscovery {
             loop {
                 match client.get("instances/", None).await {
                     Ok(_) => break,
-                    Err(e) if unreached(&e) && tries < config.endpoints.len() * 2 => {
+                    Err(e) if reached_no_member(&e) && tries < SENDS => {
                         tries += 1;
                         tokio::time::sleep(RETRY_SOON).await;
                     }
@@ -552,7 +583,12 @@ impl Lease for EtcdLease {
                 self.inner.registrations().remove(&number);
                 if !matches!(e, Error::AlreadyRegistered { .. }) {
                     // It may have landed all the same.
-                    let _ = timed("delete", self.inner.client.clone().delete(key_of(&record), None)).await;
+                    let key = key_of(&record);
+                    let _ = retried("delete", || {
+                        let (mut client, key) = (self.inner.client.clone(), key.clone());
+                        async move { client.delete(key, None).await }
+                    })
+                    .await;
                 }
                 return Err(e);
             }
@@ -678,7 +714,11 @@ async fn renew(lease: &LeaseInner) -> Result<usize, Error> {
     for (_, record) in &records {
         if let Err(e) = put_create(&lease.client, record).await {
             // Start again from scratch next time; this lease takes its keys along.
-            let _ = timed("lease revoke", lease.client.clone().lease_revoke(new.0)).await;
+            let _ = retried("lease revoke", || {
+                let mut client = lease.client.clone();
+                async move { client.lease_revoke(new.0).await }
+            })
+            .await;
             return Err(e);
         }
     }
