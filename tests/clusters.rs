@@ -14,10 +14,9 @@
 
 mod support;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::process::Child;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rotor::discovery::etcd_client::GetOptions;
@@ -28,18 +27,17 @@ use support::cluster::{Clusters, start_example_with_env};
 #[path = "../examples/soak/worker.rs"]
 mod worker;
 
-use worker::{Worker, WorkerClient};
+#[path = "support/load.rs"]
+mod load;
+
+use load::{CALL_TIMEOUT, Load};
+use worker::Worker;
 
 /// Bounds every wait in this file: a hang fails the test instead.
 const WAIT: Duration = Duration::from_secs(20);
 
-/// The call timeout of the load.
-const CALL_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// The lease of every runtime here (`ROTOR_LEASE_TTL_SECS` of the servers).
 const LEASE_TTL: Duration = Duration::from_secs(3);
-
-const IN_FLIGHT: usize = 32;
 
 async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(WAIT, f).await.unwrap_or_else(|_| panic!("timed out waiting for {what}"))
@@ -81,83 +79,6 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// What the load saw.
-#[derive(Default)]
-struct Seen {
-    ok: AtomicU64,
-    failed: AtomicU64,
-    /// The first few failures, for the assertion message.
-    failures: Mutex<Vec<String>>,
-    slowest: Mutex<Duration>,
-    /// Calls answered, by instance.
-    answered: Mutex<HashMap<InstanceId, u64>>,
-}
-
-/// `IN_FLIGHT` callers of the idempotent `work` endpoint, until stopped.
-struct Load {
-    stop: Arc<AtomicBool>,
-    seen: Arc<Seen>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(client: &WorkerClient) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let seen = Arc::new(Seen::default());
-        let tasks = (0..IN_FLIGHT)
-            .map(|worker| {
-                let (client, stop, seen) = (client.with_timeout(CALL_TIMEOUT), stop.clone(), seen.clone());
-                tokio::spawn(async move {
-                    let mut n = worker as u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        let started = Instant::now();
-                        let result = client.work(n).await;
-                        let took = started.elapsed();
-                        {
-                            let mut slowest = seen.slowest.lock().unwrap();
-                            *slowest = (*slowest).max(took);
-                        }
-                        match result {
-                            Ok(done) => {
-                                assert_eq!(done.n, n, "the answer to another call");
-                                seen.ok.fetch_add(1, Ordering::Relaxed);
-                                *seen.answered.lock().unwrap().entry(done.by).or_default() += 1;
-                            }
-                            Err(e) => {
-                                seen.failed.fetch_add(1, Ordering::Relaxed);
-                                let mut failures = seen.failures.lock().unwrap();
-                                if failures.len() < 10 {
-                                    failures.push(format!("after {took:?}: {e}"));
-                                }
-                            }
-                        }
-                        n += IN_FLIGHT as u64;
-                    }
-                })
-            })
-            .collect();
-        Load { stop, seen, tasks }
-    }
-
-    fn ok(&self) -> u64 {
-        self.seen.ok.load(Ordering::Relaxed)
-    }
-
-    /// Waits until `n` more calls succeeded.
-    async fn run_for_calls(&self, n: u64) {
-        let target = self.ok() + n;
-        until("calls to succeed", || self.ok() >= target).await;
-    }
-
-    async fn stop(self) -> Arc<Seen> {
-        self.stop.store(true, Ordering::Relaxed);
-        for task in self.tasks {
-            task.await.expect("a load task panicked");
-        }
-        self.seen
     }
 }
 
@@ -244,7 +165,7 @@ async fn killing_one_nats_node_and_one_etcd_member_under_continuous_load_loses_n
         "{ok} calls succeeded ({after_kill} after the kill, over {:?}), {failed} failed, slowest {slowest:?}; \
          the client reconnected {reconnected:?} after the kill; answered by instance: {:?}",
         killed.elapsed(),
-        seen.answered.lock().unwrap()
+        seen.answered_counts()
     );
     assert_eq!(failed, 0, "{failed} of {} calls failed: {:#?}", ok + failed, seen.failures.lock().unwrap());
     assert_eq!(fewest, 3, "the client listed fewer than 3 instances at some point of {polls}");
