@@ -1,0 +1,283 @@
+//! One runtime's etcd lease: kept alive at a third of its TTL, replaced
+//! when lost (every registration written again under the new one, the old
+//! one revoked), revoked at shutdown.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use etcd_client::Client;
+use futures::future::BoxFuture;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::calls::{etcd_error, is_lease_not_found, retried, timed};
+use super::{RETRY_PAUSE, put_create};
+use crate::engine::discovery::{InstanceRecord, Lease, LeaseState, key_of};
+use crate::{Error, Guard, InstanceId};
+
+pub(super) async fn grant(client: &Client, ttl: Duration) -> Result<InstanceId, Error> {
+    let secs = ttl.as_secs().max(2) as i64;
+    let resp = retried("lease grant", || {
+        let mut client = client.clone();
+        async move { client.lease_grant(secs, None).await }
+    })
+    .await?;
+    Ok(InstanceId(resp.id()))
+}
+
+pub(super) struct EtcdLease {
+    inner: Arc<LeaseInner>,
+    keeper: JoinHandle<()>,
+}
+
+struct LeaseInner {
+    client: Client,
+    ttl: Duration,
+    state: watch::Sender<LeaseState>,
+    /// What to write again under a new lease, by registration number.
+    registrations: Mutex<HashMap<u64, InstanceRecord>>,
+    next: AtomicU64,
+    /// Serializes registering, deregistering and renewing, so that none of
+    /// them sees the others half done (a key written under a lease that is
+    /// being replaced, or deleted under the old id while renewed under the new).
+    ops: tokio::sync::Mutex<()>,
+}
+
+impl LeaseInner {
+    fn id(&self) -> InstanceId {
+        self.state.borrow().id
+    }
+
+    fn registrations(&self) -> std::sync::MutexGuard<'_, HashMap<u64, InstanceRecord>> {
+        self.registrations.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl EtcdLease {
+    /// A new lease of `ttl`, kept alive from now on.
+    pub(super) async fn grant(client: &Client, ttl: Duration) -> Result<EtcdLease, Error> {
+        let id = grant(client, ttl).await?;
+        let (state, _) = watch::channel(LeaseState { id, live: true });
+        let inner = Arc::new(LeaseInner {
+            client: client.clone(),
+            ttl,
+            state,
+            registrations: Mutex::default(),
+            ops: tokio::sync::Mutex::new(()),
+            next: AtomicU64::new(0),
+        });
+        let keeper = tokio::spawn(keep(Arc::downgrade(&inner)));
+        tracing::debug!(lease = %id, ?ttl, "etcd lease granted");
+        Ok(EtcdLease { inner, keeper })
+    }
+}
+
+impl Lease for EtcdLease {
+    fn id(&self) -> InstanceId {
+        self.inner.id()
+    }
+
+    fn changes(&self) -> watch::Receiver<LeaseState> {
+        self.inner.state.subscribe()
+    }
+
+    fn register(&self, mut record: InstanceRecord) -> BoxFuture<'_, Result<Guard, Error>> {
+        Box::pin(async move {
+            let _ops = self.inner.ops.lock().await;
+            record.instance_id = self.inner.id();
+            // Remembered before the write: a write that lands after a
+            // timeout is still renewed and deleted like any other.
+            let number = self.inner.next.fetch_add(1, Ordering::Relaxed);
+            self.inner.registrations().insert(number, record.clone());
+            if let Err(e) = put_create(&self.inner.client, &record).await {
+                self.inner.registrations().remove(&number);
+                if !matches!(e, Error::AlreadyRegistered { .. }) {
+                    // It may have landed all the same.
+                    let key = key_of(&record);
+                    let _ = retried("delete", || {
+                        let (mut client, key) = (self.inner.client.clone(), key.clone());
+                        async move { client.delete(key, None).await }
+                    })
+                    .await;
+                }
+                return Err(e);
+            }
+            let inner = Arc::downgrade(&self.inner);
+            let runtime = tokio::runtime::Handle::try_current().ok();
+            Ok(Guard::new(move || {
+                let (Some(inner), Some(runtime)) = (inner.upgrade(), runtime) else { return };
+                runtime.spawn(async move {
+                    let _ops = inner.ops.lock().await;
+                    let Some(record) = inner.registrations().remove(&number) else { return };
+                    let key = key_of(&record);
+                    let delete = retried("delete", || {
+                        let (mut client, key) = (inner.client.clone(), key.clone());
+                        async move { client.delete(key, None).await }
+                    });
+                    if let Err(e) = delete.await {
+                        tracing::warn!(error = %e, "could not delete a registration; it goes with the lease");
+                    }
+                });
+            }))
+        })
+    }
+
+    fn revoke(&self) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(async move {
+            self.keeper.abort();
+            self.inner.registrations().clear();
+            let id = self.inner.id();
+            self.inner.state.send_modify(|s| s.live = false);
+            retried("lease revoke", || {
+                let mut client = self.inner.client.clone();
+                async move { client.lease_revoke(id.0).await }
+            })
+            .await?;
+            tracing::debug!(lease = %id, "etcd lease revoked");
+            Ok(())
+        })
+    }
+}
+
+impl Drop for EtcdLease {
+    fn drop(&mut self) {
+        self.keeper.abort();
+        if !self.inner.state.borrow().live {
+            return;
+        }
+        let (id, client) = (self.inner.id(), self.inner.client.clone());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = retried("lease revoke", || {
+                    let mut client = client.clone();
+                    async move { client.lease_revoke(id.0).await }
+                })
+                .await;
+            });
+        }
+    }
+}
+
+/// Keeps the lease alive; when it is lost, takes a new one and writes every
+/// registration again. Ends when the lease handle is dropped.
+async fn keep(inner: std::sync::Weak<LeaseInner>) {
+    loop {
+        let Some(lease) = inner.upgrade() else { return };
+        let (client, ttl, id) = (lease.client.clone(), lease.ttl, lease.id());
+        drop(lease);
+        let why = keep_alive(&client, id, ttl).await;
+        let Some(lease) = inner.upgrade() else { return };
+        tracing::warn!(lease = %id, reason = %why, "etcd lease lost; taking a new lease and registering again");
+        lease.state.send_modify(|s| s.live = false);
+        drop(lease);
+        loop {
+            tokio::time::sleep(RETRY_PAUSE).await;
+            let Some(lease) = inner.upgrade() else { return };
+            match renew(&lease).await {
+                Ok(count) => {
+                    tracing::warn!(old = %id, new = %lease.id(), endpoints = count, "re-registered under a new etcd lease");
+                    // An etcd that was down longer than the TTL, rather than
+                    // wiped, still holds the old lease when it returns, and
+                    // restarts its TTL: its keys would list this instance
+                    // twice, once as a ghost, for another TTL.
+                    revoke_replaced(&lease.client, id).await;
+                    break;
+                }
+                Err(e) => tracing::debug!(error = %e, "etcd not ready for a new lease; retrying"),
+            }
+        }
+    }
+}
+
+/// Revokes a lease this instance replaced; a lease etcd no longer has is
+/// what was hoped for.
+async fn revoke_replaced(client: &Client, old: InstanceId) {
+    for _ in 0..3 {
+        match retried("lease revoke", || {
+            let mut client = client.clone();
+            async move { client.lease_revoke(old.0).await }
+        })
+        .await
+        {
+            Ok(_) => {
+                tracing::info!(lease = %old, "revoked the replaced etcd lease, and its keys with it");
+                return;
+            }
+            Err(e) if is_lease_not_found(&e) => return,
+            Err(e) => {
+                tracing::debug!(lease = %old, error = %e, "could not revoke the replaced lease; retrying");
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+        }
+    }
+}
+
+/// Takes a new lease and writes every registration under it.
+async fn renew(lease: &LeaseInner) -> Result<usize, Error> {
+    let _ops = lease.ops.lock().await;
+    let new = grant(&lease.client, lease.ttl).await?;
+    let records: Vec<(u64, InstanceRecord)> = lease
+        .registrations()
+        .iter()
+        .map(|(n, r)| (*n, InstanceRecord { instance_id: new, ..r.clone() }))
+        .collect();
+    for (_, record) in &records {
+        if let Err(e) = put_create(&lease.client, record).await {
+            // Start again from scratch next time; this lease takes its keys along.
+            let _ = retried("lease revoke", || {
+                let mut client = lease.client.clone();
+                async move { client.lease_revoke(new.0).await }
+            })
+            .await;
+            return Err(e);
+        }
+    }
+    let mut registrations = lease.registrations();
+    for (number, record) in records.iter() {
+        registrations.insert(*number, record.clone());
+    }
+    drop(registrations);
+    lease.state.send_replace(LeaseState { id: new, live: true });
+    Ok(records.len())
+}
+
+/// Keeps `id` alive until it is lost; returns why.
+async fn keep_alive(client: &Client, id: InstanceId, ttl: Duration) -> String {
+    let interval = ttl / 3;
+    let mut last_ok = Instant::now();
+    loop {
+        let result = async {
+            let (mut keeper, mut stream) = retried("keep-alive", || {
+                let mut client = client.clone();
+                async move { client.lease_keep_alive(id.0).await }
+            })
+            .await?;
+            loop {
+                timed("keep-alive", keeper.keep_alive()).await?;
+                match timed("keep-alive", stream.message()).await? {
+                    Some(resp) if resp.ttl() > 0 => last_ok = Instant::now(),
+                    Some(_) => return Ok(()),
+                    None => return Err(etcd_error("keep-alive", "stream ended")),
+                }
+                tokio::time::sleep(interval).await;
+            }
+        }
+        .await;
+        match result {
+            Ok(()) => return "etcd says the lease has expired".to_string(),
+            // An etcd that lost its data does not answer TTL 0: it refuses
+            // the lease outright. Waiting out the TTL would leave the
+            // instance invisible for that long.
+            Err(e) if is_lease_not_found(&e) => return format!("etcd no longer knows the lease ({e})"),
+            Err(e) if last_ok.elapsed() >= ttl => {
+                return format!("no keep-alive for {:?}, the lease TTL ({e})", last_ok.elapsed());
+            }
+            Err(e) => {
+                tracing::debug!(lease = %id, error = %e, "keep-alive failed; retrying within the TTL");
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+        }
+    }
+}
