@@ -381,6 +381,51 @@ mod tests {
         assert_eq!(ones, 0, "the loaded instance got {ones} of 3000");
     }
 
+    fn route_to(ids: &[i64], health: Arc<Health>) -> Route {
+        use crate::engine::discovery::{InstanceRecord, TransportAddress};
+        let list: InstanceList = ids
+            .iter()
+            .map(|&id| InstanceRecord {
+                namespace: "ns".into(),
+                component: "c".into(),
+                endpoint: "e".into(),
+                instance_id: InstanceId(id),
+                transport: TransportAddress::NatsTcp(names::instance_subject("ns_c", "e", id)),
+            })
+            .collect();
+        let (_, watch) = watch::channel(list);
+        let metrics = crate::engine::metrics::Metrics::default().client("ns", "c").endpoint("e");
+        Route::new("ns/c/e".into(), "ns_c".into(), "e".into(), Some(Arc::new(watch)), true, health, metrics)
+    }
+
+    #[test]
+    fn with_every_instance_out_a_call_still_tries_one_and_says_so() {
+        let health = Arc::new(Health::default());
+        let route = route_to(&[1, 2], health.clone());
+        assert!(route.take_out(InstanceId(1), Why::Gone));
+        let picked = route.pick(Router::LeastOutstanding, None).unwrap();
+        assert_eq!((picked.instance, picked.fallback), (Some(InstanceId(2)), false), "the live one");
+        drop(picked);
+        assert!(route.take_out(InstanceId(2), Why::Gone));
+        let picked = route.pick(Router::LeastOutstanding, None).unwrap();
+        assert!(picked.fallback, "every instance is out, and one is tried anyway");
+        drop(picked);
+        health.readmit(InstanceId(1));
+        let picked = route.pick(Router::LeastOutstanding, None).unwrap();
+        assert_eq!((picked.instance, picked.fallback), (Some(InstanceId(1)), false), "back on evidence");
+    }
+
+    #[test]
+    fn an_instance_out_of_rotation_on_one_endpoint_is_out_on_every_endpoint_of_the_client() {
+        let health = Arc::new(Health::default());
+        let (work, hold) = (route_to(&[1, 2], health.clone()), route_to(&[1, 2], health.clone()));
+        work.take_out(InstanceId(1), Why::Gone);
+        for _ in 0..10 {
+            assert_eq!(hold.pick(Router::RoundRobin, None).unwrap().instance, Some(InstanceId(2)));
+        }
+        assert_eq!(hold.out(InstanceId(1)).map(|o| o.why), Some(Why::Gone));
+    }
+
     #[test]
     fn random_stays_among_the_live() {
         let cursor = AtomicUsize::new(0);
