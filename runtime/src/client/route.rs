@@ -90,6 +90,7 @@ pub(super) struct Picked<'r> {
 /// `None` when every one is out of rotation. `live(at)` says whether the
 /// instance at `at` is in rotation, `load(at)` how many calls this client
 /// has in flight to it; `cursor` is the route's round-robin position.
+/// O(`len`): see [`choose_any`] for the common case.
 pub(super) fn choose(
     router: Router,
     len: usize,
@@ -98,10 +99,32 @@ pub(super) fn choose(
     cursor: &AtomicUsize,
 ) -> Option<usize> {
     let live_count = (0..len).filter(|&at| live(at)).count();
+    let nth = |n: usize| (0..len).filter(|&at| live(at)).nth(n).expect("fewer than `live_count` live");
+    among(router, live_count, nth, load, cursor)
+}
+
+/// [`choose`] when every instance is in rotation: O(1), whatever `len`.
+pub(super) fn choose_any(
+    router: Router,
+    len: usize,
+    load: impl Fn(usize) -> usize,
+    cursor: &AtomicUsize,
+) -> Option<usize> {
+    among(router, len, |n| n, load, cursor)
+}
+
+/// The choice among `live_count` instances in rotation, the `n`th of them
+/// at position `nth(n)`.
+fn among(
+    router: Router,
+    live_count: usize,
+    nth: impl Fn(usize) -> usize,
+    load: impl Fn(usize) -> usize,
+    cursor: &AtomicUsize,
+) -> Option<usize> {
     if live_count == 0 {
         return None;
     }
-    let nth = |n: usize| (0..len).filter(|&at| live(at)).nth(n).expect("fewer than `live_count` live");
     let turn = || cursor.fetch_add(1, Ordering::Relaxed) % live_count;
     let drawn = || nth(fastrand::usize(..live_count));
     let lighter = |a: usize, b: usize| if load(b) < load(a) { b } else { a };
@@ -219,12 +242,16 @@ impl Route {
         let out = (!self.health.all_in()).then(|| self.health.lock());
         let load = |at: usize| state.tally.get(&list[at].instance_id).map_or(0, |t| t.in_flight);
         let live = |at: usize| out.as_ref().is_none_or(|out| !out.contains_key(&list[at].instance_id));
-        let (at, fallback) = match choose(router, list.len(), live, load, &self.next) {
+        let chosen = match &out {
+            None => choose_any(router, list.len(), load, &self.next),
+            Some(_) => choose(router, list.len(), live, load, &self.next),
+        };
+        let (at, fallback) = match chosen {
             Some(at) => (at, false),
             // Every instance is out: they are still tried, since evidence
             // of life can only come from trying (a broker restart makes
             // every live instance look gone for a moment).
-            None => match choose(router, list.len(), |_| true, load, &self.next) {
+            None => match choose_any(router, list.len(), load, &self.next) {
                 Some(at) => (at, true),
                 None => return Err(TransportError::NoInstances { endpoint: self.label.clone() }),
             },
@@ -359,6 +386,25 @@ mod tests {
         let zeros =
             (0..2000).filter(|_| choose(Router::PowerOfTwo, 2, |_| true, load, &cursor) == Some(0)).count();
         assert!(zeros < 700, "the busy instance was picked {zeros} times of 2000 (about 500 expected)");
+    }
+
+    #[test]
+    fn with_every_instance_live_the_quick_choice_is_the_full_one() {
+        for router in [Router::LeastOutstanding, Router::RoundRobin] {
+            let (a, b) = (AtomicUsize::new(7), AtomicUsize::new(7));
+            for _ in 0..50 {
+                assert_eq!(choose_any(router, 5, |_| 0, &a), choose(router, 5, |_| true, |_| 0, &b));
+            }
+        }
+        assert_eq!(choose_any(Router::Random, 0, |_| 0, &AtomicUsize::new(0)), None);
+        let load = |at: usize| if at == 3 { 9 } else { 0 };
+        let threes = (0..3000)
+            .filter(|_| {
+                choose_any(Router::LeastOutstanding, 5, load, &AtomicUsize::new(fastrand::usize(..)))
+                    == Some(3)
+            })
+            .count();
+        assert_eq!(threes, 0, "the loaded instance is passed over");
     }
 
     #[test]
