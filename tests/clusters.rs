@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 
 use rotor::discovery::etcd_client::GetOptions;
 use rotor::prelude::*;
-use support::cluster::{Clusters, start_example_with_env};
+use support::cluster::Clusters;
+use support::start_example_with_env;
 
 #[allow(dead_code)]
 #[path = "../examples/soak/worker.rs"]

@@ -6,10 +6,9 @@
 //! a server process on all of them.
 
 use std::collections::HashSet;
-use std::io::BufRead;
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -488,28 +487,4 @@ impl Clusters {
             ("RUST_BACKTRACE", "0".to_string()),
         ]
     }
-}
-
-/// An example binary of this package started with `env` (on top of this
-/// process's) and `args`: the child, its stdout, and the first line it
-/// printed. Hold on to the stdout: a closed pipe would fail its next print.
-pub fn start_example_with_env(
-    name: &str,
-    args: &[&str],
-    env: &[(&str, String)],
-) -> (Child, std::io::BufReader<ChildStdout>, String) {
-    let mut child = Command::new(super::example(name))
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .env("RUST_BACKTRACE", "0")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {name}: {e}"));
-    let mut out = std::io::BufReader::new(child.stdout.take().expect("piped stdout"));
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap_or_else(|e| panic!("read {name}'s first line: {e}"));
-    (child, out, line)
 }

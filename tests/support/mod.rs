@@ -330,11 +330,24 @@ pub fn start_example(
     args: &[&str],
     servers: &Servers,
 ) -> (Child, std::io::BufReader<std::process::ChildStdout>, String) {
+    start_example_with_env(name, args, &servers.env())
+}
+
+/// An example binary of this package started with `env` (on top of this
+/// process's) and `args`: the child, its stdout, and the first line it
+/// printed. Hold on to the stdout: a closed pipe would fail its next print.
+pub fn start_example_with_env(
+    name: &str,
+    args: &[&str],
+    env: &[(&str, String)],
+) -> (Child, std::io::BufReader<std::process::ChildStdout>, String) {
     use std::io::BufRead;
     let mut child = Command::new(example(name))
         .args(args)
-        .envs(servers.env())
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("RUST_BACKTRACE", "0")
         .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
