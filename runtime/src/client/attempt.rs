@@ -165,9 +165,7 @@ impl ClientCore {
                     // any endpoint.
                     in_flight.settle(Settled::Other);
                     let Some(id) = instance else { return Ok((reply, None)) };
-                    if route.take_out(id, Why::Draining) {
-                        self.start_probe(number, route, id, subject.as_str());
-                    }
+                    self.take_out(number, route, id, Why::Draining, subject.as_str());
                     if retried >= retries.max(1) || self.target.is_some() {
                         return Ok((reply, Some(id)));
                     }
@@ -188,9 +186,7 @@ impl ClientCore {
                     let Some(id) = instance else { return Err(e) };
                     // Gone before its lease lapsed: out of rotation now, and
                     // every call in flight to it is sent elsewhere.
-                    if route.take_out(id, Why::Gone) {
-                        self.start_probe(number, route, id, subject.as_str());
-                    }
+                    self.take_out(number, route, id, Why::Gone, subject.as_str());
                     tracing::debug!(endpoint = %route.label, instance = %id, "no responders; out of rotation");
                     if retried >= retries || self.target.is_some() {
                         return Err(e.at(id));
@@ -237,6 +233,14 @@ impl ClientCore {
                     });
                 }
             }
+        }
+    }
+
+    /// Takes `id` out of rotation for `why`, probing it on `subject` until
+    /// it answers when it was in.
+    fn take_out(&self, number: usize, route: &Route, id: InstanceId, why: Why, subject: &str) {
+        if route.take_out(id, why) {
+            self.start_probe(number, route, id, subject);
         }
     }
 
