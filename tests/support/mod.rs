@@ -227,6 +227,11 @@ impl Nats {
         self.child.as_ref().map(Child::id)
     }
 
+    /// The port of its monitoring endpoint (`/varz`, `/connz`).
+    pub fn monitor_port(&self) -> u16 {
+        self.monitor_port
+    }
+
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
