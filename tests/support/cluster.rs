@@ -6,7 +6,6 @@
 //! a server process on all of them.
 
 use std::collections::HashSet;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Child;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,13 +16,9 @@ use rotor::discovery::etcd_client;
 
 use super::{READY_TIMEOUT, http_get, require, spawn};
 
-/// `n` distinct free loopback ports: bound all at once, then released, so
-/// that no two nodes of a cluster are given the same port (ports picked one
-/// at a time may repeat once released).
+/// `n` distinct free loopback ports.
 fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> =
-        (0..n).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a loopback port")).collect();
-    listeners.iter().map(|l| l.local_addr().expect("a bound address").port()).collect()
+    (0..n).map(|_| super::free_port()).collect()
 }
 
 /// Waits until `ready` holds, for at most [`READY_TIMEOUT`]. Any process of

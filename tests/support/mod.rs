@@ -12,6 +12,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use rotor::config::{EtcdConfig, NatsAuth, NatsConfig};
@@ -20,10 +21,43 @@ use rotor::discovery::etcd_client;
 /// How long a server may take to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A free loopback port. The listener is dropped at once; the window in
-/// which another process could take the port is short and harmless here.
+/// A free loopback port for a server to listen on, never the same twice in
+/// one process.
+///
+/// Ports are taken below the kernel's ephemeral range: a port the kernel
+/// hands out for `bind(0)` is also one it hands out to outgoing connections,
+/// and tests running beside each other open many, so such a port can be
+/// taken by a client between our check and the server's bind (etcd then
+/// exits at start-up). A counter starting at an offset of the process id
+/// keeps two test processes from walking the same ports.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind a loopback port").local_addr().unwrap().port()
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let (low, high) = listening_range();
+    let span = u32::from(high - low);
+    let _ = NEXT.compare_exchange(u32::MAX, std::process::id().wrapping_mul(7919) % span, SeqCst, SeqCst);
+    for _ in 0..span {
+        let port = low + (NEXT.fetch_add(1, SeqCst) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {low}..{high}")
+}
+
+/// Ports from 15000 up to the start of the ephemeral range (Linux's
+/// `ip_local_port_range`, 32768 by default).
+fn listening_range() -> (u16, u16) {
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let low = 15000;
+    assert!(
+        ephemeral_start > low + 1000,
+        "the ephemeral port range starts at {ephemeral_start}; the tests need ports {low}..{} for their servers",
+        low + 1000
+    );
+    (low, ephemeral_start)
 }
 
 fn require(binary: &str, package: &str) -> PathBuf {
