@@ -325,7 +325,7 @@ impl Watchers {
                 let list = listed.borrow_and_update().clone();
                 // An instance that replaced its lease is listed under a new
                 // id, on the same subject: not lost.
-                if !list.iter().any(|r| r.instance_id == id || r.transport.subject() == subject) {
+                if !list.contains(id) && !list.iter().any(|r| r.transport.subject() == subject) {
                     // A graceful shutdown leaves discovery first and
                     // finishes its calls: only an instance that no longer
                     // listens is lost; one that answers the probe, even with

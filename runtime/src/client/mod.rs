@@ -185,7 +185,7 @@ impl ClientCore {
         let mut ids: Vec<InstanceId> = first.borrow().iter().map(|r| r.instance_id).collect();
         for list in lists {
             let list = list.borrow();
-            ids.retain(|id| list.iter().any(|r| r.instance_id == *id));
+            ids.retain(|id| list.contains(*id));
         }
         ids
     }

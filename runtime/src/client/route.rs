@@ -3,42 +3,55 @@
 //! for each call.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 
 use tokio::sync::watch;
 
 use super::Router;
 use super::health::{EJECT_AFTER_TIMEOUTS, Health, Out, Why};
-use crate::engine::discovery::InstanceList;
+use crate::engine::discovery::{InstanceList, InstanceRecord};
 use crate::engine::metrics::ClientEndpointMetrics;
 use crate::engines::Watch;
 use crate::{InstanceId, TransportError};
 use rotor_names as names;
 
-/// What a client counts of one route's instances: calls in flight and
-/// recent failures, per instance; an instance with nothing to count has no
-/// entry. Which instances are out of rotation is the client's [`Health`],
-/// shared by its routes.
-#[derive(Default)]
-struct RouteState {
-    tally: HashMap<InstanceId, Tally>,
-}
-
+/// What a client counts of one instance on one route: calls in flight and
+/// recent failures. Atomics, so that a call counts itself in and out
+/// without a lock; which instances are out of rotation is the client's
+/// [`Health`], shared by its routes.
 #[derive(Default)]
 struct Tally {
-    in_flight: usize,
+    in_flight: AtomicUsize,
     /// Timeouts since its last answer.
-    timeouts: u32,
+    timeouts: AtomicU32,
     /// Ejections for timeouts since its last answer.
-    ejections: u32,
+    ejections: AtomicU32,
 }
 
 impl Tally {
-    fn is_empty(&self) -> bool {
-        self.in_flight == 0 && self.timeouts == 0 && self.ejections == 0
+    /// Counts a timeout; the ejection count when it makes
+    /// [`EJECT_AFTER_TIMEOUTS`] in a row.
+    fn timed_out(&self) -> Option<u32> {
+        let before = self
+            .timeouts
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+                Some(if t + 1 >= EJECT_AFTER_TIMEOUTS { 0 } else { t + 1 })
+            })
+            .expect("the update always gives a value");
+        (before + 1 >= EJECT_AFTER_TIMEOUTS).then(|| self.ejections.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    fn answered(&self) {
+        self.timeouts.store(0, Ordering::Relaxed);
+        self.ejections.store(0, Ordering::Relaxed);
     }
 }
+
+/// The tallies of one route, by instance. Read-locked by every pick
+/// (readers never wait for each other) and write-locked only to add an
+/// instance picked for the first time.
+type Tallies = HashMap<InstanceId, Arc<Tally>>;
 
 /// Where one endpoint's calls go.
 pub(super) struct Route {
@@ -51,16 +64,16 @@ pub(super) struct Route {
     pub instances: Option<Arc<Watch>>,
     next: AtomicUsize,
     pub idempotent: bool,
-    /// Locked before `health`, never after.
-    state: Mutex<RouteState>,
+    /// Locked after `health`, never before.
+    tallies: RwLock<Tallies>,
     health: Arc<Health>,
     pub metrics: ClientEndpointMetrics,
 }
 
-/// Where one attempt goes: a subject borrowed from the instance list it was
+/// Where one attempt goes: a subject borrowed from the record it was
 /// picked from or from the route, or one made for it.
 pub(super) enum CallSubject<'r> {
-    Listed(InstanceList, usize),
+    Listed(Arc<InstanceRecord>),
     Route(&'r str),
     Made(String),
 }
@@ -68,7 +81,7 @@ pub(super) enum CallSubject<'r> {
 impl CallSubject<'_> {
     pub(super) fn as_str(&self) -> &str {
         match self {
-            CallSubject::Listed(list, at) => list[*at].transport.subject(),
+            CallSubject::Listed(record) => record.transport.subject(),
             CallSubject::Route(subject) => subject,
             CallSubject::Made(subject) => subject,
         }
@@ -86,11 +99,20 @@ pub(super) struct Picked<'r> {
     pub in_flight: InFlight<'r>,
 }
 
+/// Choices drawn among every instance before [`choose`] walks the list for
+/// those in rotation: with half of them out, a walk is needed once in 256
+/// picks.
+const DRAWS_BEFORE_A_WALK: usize = 8;
+
 /// The position of the instance a call goes to, among `len` instances, or
 /// `None` when every one is out of rotation. `live(at)` says whether the
 /// instance at `at` is in rotation, `load(at)` how many calls this client
 /// has in flight to it; `cursor` is the route's round-robin position.
-/// O(`len`): see [`choose_any`] for the common case.
+///
+/// O(1) while most instances are in rotation: the choice is first made
+/// among all, as [`choose_any`] does, and kept when in rotation (round-robin
+/// then skips the instances out, random draws among those in). Only when
+/// [`DRAWS_BEFORE_A_WALK`] choices in a row are out does it walk the list.
 pub(super) fn choose(
     router: Router,
     len: usize,
@@ -98,6 +120,12 @@ pub(super) fn choose(
     load: impl Fn(usize) -> usize,
     cursor: &AtomicUsize,
 ) -> Option<usize> {
+    for _ in 0..DRAWS_BEFORE_A_WALK {
+        let at = choose_any(router, len, &load, cursor)?;
+        if live(at) {
+            return Some(at);
+        }
+    }
     let live_count = (0..len).filter(|&at| live(at)).count();
     let nth = |n: usize| (0..len).filter(|&at| live(at)).nth(n).expect("fewer than `live_count` live");
     among(router, live_count, nth, load, cursor)
@@ -164,14 +192,31 @@ impl Route {
             // short-lived clients do not all begin on the same instance.
             next: AtomicUsize::new(fastrand::usize(..)),
             idempotent,
-            state: Mutex::default(),
+            tallies: RwLock::default(),
             health,
             metrics,
         }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, RouteState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn tallies(&self) -> std::sync::RwLockReadGuard<'_, Tallies> {
+        self.tallies.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The tally of `id`, added when it has none.
+    fn tally(&self, id: InstanceId, list: Option<&InstanceList>) -> Arc<Tally> {
+        if let Some(tally) = self.tallies().get(&id) {
+            return tally.clone();
+        }
+        let mut tallies = self.tallies.write().unwrap_or_else(|p| p.into_inner());
+        // Instances come and go: forget those no longer listed and not in
+        // flight once they are half the map, so that it stays in
+        // proportion to the list at O(1) per instance added.
+        if let Some(list) = list
+            && tallies.len() > 2 * list.len() + 16
+        {
+            tallies.retain(|id, tally| Arc::strong_count(tally) > 1 || list.contains(*id));
+        }
+        tallies.entry(id).or_default().clone()
     }
 
     /// Changes whenever an instance leaves or rejoins rotation.
@@ -186,7 +231,7 @@ impl Route {
 
     /// `true` while discovery lists `id` (always, without discovery).
     pub(super) fn listed(&self, id: InstanceId) -> bool {
-        self.instances.as_ref().is_none_or(|list| list.borrow().iter().any(|r| r.instance_id == id))
+        self.instances.as_ref().is_none_or(|list| list.borrow().contains(id))
     }
 
     /// Takes `id` out of rotation for `why`; `true` when it was in, and a
@@ -201,9 +246,8 @@ impl Route {
 
     /// Puts `id` back in rotation: it answered.
     pub(super) fn readmit(&self, id: InstanceId) {
-        if let Some(tally) = self.state().tally.get_mut(&id) {
-            tally.timeouts = 0;
-            tally.ejections = 0;
+        if let Some(tally) = self.tallies().get(&id) {
+            tally.answered();
         }
         self.health.readmit(id);
     }
@@ -223,52 +267,61 @@ impl Route {
             return Ok(Picked { subject, instance: target, fallback: false, in_flight: self.start(target) });
         };
         // The list itself, not the watch's guard, which must not be held
-        // across the call: the subject is then borrowed, not copied.
+        // across the call: one reference count.
         let list = instances.borrow().clone();
         if let Some(id) = target {
-            return match list.iter().position(|r| r.instance_id == id) {
-                Some(at) => Ok(Picked {
-                    subject: CallSubject::Listed(list, at),
-                    instance: Some(id),
-                    fallback: false,
-                    in_flight: self.start(Some(id)),
-                }),
-                None => Err(TransportError::UnknownInstance { endpoint: self.label.clone(), instance: id }),
+            let Some(record) = list.position(id).and_then(|at| list.shared(at)) else {
+                return Err(TransportError::UnknownInstance { endpoint: self.label.clone(), instance: id });
             };
+            let in_flight = self.count_in(id, self.tally(id, Some(&list)));
+            return Ok(Picked {
+                subject: CallSubject::Listed(record),
+                instance: Some(id),
+                fallback: false,
+                in_flight,
+            });
         }
-        let mut state = self.state();
-        // Taken only while some instance is out: a hint read without the
-        // lock may be stale by one call, which routes that call as before.
-        let out = (!self.health.all_in()).then(|| self.health.lock());
-        let load = |at: usize| state.tally.get(&list[at].instance_id).map_or(0, |t| t.in_flight);
-        let live = |at: usize| out.as_ref().is_none_or(|out| !out.contains_key(&list[at].instance_id));
-        let chosen = match &out {
-            None => choose_any(router, list.len(), load, &self.next),
-            Some(_) => choose(router, list.len(), live, load, &self.next),
+        let (at, fallback) = {
+            // Taken only while some instance is out: a hint read without
+            // the lock may be stale by one call, which routes that call as
+            // before.
+            let out = (!self.health.all_in()).then(|| self.health.lock());
+            let tallies = self.tallies();
+            let load = |at: usize| {
+                tallies.get(&list[at].instance_id).map_or(0, |t| t.in_flight.load(Ordering::Relaxed))
+            };
+            let live = |at: usize| out.as_ref().is_none_or(|out| !out.contains_key(&list[at].instance_id));
+            let chosen = match &out {
+                None => choose_any(router, list.len(), load, &self.next),
+                Some(_) => choose(router, list.len(), live, load, &self.next),
+            };
+            match chosen {
+                Some(at) => (at, false),
+                // Every instance is out: they are still tried, since
+                // evidence of life can only come from trying (a broker
+                // restart makes every live instance look gone for a moment).
+                None => match choose_any(router, list.len(), load, &self.next) {
+                    Some(at) => (at, true),
+                    None => return Err(TransportError::NoInstances { endpoint: self.label.clone() }),
+                },
+            }
         };
-        let (at, fallback) = match chosen {
-            Some(at) => (at, false),
-            // Every instance is out: they are still tried, since evidence
-            // of life can only come from trying (a broker restart makes
-            // every live instance look gone for a moment).
-            None => match choose_any(router, list.len(), load, &self.next) {
-                Some(at) => (at, true),
-                None => return Err(TransportError::NoInstances { endpoint: self.label.clone() }),
-            },
-        };
-        drop(out);
-        let instance = list[at].instance_id;
-        state.tally.entry(instance).or_default().in_flight += 1;
-        drop(state);
-        let in_flight = InFlight { route: self, instance: Some(instance) };
-        Ok(Picked { subject: CallSubject::Listed(list, at), instance: Some(instance), fallback, in_flight })
+        let record = list.shared(at).expect("chosen among the list's positions");
+        let instance = record.instance_id;
+        let in_flight = self.count_in(instance, self.tally(instance, Some(&list)));
+        Ok(Picked { subject: CallSubject::Listed(record), instance: Some(instance), fallback, in_flight })
+    }
+
+    fn count_in(&self, id: InstanceId, tally: Arc<Tally>) -> InFlight<'_> {
+        tally.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight { route: self, counted: Some((id, tally)) }
     }
 
     fn start(&self, instance: Option<InstanceId>) -> InFlight<'_> {
-        if let Some(id) = instance {
-            self.state().tally.entry(id).or_default().in_flight += 1;
+        match instance {
+            Some(id) => self.count_in(id, self.tally(id, None)),
+            None => InFlight { route: self, counted: None },
         }
-        InFlight { route: self, instance }
     }
 }
 
@@ -286,42 +339,25 @@ pub(super) enum Settled {
 /// Counts a call in flight to one instance while it lives.
 pub(super) struct InFlight<'a> {
     route: &'a Route,
-    instance: Option<InstanceId>,
+    counted: Option<(InstanceId, Arc<Tally>)>,
 }
 
 impl InFlight<'_> {
     /// Ends the attempt with what it showed of its instance; `true` when
     /// that ejected the instance (and a probe should start).
     pub(super) fn settle(mut self, how: Settled) -> bool {
-        let Some(id) = self.instance.take() else { return false };
+        let Some((id, tally)) = self.counted.take() else { return false };
         let route = self.route;
-        let (readmitted, ejected) = {
-            let mut state = route.state();
-            let tally = state.tally.entry(id).or_default();
-            tally.in_flight = tally.in_flight.saturating_sub(1);
-            let mut ejected = None;
-            match how {
-                Settled::Answered => {
-                    tally.timeouts = 0;
-                    tally.ejections = 0;
-                }
-                Settled::TimedOut => {
-                    tally.timeouts += 1;
-                    if tally.timeouts >= EJECT_AFTER_TIMEOUTS {
-                        tally.timeouts = 0;
-                        tally.ejections += 1;
-                        ejected = Some(tally.ejections);
-                    }
-                }
-                Settled::Other => {}
+        tally.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let (readmitted, ejected) = match how {
+            Settled::Answered => {
+                tally.answered();
+                (route.health.readmit(id), false)
             }
-            if tally.is_empty() {
-                state.tally.remove(&id);
+            Settled::TimedOut => {
+                (false, tally.timed_out().is_some_and(|n| route.health.take_out(id, Out::new(Why::Hung, n))))
             }
-            drop(state);
-            let readmitted = how == Settled::Answered && route.health.readmit(id);
-            let ejected = ejected.is_some_and(|n| route.health.take_out(id, Out::new(Why::Hung, n)));
-            (readmitted, ejected)
+            Settled::Other => (false, false),
         };
         if ejected {
             route.metrics.evictions.inc();
@@ -340,14 +376,8 @@ impl InFlight<'_> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        if let Some(id) = self.instance {
-            let mut state = self.route.state();
-            if let Some(tally) = state.tally.get_mut(&id) {
-                tally.in_flight = tally.in_flight.saturating_sub(1);
-                if tally.is_empty() {
-                    state.tally.remove(&id);
-                }
-            }
+        if let Some((_, tally)) = &self.counted {
+            tally.in_flight.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -470,6 +500,24 @@ mod tests {
             assert_eq!(hold.pick(Router::RoundRobin, None).unwrap().instance, Some(InstanceId(2)));
         }
         assert_eq!(hold.out(InstanceId(1)).map(|o| o.why), Some(Why::Gone));
+    }
+
+    #[test]
+    fn with_a_tenth_of_the_instances_out_a_pick_looks_at_one_or_two_not_the_list() {
+        for router in [Router::LeastOutstanding, Router::RoundRobin, Router::Random, Router::PowerOfTwo] {
+            let cursor = AtomicUsize::new(0);
+            let looked = std::cell::Cell::new(0usize);
+            let live = |at: usize| {
+                looked.set(looked.get() + 1);
+                at % 10 != 3
+            };
+            for _ in 0..1000 {
+                let at = choose(router, 10_000, live, |_| 0, &cursor).unwrap();
+                assert_ne!(at % 10, 3, "{router:?} picked an instance out of rotation");
+            }
+            // About 1.1 looks per pick; a walk would look at 10,000.
+            assert!(looked.get() < 2000, "{router:?} looked at {} instances for 1000 picks", looked.get());
+        }
     }
 
     #[test]

@@ -10,61 +10,83 @@
 //! (one lease TTL) passes. A dead instance kept this way costs one "no
 //! responders" and is taken out of rotation by the client.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use super::{InstanceList, InstanceRecord};
 
-/// The records under one prefix, by key.
+/// The records under one prefix, by key, and the list watchers see, kept
+/// up to date by each change rather than rebuilt: O(log n) per watch event.
 #[derive(Debug, Default)]
 pub(crate) struct Listing {
-    live: BTreeMap<String, InstanceRecord>,
+    live: HashMap<String, InstanceRecord>,
     /// Records a resync no longer found, and until when they stay.
-    stale: BTreeMap<String, (InstanceRecord, Instant)>,
+    stale: HashMap<String, (InstanceRecord, Instant)>,
+    /// The key of each stale record, by subject.
+    stale_subjects: HashMap<String, String>,
+    list: InstanceList,
 }
 
 impl Listing {
     pub(crate) fn new(live: BTreeMap<String, InstanceRecord>) -> Self {
-        Listing { live, stale: BTreeMap::new() }
+        let list = live.values().cloned().collect();
+        Listing { live: live.into_iter().collect(), list, ..Listing::default() }
     }
 
     /// Replaces the records with a fresh read; what it lacks stays for
-    /// `grace` unless a fresh record has its subject.
+    /// `grace` unless a fresh record has its subject. Rebuilds the list:
+    /// O(n), once per break of the watch.
     pub(crate) fn resync(&mut self, fresh: BTreeMap<String, InstanceRecord>, grace: Duration) {
         let until = Instant::now() + grace;
-        let old = std::mem::replace(&mut self.live, fresh);
-        for (key, record) in old {
-            if !self.live.contains_key(&key) && !self.registered_again(&record) {
+        let subjects: HashSet<String> = fresh.values().map(|r| subject(r).to_string()).collect();
+        let old = std::mem::replace(&mut self.live, fresh.into_iter().collect());
+        let stale = std::mem::take(&mut self.stale);
+        let lacking = old.into_iter().map(|(key, record)| (key, (record, until))).chain(stale);
+        for (key, (record, until)) in lacking {
+            if !self.live.contains_key(&key) && !subjects.contains(subject(&record)) {
                 self.stale.insert(key, (record, until));
             }
         }
-        let live = &self.live;
-        self.stale.retain(|key, (record, _)| {
-            !live.contains_key(key) && !live.values().any(|r| r.transport == record.transport)
-        });
-    }
-
-    fn registered_again(&self, record: &InstanceRecord) -> bool {
-        self.live.values().any(|r| r.transport == record.transport)
+        self.stale_subjects =
+            self.stale.iter().map(|(key, (r, _))| (subject(r).to_string(), key.clone())).collect();
+        self.list = self.live.values().chain(self.stale.values().map(|(r, _)| r)).cloned().collect();
     }
 
     /// A record written at `key`.
     pub(crate) fn put(&mut self, key: String, record: InstanceRecord) {
-        self.stale.retain(|k, (r, _)| *k != key && r.transport != record.transport);
-        self.live.insert(key, record);
+        self.unstale(&key);
+        if let Some(again) = self.stale_subjects.get(subject(&record)).cloned() {
+            self.unstale(&again);
+        }
+        if let Some(old) = self.live.insert(key, record.clone()) {
+            self.list.remove(&old);
+        }
+        self.list.insert(record);
     }
 
     /// The record at `key` deleted.
     pub(crate) fn delete(&mut self, key: &str) {
-        self.live.remove(key);
-        self.stale.remove(key);
+        if let Some(old) = self.live.remove(key) {
+            self.list.remove(&old);
+        }
+        self.unstale(key);
+    }
+
+    fn unstale(&mut self, key: &str) {
+        if let Some((old, _)) = self.stale.remove(key) {
+            self.stale_subjects.remove(subject(&old));
+            self.list.remove(&old);
+        }
     }
 
     /// Drops the stale records whose grace passed by `now`; `true` when any did.
     pub(crate) fn expire(&mut self, now: Instant) -> bool {
-        let before = self.stale.len();
-        self.stale.retain(|_, (_, until)| *until > now);
-        self.stale.len() != before
+        let expired: Vec<String> =
+            self.stale.iter().filter(|(_, (_, until))| *until <= now).map(|(key, _)| key.clone()).collect();
+        for key in &expired {
+            self.unstale(key);
+        }
+        !expired.is_empty()
     }
 
     /// When the next stale record's grace passes.
@@ -72,13 +94,14 @@ impl Listing {
         self.stale.values().map(|(_, until)| *until).min()
     }
 
-    /// Every record, live and stale, sorted by instance id.
+    /// Every record, live and stale, sorted by instance id: O(1).
     pub(crate) fn list(&self) -> InstanceList {
-        let mut list: Vec<InstanceRecord> =
-            self.live.values().chain(self.stale.values().map(|(r, _)| r)).cloned().collect();
-        list.sort_by_key(|r| r.instance_id);
-        list.into()
+        self.list.clone()
     }
+}
+
+fn subject(record: &InstanceRecord) -> &str {
+    record.transport.subject()
 }
 
 #[cfg(test)]

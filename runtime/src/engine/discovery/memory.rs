@@ -26,36 +26,32 @@ struct State {
 }
 
 impl State {
-    fn list(&self, prefix: &str) -> Vec<InstanceRecord> {
-        let mut records: Vec<InstanceRecord> = self
-            .keys
+    fn list(&self, prefix: &str) -> InstanceList {
+        self.keys
             .range(prefix.to_string()..)
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(_, r)| r.clone())
-            .collect();
-        records.sort_by_key(|r| r.instance_id);
-        records
+            .collect()
     }
 
-    /// Tells every watcher of a prefix that covers `key`.
-    fn notify(&mut self, key: &str) {
+    /// Tells every watcher of a prefix that covers `key` of the change
+    /// `apply` makes, in O(log n) each.
+    fn notify(&mut self, key: &str, apply: impl Fn(&mut InstanceList)) {
         self.watchers.retain(|(_, tx)| !tx.is_closed());
-        let lists: Vec<(usize, InstanceList)> = self
-            .watchers
-            .iter()
-            .enumerate()
-            .filter(|(_, (prefix, _))| key.starts_with(prefix.as_str()))
-            .map(|(i, (prefix, _))| (i, self.list(prefix).into()))
-            .collect();
-        for (i, list) in lists {
-            self.watchers[i].1.send_replace(list);
+        for (prefix, tx) in &self.watchers {
+            if key.starts_with(prefix.as_str()) {
+                tx.send_modify(&apply);
+            }
         }
     }
 
     fn remove_key(&mut self, key: &str, lease: InstanceId) {
-        if self.keys.get(key).is_some_and(|r| r.instance_id == lease) {
-            self.keys.remove(key);
-            self.notify(key);
+        if self.keys.get(key).is_some_and(|r| r.instance_id == lease)
+            && let Some(record) = self.keys.remove(key)
+        {
+            self.notify(key, |list| {
+                list.remove(&record);
+            });
         }
     }
 
@@ -106,8 +102,8 @@ impl Lease for MemoryLease {
         } else if let Some(owner) = state.keys.get(&key) {
             Err(Error::AlreadyRegistered { key, instance: owner.instance_id })
         } else {
-            state.keys.insert(key.clone(), record);
-            state.notify(&key);
+            state.keys.insert(key.clone(), record.clone());
+            state.notify(&key, |list| list.insert(record.clone()));
             let discovery = self.discovery.clone();
             let lease = self.id;
             Ok(Guard::new(move || discovery.lock().remove_key(&key, lease)))
@@ -146,13 +142,13 @@ impl Discovery for MemoryDiscovery {
 
     fn watch(&self, prefix: String) -> BoxFuture<'_, Result<watch::Receiver<InstanceList>, Error>> {
         let mut state = self.lock();
-        let (tx, rx) = watch::channel(state.list(&prefix).into());
+        let (tx, rx) = watch::channel(state.list(&prefix));
         state.watchers.push((prefix, tx));
         Box::pin(future::ready(Ok(rx)))
     }
 
     fn list(&self, prefix: String) -> BoxFuture<'_, Result<Vec<InstanceRecord>, Error>> {
-        Box::pin(future::ready(Ok(self.lock().list(&prefix))))
+        Box::pin(future::ready(Ok(self.lock().list(&prefix).to_vec())))
     }
 
     fn reserve_service(&self, service: String, owner: String) -> BoxFuture<'_, Result<(), Error>> {

@@ -8,6 +8,7 @@
 
 #[cfg(feature = "etcd")]
 mod etcd;
+mod list;
 #[cfg(any(test, feature = "etcd"))]
 mod listing;
 mod memory;
@@ -26,6 +27,7 @@ pub use etcd::EtcdDiscovery;
 /// keys themselves.
 #[cfg(feature = "etcd")]
 pub use etcd_client;
+pub use list::InstanceList;
 pub use memory::MemoryDiscovery;
 
 use crate::{Error, InstanceId};
@@ -64,9 +66,6 @@ impl TransportAddress {
         }
     }
 }
-
-/// The instances under a key prefix, sorted by instance id.
-pub type InstanceList = Arc<[InstanceRecord]>;
 
 /// A lease: the identity of one instance, and the registrations made under
 /// it. Dropping the last handle revokes it, which removes its keys.

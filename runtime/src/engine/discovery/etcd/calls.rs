@@ -30,7 +30,36 @@ pub(super) async fn timed<T, E: std::fmt::Display>(
 /// rotation: with one of three down, one call in three fails at once
 /// (`Unavailable: tcp connect error`) while two members would answer.
 /// Nothing was sent, so this is safe for any call, a transaction too.
-pub(super) async fn retried<T, F, Fut>(what: &str, mut call: F) -> Result<T, Error>
+pub(super) async fn retried<T, F, Fut>(what: &str, call: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+{
+    sent_again_when(what, call, reached_no_member).await
+}
+
+/// [`retried`] for a call that changes nothing (a read, a watch), which is
+/// also sent again after any failure of the connection it went out on: a
+/// connection shared by every runtime of the process may have broken under
+/// an etcd restart before this call found out.
+pub(super) async fn retried_read<T, F, Fut>(what: &str, call: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+{
+    let broken = |e: &etcd_client::Error| {
+        reached_no_member(e)
+            || matches!(e, etcd_client::Error::TransportError(_))
+            || matches!(e, etcd_client::Error::GRpcStatus(s) if s.code() as i32 == 14 || s.code() as i32 == 2)
+    };
+    sent_again_when(what, call, broken).await
+}
+
+async fn sent_again_when<T, F, Fut>(
+    what: &str,
+    mut call: F,
+    again: impl Fn(&etcd_client::Error) -> bool,
+) -> Result<T, Error>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
@@ -40,7 +69,7 @@ where
     loop {
         match tokio::time::timeout_at(deadline, call()).await {
             Ok(Ok(v)) => return Ok(v),
-            Ok(Err(e)) if sent < SENDS && reached_no_member(&e) => {
+            Ok(Err(e)) if sent < SENDS && again(&e) => {
                 tracing::debug!(what, error = %e, "an etcd member is unreachable; sending the call to another");
                 sent += 1;
                 tokio::time::sleep(RETRY_SOON).await;

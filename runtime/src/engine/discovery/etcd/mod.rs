@@ -24,7 +24,7 @@ use super::listing::Listing;
 use super::{Discovery, InstanceList, InstanceRecord, Lease, key_of};
 use crate::Error;
 use crate::engine::config::{ClientCertificate, EtcdConfig, redact_url};
-use calls::{RETRY_SOON, SENDS, connect_error, etcd_error, reached_no_member, retried};
+use calls::{RETRY_SOON, SENDS, connect_error, etcd_error, reached_no_member, retried, retried_read};
 use lease::EtcdLease;
 
 /// The interval of the HTTP/2 pings on the connection to etcd: twice etcd's
@@ -132,7 +132,7 @@ impl EtcdDiscovery {
     }
 
     async fn list_at(&self, prefix: &str) -> Result<(BTreeMap<String, InstanceRecord>, i64), Error> {
-        let resp = retried("get", || {
+        let resp = retried_read("get", || {
             let mut client = self.client.clone();
             async move { client.get(prefix, Some(GetOptions::new().with_prefix())).await }
         })
@@ -158,10 +158,8 @@ fn parse(key: &[u8], value: &[u8]) -> Option<InstanceRecord> {
     }
 }
 
-fn sorted(map: &BTreeMap<String, InstanceRecord>) -> InstanceList {
-    let mut list: Vec<InstanceRecord> = map.values().cloned().collect();
-    list.sort_by_key(|r| r.instance_id);
-    list.into()
+fn sorted(map: BTreeMap<String, InstanceRecord>) -> InstanceList {
+    map.into_values().collect()
 }
 
 /// Writes `record` at its key under `lease`, only if the key is new.
@@ -207,7 +205,7 @@ impl Discovery for EtcdDiscovery {
     }
 
     fn list(&self, prefix: String) -> BoxFuture<'_, Result<Vec<InstanceRecord>, Error>> {
-        Box::pin(async move { Ok(sorted(&self.list_at(&prefix).await?.0).to_vec()) })
+        Box::pin(async move { Ok(sorted(self.list_at(&prefix).await?.0).to_vec()) })
     }
 
     fn reserve_service(&self, service: String, owner: String) -> BoxFuture<'_, Result<(), Error>> {
@@ -289,7 +287,7 @@ impl EtcdDiscovery {
         tx: &watch::Sender<InstanceList>,
     ) -> Result<(), Error> {
         let options = WatchOptions::new().with_prefix().with_start_revision(*revision + 1);
-        let mut stream = retried("watch", || {
+        let mut stream = retried_read("watch", || {
             let (mut client, options) = (self.client.clone(), options.clone());
             async move { client.watch(prefix, Some(options)).await }
         })
