@@ -39,8 +39,9 @@ mod probe;
 
 use std::time::Duration;
 
-use probe::{Proc, established_to, etcd_metric, nats_figure};
+use probe::{Proc, etcd_metric, nats_figure};
 use support::Servers;
+use support::process::connections_to;
 
 #[derive(Debug, serde::Serialize, serde::Deserialize, thiserror::Error)]
 #[error("never")]
@@ -323,15 +324,15 @@ async fn many(servers: &Servers) -> Vec<(String, f64)> {
         "many: NATS connections (/connz, less the server's)",
         servers.nats.connections() as f64 - server_connections,
     );
-    put("many: NATS TCP connections of the process", established_to(m.pid(), nats_port) as f64);
-    put("many: etcd TCP connections of the process", established_to(m.pid(), etcd_port) as f64);
+    put("many: NATS TCP connections of the process", connections_to(m.pid(), nats_port) as f64);
+    put("many: etcd TCP connections of the process", connections_to(m.pid(), etcd_port) as f64);
     put("many: etcd leases held (etcd's count, less before)", lease_count(&mut etcd).await - leases_before);
     put("many: etcd watchers (server-wide, less before)", watchers() - watchers_before);
     put("many: etcd watch streams (server-wide, less before)", streams() - streams_before);
     m.send("drop").await;
     put("many: RSS 1 s after dropping all, KiB", m.expect("dropped").await.num("rss_kib"));
     put("many: NATS connections after dropping", servers.nats.connections() as f64 - server_connections);
-    put("many: etcd TCP connections after dropping", established_to(m.pid(), etcd_port) as f64);
+    put("many: etcd TCP connections after dropping", connections_to(m.pid(), etcd_port) as f64);
     put("many: etcd watchers after dropping", watchers() - watchers_before);
     put("many: etcd leases after dropping", lease_count(&mut etcd).await - leases_before);
 
@@ -341,7 +342,7 @@ async fn many(servers: &Servers) -> Vec<(String, f64)> {
     let named = m.expect("named").await;
     put(&format!("names: etcd watchers with {MANY} clients from names"), watchers());
     put("names: etcd watch streams with them", streams());
-    put("names: etcd TCP connections of the process", established_to(m.pid(), etcd_port) as f64);
+    put("names: etcd TCP connections of the process", connections_to(m.pid(), etcd_port) as f64);
     put("names: RSS with them, KiB", named.num("rss_kib"));
     m.send("unname").await;
     let unnamed = m.expect("unnamed").await;

@@ -62,16 +62,6 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Resident set size of process `pid`, in KiB.
-fn rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// This program again, in `serve` mode.
 fn start_server(servers: &Servers) -> Child {
     use std::io::BufRead;
@@ -141,7 +131,11 @@ async fn drive(
     );
     tokio::time::sleep(WARM_UP).await;
     let me = std::process::id();
-    let start_rss: Vec<u64> = processes[..2].iter().map(|p| rss_kb(p.id())).chain([rss_kb(me)]).collect();
+    let start_rss: Vec<u64> = processes[..2]
+        .iter()
+        .map(|p| support::process::rss_kib(p.id()))
+        .chain([support::process::rss_kib(me)])
+        .collect();
     let started = Instant::now();
     let mut restarts = 0;
     while started.elapsed() < length {
@@ -156,7 +150,11 @@ async fn drive(
         restarts += 1;
         println!("{:>4.0} s: restarted server 2 after SIG{signal}", started.elapsed().as_secs_f64());
     }
-    let end_rss: Vec<u64> = processes[..2].iter().map(|p| rss_kb(p.id())).chain([rss_kb(me)]).collect();
+    let end_rss: Vec<u64> = processes[..2]
+        .iter()
+        .map(|p| support::process::rss_kib(p.id()))
+        .chain([support::process::rss_kib(me)])
+        .collect();
     stop.store(true, Ordering::Relaxed);
     let (mut ok, mut failed) = (0, 0);
     for (i, (_, _, counts)) in clients.iter().enumerate() {

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use rotor::discovery::etcd_client::GetOptions;
 use rotor::prelude::*;
 use support::cluster::Clusters;
-use support::start_example_with_env;
+use support::{start_example_with_env, until};
 
 #[allow(dead_code)]
 #[path = "../examples/soak/worker.rs"]
@@ -42,17 +42,6 @@ const LEASE_TTL: Duration = Duration::from_secs(3);
 
 async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(WAIT, f).await.unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
-/// Polls `done` (state on a server's monitoring endpoint, or counters of
-/// the load) until it holds.
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    within(what, async {
-        while !done() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
 }
 
 /// A `soak serve` process given every NATS URL and etcd endpoint; killed

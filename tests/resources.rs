@@ -3,10 +3,10 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rotor::prelude::*;
-use support::Servers;
+use support::{Servers, until};
 
 struct Clock;
 
@@ -38,27 +38,8 @@ async fn a_runtime_that_only_calls_takes_no_lease() {
     assert_eq!(leases.leases().len(), 1);
 }
 
-/// etcd's own count of the watches its clients hold open.
-fn etcd_watchers(servers: &Servers) -> u64 {
-    let (_, body) = support::http_get(servers.etcd.client_port, "/metrics").expect("etcd serves /metrics");
-    body.lines()
-        .find_map(|l| l.strip_prefix("etcd_debugging_mvcc_watcher_total "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .expect("etcd reports etcd_debugging_mvcc_watcher_total") as u64
-}
-
 fn alive_tasks() -> usize {
     tokio::runtime::Handle::current().metrics().num_alive_tasks()
-}
-
-/// Waits until `done` holds; the counts live in other processes and tasks
-/// that signal nothing, so they are read again until a bound.
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < Duration::from_secs(20), "{what} did not happen within 20s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,8 +50,8 @@ async fn a_thousand_dropped_clients_leave_no_watch_and_no_task_behind() {
     // One client first, so that connections and the lease keeper are part of
     // the baseline.
     drop(component.endpoint("warm").unwrap().client().await.unwrap());
-    until("the first watch to go", || etcd_watchers(&servers) == 0).await;
-    let (tasks, watchers) = (alive_tasks(), etcd_watchers(&servers));
+    until("the first watch to go", || servers.etcd.watchers() == 0).await;
+    let (tasks, watchers) = (alive_tasks(), servers.etcd.watchers());
 
     let mut clients = Vec::new();
     for i in 0..1000 {
@@ -82,14 +63,49 @@ async fn a_thousand_dropped_clients_leave_no_watch_and_no_task_behind() {
         tasks,
         alive_tasks()
     );
-    until("etcd to hold 1,000 watches", || etcd_watchers(&servers) >= watchers + 1000).await;
+    until("etcd to hold 1,000 watches", || servers.etcd.watchers() >= watchers + 1000).await;
 
     drop(clients);
     until("the tasks to end", || alive_tasks() <= tasks).await;
-    until("etcd to let go of the watches", || etcd_watchers(&servers) <= watchers).await;
+    until("etcd to let go of the watches", || servers.etcd.watchers() <= watchers).await;
 
     // A client made again after all that still routes: the map forgot only
     // what nobody held.
     let again = component.endpoint("e7").unwrap().client().await.unwrap();
     assert!(again.instances().is_empty());
+}
+
+/// TCP connections this process holds open to `port` on loopback.
+fn connections_to(port: u16) -> usize {
+    support::process::connections_to(std::process::id(), port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_runtimes_that_only_call_share_one_nats_and_one_etcd_connection_and_hold_no_lease() {
+    let servers = Servers::start();
+    let server_rt = servers.runtime().await;
+    let server = server_rt.serve(Clock).await.unwrap();
+    let mut runtimes = Vec::new();
+    for _ in 0..50 {
+        let rt = servers.runtime().await;
+        let client = Clock::client(&rt).await.unwrap();
+        client.core().wait_for_instances_within(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(client.now().await.unwrap(), server.instance_id());
+        runtimes.push((rt, client));
+    }
+    assert_eq!(servers.nats.connections(), 1, "the server and 50 calling runtimes of one process");
+    assert_eq!(connections_to(servers.etcd.client_port), 1, "one etcd connection for the process");
+    let mut etcd = servers.etcd.client().await;
+    let leases: Vec<i64> = etcd.leases().await.unwrap().leases().iter().map(|l| l.id()).collect();
+    assert_eq!(leases, [server.instance_id().get()], "only the serving runtime holds a lease");
+    // One watch of the endpoint's prefix, shared by the 50 clients.
+    assert_eq!(servers.etcd.watchers(), 1);
+
+    // A runtime for other settings does not share: its connections are its own.
+    let apart = servers.builder().lease_ttl(Duration::from_secs(4)).build().await.unwrap();
+    assert_eq!(servers.nats.connections(), 2);
+    drop(apart);
+    until("the connection of a runtime nobody holds to close", || servers.nats.connections() == 1).await;
+    drop(runtimes);
+    assert_eq!(Clock::client(&server_rt).await.unwrap().now().await.unwrap(), server.instance_id());
 }

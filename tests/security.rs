@@ -120,7 +120,8 @@ async fn a_runtime_that_trusts_the_test_ca_serves_and_calls_over_tls() {
     let client = build(config, None).await.unwrap();
     let _served = serves_and_calls(&server, &client, Some(&nats)).await;
     let versions = tls_versions(&nats.connz());
-    assert_eq!(versions.len(), 2, "{versions:?}");
+    // The two runtimes of this process, built for the same server, share one connection.
+    assert_eq!(versions.len(), 1, "{versions:?}");
     assert!(versions.iter().all(|v| v.as_deref().is_some_and(|v| v.starts_with("1."))), "{versions:?}");
 }
 

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use rotor::{ClientStats, Config, Router, Runtime, ServeHandle};
 use tokio::task::JoinHandle;
 
-use crate::probe::{own_cpu, rss_kib};
+use crate::probe::own_cpu;
+use crate::support::process::rss_kib;
 use crate::{Never, Pinger, PingerClient};
 
 /// How long a call may take before it counts as failed: far above a

@@ -1,23 +1,13 @@
-//! What the scale benchmark reads about a process without asking Rotor:
-//! resident memory, CPU time and TCP sockets from `/proc`, and the figures
-//! etcd and nats-server publish on their own monitoring endpoints. Also the
-//! bench's own children, driven line by line over their stdin and stdout.
+//! What the scale benchmark reads without asking Rotor: this process's CPU
+//! time, and the figures etcd and nats-server publish on their own
+//! monitoring endpoints. Also the bench's own children, driven line by line
+//! over their stdin and stdout. Memory and sockets: `support::process`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
-
-/// Resident set size of process `pid`, in KiB.
-pub fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
 
 #[repr(C)]
 struct Timespec {
@@ -42,37 +32,6 @@ pub fn own_cpu() -> Duration {
     let rc = unsafe { clock_gettime(PROCESS_CPU_CLOCK, &mut t) };
     assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID) failed");
     Duration::new(t.sec as u64, t.nsec as u32)
-}
-
-/// TCP connections of process `pid` in state ESTABLISHED whose remote port
-/// is `port`: the sockets in `/proc/<pid>/net/tcp{,6}` (every socket of the
-/// network namespace) whose inode is one of the process's open files.
-pub fn established_to(pid: u32, port: u16) -> usize {
-    let mut inodes = HashSet::new();
-    for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).into_iter().flatten().flatten() {
-        let Ok(target) = std::fs::read_link(entry.path()) else { continue };
-        let target = target.to_string_lossy();
-        if let Some(inode) = target.strip_prefix("socket:[").and_then(|t| t.strip_suffix(']')) {
-            inodes.insert(inode.to_string());
-        }
-    }
-    let mut count = 0;
-    for table in ["tcp", "tcp6"] {
-        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
-        for line in text.lines().skip(1) {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let (Some(remote), Some(state), Some(inode)) = (fields.get(2), fields.get(3), fields.get(9))
-            else {
-                continue;
-            };
-            let remote_port = remote.rsplit_once(':').and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
-            // State 01 is TCP_ESTABLISHED.
-            if *state == "01" && remote_port == Some(port) && inodes.contains(*inode) {
-                count += 1;
-            }
-        }
-    }
-    count
 }
 
 /// A gauge or counter from etcd's Prometheus `/metrics`, on its client port.

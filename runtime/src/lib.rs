@@ -29,6 +29,7 @@ mod exchange;
 
 mod client;
 mod component;
+mod connections;
 mod context;
 mod engines;
 pub mod names;

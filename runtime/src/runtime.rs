@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::connections::Connections;
 use crate::engine::config::{Config, EtcdConfig, NatsConfig};
 use crate::engine::discovery::{Discovery, Lease, LeaseState, MemoryDiscovery};
 use crate::engine::transport::{InProcess, Nats, Transport};
@@ -455,38 +456,64 @@ impl RuntimeBuilder {
             });
         }
         let nats_configured = config.nats.is_some() || self.transport.is_some();
-        let transport: Arc<dyn Transport> = match (self.transport, &config.nats) {
-            (Some(t), _) => t,
-            (None, Some(nats)) => Arc::new(Nats::connect(nats, config.connect_timeout).await?),
-            (None, None) => Arc::new(InProcess::new()),
+        let connections = match (self.transport, self.discovery) {
+            // Servers named by the config: shared with every runtime of
+            // the process built for the same ones.
+            (None, None) if config.nats.is_some() => Connections::shared(&config, connect(&config)).await?,
+            (transport, discovery) => {
+                let transport = match transport {
+                    Some(t) => t,
+                    None if config.nats.is_some() => connect_nats(&config).await?,
+                    None => Arc::new(InProcess::new()),
+                };
+                let discovery = match discovery {
+                    Some(d) => d,
+                    None if config.etcd.is_some() => Some(connect_etcd(&config).await?),
+                    None if config.nats.is_some() => None,
+                    None => Some(Arc::new(MemoryDiscovery::new()) as Arc<dyn Discovery>),
+                };
+                Connections::own(transport, discovery)
+            }
         };
-        let discovery: Option<Arc<dyn Discovery>> = match (self.discovery, &config.etcd) {
-            (Some(d), _) => d,
-            #[cfg(feature = "etcd")]
-            (None, Some(etcd)) => Some(Arc::new(
-                crate::engine::discovery::EtcdDiscovery::connect(
-                    etcd,
-                    config.connect_timeout,
-                    config.lease_ttl,
-                )
-                .await?,
-            )),
-            #[cfg(not(feature = "etcd"))]
-            (None, Some(_)) => unreachable!("refused above"),
-            // NATS without etcd is the static mode.
-            (None, None) if config.nats.is_some() => None,
-            (None, None) => Some(Arc::new(MemoryDiscovery::new())),
-        };
-        let mode = match (&discovery, nats_configured) {
+        let mode = match (&connections.discovery, nats_configured) {
             (None, _) => Mode::Static,
             (Some(_), false) => Mode::Embedded,
             (Some(_), true) => Mode::Distributed,
         };
-        let mut engines = Engines::new(transport, discovery, config, mode);
+        let mut engines = Engines::new(connections, config, mode);
         if let Some(addr) = engines.config.status_addr {
             engines.status =
                 Some(crate::status::start(addr, engines.metrics.clone(), engines.health.clone()).await?);
         }
         Runtime::start(Arc::new(engines)).await
     }
+}
+
+/// A NATS connection and, when the config names etcd, an etcd client.
+async fn connect(config: &Config) -> Result<(Arc<dyn Transport>, Option<Arc<dyn Discovery>>), Error> {
+    let transport = connect_nats(config).await?;
+    let discovery = match &config.etcd {
+        Some(_) => Some(connect_etcd(config).await?),
+        None => None,
+    };
+    Ok((transport, discovery))
+}
+
+async fn connect_nats(config: &Config) -> Result<Arc<dyn Transport>, Error> {
+    let nats = config.nats.as_ref().expect("asked for NATS only when configured");
+    Ok(Arc::new(Nats::connect(nats, config.connect_timeout).await?))
+}
+
+#[cfg(feature = "etcd")]
+async fn connect_etcd(config: &Config) -> Result<Arc<dyn Discovery>, Error> {
+    let etcd = config.etcd.as_ref().expect("asked for etcd only when configured");
+    let discovery =
+        crate::engine::discovery::EtcdDiscovery::connect(etcd, config.connect_timeout, config.lease_ttl)
+            .await?;
+    Ok(Arc::new(discovery))
+}
+
+#[cfg(not(feature = "etcd"))]
+async fn connect_etcd(_: &Config) -> Result<Arc<dyn Discovery>, Error> {
+    unreachable!("refused in build")
 }

@@ -83,6 +83,17 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// Waits until `done` holds, for at most 20 s. For state that signals
+/// nothing (counts on a server's monitoring endpoint, in another process,
+/// in the runtime's task list), so it is read again every 10 ms.
+pub async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < READY_TIMEOUT, "{what} did not happen within {READY_TIMEOUT:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn wait_until(what: &str, child: &mut Child, mut ready: impl FnMut() -> bool) {
     let start = Instant::now();
     while start.elapsed() < READY_TIMEOUT {
@@ -150,6 +161,15 @@ impl Etcd {
             || matches!(http_get(port, "/health"), Some((200, body)) if body.contains("\"health\":\"true\"")),
         );
         self.child = Some(child);
+    }
+
+    /// etcd's own count of the watches its clients hold open.
+    pub fn watchers(&self) -> u64 {
+        let (_, body) = http_get(self.client_port, "/metrics").expect("etcd serves /metrics");
+        body.lines()
+            .find_map(|l| l.strip_prefix("etcd_debugging_mvcc_watcher_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .expect("etcd reports etcd_debugging_mvcc_watcher_total") as u64
     }
 
     pub fn endpoint(&self) -> String {
@@ -438,4 +458,5 @@ pub fn example(name: &str) -> PathBuf {
     path
 }
 pub mod cluster;
+pub mod process;
 pub mod secure;

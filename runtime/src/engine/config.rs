@@ -284,7 +284,7 @@ impl NatsConfig {
 }
 
 /// NATS authentication.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum NatsAuth {
     /// None.
