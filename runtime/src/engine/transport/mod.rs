@@ -6,6 +6,7 @@
 //! same payload limit semantics.
 
 mod inproc;
+mod listeners;
 pub mod message;
 mod nats;
 

@@ -14,6 +14,7 @@ use futures::stream::BoxStream;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::listeners::Listeners;
 use super::message::{Headers, Message, header};
 use super::{Dispatch, Incoming, Respond, ServiceSpec, Transport, within_limit};
 use crate::engine::config::NatsConfig;
@@ -31,6 +32,8 @@ pub struct Nats {
     /// How many times the connection was lost; see
     /// [`Transport::connection_losses`].
     losses: Arc<Losses>,
+    /// What receives the requests of every subscription it serves.
+    listeners: Arc<Listeners>,
 }
 
 /// A count of connection losses, as a watch and as a number every call can
@@ -82,7 +85,7 @@ impl Nats {
     /// flight when it reconnects waits for its reply until its timeout.
     pub fn from_client(client: async_nats::Client) -> Nats {
         let max_payload = client.server_info().max_payload;
-        Nats { client, max_payload, losses: Losses::new() }
+        Nats { client, max_payload, losses: Losses::new(), listeners: Arc::default() }
     }
 
     /// The underlying connection.
@@ -224,6 +227,7 @@ const DRAIN_WAIT: Duration = Duration::from_secs(2);
 /// Hands every request on one subscription to `dispatch` until `stop`,
 /// then unsubscribes and still hands over what had already arrived.
 fn listen(
+    listeners: &Listeners,
     client: Arc<async_nats::Client>,
     mut requests: async_nats::Subscriber,
     ep: &MicroEndpoint,
@@ -245,13 +249,15 @@ fn listen(
         let message = Message { headers: from_nats(request.headers.as_ref()), payload: request.payload };
         dispatch(Incoming { endpoint, addressed, message, responder });
     };
-    tokio::spawn(async move {
+    listeners.run(async move {
+        let stopped = stop.cancelled();
+        tokio::pin!(stopped);
         loop {
             // Stop first: under constant load the requests are always ready.
             // What is already buffered is still handed over below.
             tokio::select! {
                 biased;
-                () = stop.cancelled() => break,
+                () = &mut stopped => break,
                 request = requests.next() => match request {
                     Some(request) => deliver(request),
                     None => return,
@@ -295,7 +301,7 @@ impl Transport for Nats {
             serve_verbs(micro.clone(), self.client.clone(), stop.clone()).await.map_err(bind_error)?;
             let client = Arc::new(self.client.clone());
             for (subscriber, ep) in subscriptions.into_iter().zip(&micro.endpoints) {
-                listen(client.clone(), subscriber, ep, dispatch.clone(), stop.clone());
+                listen(&self.listeners, client.clone(), subscriber, ep, dispatch.clone(), stop.clone());
             }
             Ok(guard)
         })
