@@ -109,3 +109,25 @@ async fn fifty_runtimes_that_only_call_share_one_nats_and_one_etcd_connection_an
     drop(runtimes);
     assert_eq!(Clock::client(&server_rt).await.unwrap().now().await.unwrap(), server.instance_id());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_built_after_the_tokio_runtime_of_an_earlier_one_shut_down_gets_connections_that_work() {
+    let servers = Servers::start();
+    // The first runtime for these servers, built and kept on another tokio
+    // runtime, which then shuts down and takes the tasks of its
+    // connections with it.
+    let config = servers.builder();
+    let earlier = std::thread::spawn(move || {
+        let tokio_rt = tokio::runtime::Runtime::new().unwrap();
+        tokio_rt.block_on(config.build()).unwrap()
+    })
+    .join()
+    .unwrap();
+    let server_rt = servers.runtime().await;
+    let server = server_rt.serve(Clock).await.unwrap();
+    let later = servers.runtime().await;
+    let client = Clock::client(&later).await.unwrap();
+    client.core().wait_for_instances_within(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(client.now().await.unwrap(), server.instance_id());
+    drop(earlier);
+}

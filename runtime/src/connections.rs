@@ -29,6 +29,9 @@ pub(crate) struct Connections {
     /// One watch per key prefix, shared by every client that routes to it,
     /// and gone (its discovery task ended) with the last one.
     watches: Mutex<HashMap<String, Weak<Watch>>>,
+    /// Closed once the tokio runtime they were made on has shut down, and
+    /// with it their connection tasks: then they are not shared any more.
+    made_on: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// What makes two builds share their connections.
@@ -78,7 +81,12 @@ impl Connections {
     /// Connections of their own, not shared: given engines, or the
     /// embedded mode, where each runtime is a world of its own.
     pub(crate) fn own(transport: Arc<dyn Transport>, discovery: Option<Arc<dyn Discovery>>) -> Arc<Self> {
-        Arc::new(Connections { transport, discovery, watches: Mutex::default() })
+        Arc::new(Connections { transport, discovery, watches: Mutex::default(), made_on: None })
+    }
+
+    /// Whether the tokio runtime they were made on still runs them.
+    fn usable(&self) -> bool {
+        self.made_on.as_ref().is_none_or(|made_on| !made_on.is_closed())
     }
 
     /// The connections to the servers `config` names: those of an earlier
@@ -90,7 +98,7 @@ impl Connections {
     {
         let key = Key::of(config);
         let found = |all: &[(Key, Weak<Connections>)]| {
-            all.iter().find(|(k, _)| k.same(&key)).and_then(|(_, c)| c.upgrade())
+            all.iter().find_map(|(k, c)| c.upgrade().filter(|c| k.same(&key) && c.usable()))
         };
         if let Some(connections) = found(&shared()) {
             return Ok(connections);
@@ -101,8 +109,15 @@ impl Connections {
         if let Some(connections) = found(&all) {
             return Ok(connections);
         }
-        all.retain(|(_, c)| c.strong_count() > 0);
-        let connections = Connections::own(transport, discovery);
+        all.retain(|(_, c)| c.upgrade().is_some_and(|c| c.usable()));
+        // A task of this runtime holds the receiver: it is dropped, and the
+        // sender closed, when the runtime shuts down.
+        let (made_on, runtime_runs) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = runtime_runs.await;
+        });
+        let connections =
+            Arc::new(Connections { transport, discovery, watches: Mutex::default(), made_on: Some(made_on) });
         all.push((key, Arc::downgrade(&connections)));
         Ok(connections)
     }
