@@ -183,9 +183,16 @@ impl ClientCore {
         let mut lists = self.shared.routes.iter().filter_map(|r| r.instances.as_ref());
         let Some(first) = lists.next() else { return Vec::new() };
         let mut ids: Vec<InstanceId> = first.borrow().iter().map(|r| r.instance_id).collect();
+        ids.dedup();
+        // Every list is sorted by instance id: one merge walk per list, not
+        // a search per id, since a wait reads this at every watch event.
         for list in lists {
             let list = list.borrow();
-            ids.retain(|id| list.contains(*id));
+            let mut listed = list.iter().map(|r| r.instance_id).peekable();
+            ids.retain(|id| {
+                while listed.next_if(|l| l < id).is_some() {}
+                listed.peek() == Some(id)
+            });
         }
         ids
     }
