@@ -328,6 +328,85 @@ async fn static_mode_routes_through_the_queue_group() {
     assert_eq!(seen, [a.instance_id(), b.instance_id()].into_iter().collect());
 }
 
+/// The instances that answer a request to `subject` within 5 s, once `n`
+/// have answered: their ids (as in `rotor.instance`) and micro service ids.
+async fn answering(
+    nats: &async_nats::Client,
+    subject: &str,
+    n: usize,
+) -> std::collections::BTreeMap<String, String> {
+    use futures::StreamExt;
+    let inbox = nats.new_inbox();
+    let mut replies = nats.subscribe(inbox.clone()).await.unwrap();
+    nats.publish_with_reply(subject.to_string(), inbox, Bytes::new()).await.unwrap();
+    let mut ids = std::collections::BTreeMap::new();
+    while ids.len() < n {
+        let reply = tokio::time::timeout(Duration::from_secs(5), replies.next())
+            .await
+            .unwrap_or_else(|_| panic!("{} of {n} instances answered {subject}", ids.len()))
+            .unwrap();
+        let ping: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+        let instance = ping["metadata"]["rotor.instance"].as_str().unwrap().to_string();
+        ids.insert(instance, ping["id"].as_str().unwrap().to_string());
+    }
+    ids
+}
+
+#[tokio::test]
+async fn instances_in_one_process_share_the_srv_subjects_that_name_no_instance_and_each_still_answers() {
+    let servers = Servers::start();
+    let rt = servers.runtime().await;
+    let nats = async_nats::connect(servers.nats.url()).await.unwrap();
+    let subscriptions = || servers.nats.subscriptions();
+    let before = subscriptions();
+    let mut serving = vec![rt.serve(Echo::new()).await.unwrap()];
+    let first = serving[0].instance_id();
+    support::until("the first instance's subscriptions", || subscriptions() > before).await;
+    let one = subscriptions() - before;
+    let mut runtimes = Vec::new();
+    for _ in 1..10 {
+        let next = rt.with_new_lease().await.unwrap();
+        serving.push(next.serve(Echo::new()).await.unwrap());
+        runtimes.push(next);
+    }
+    // Six `$SRV` subjects name no instance; the first instance subscribed
+    // them for the process, the others only what names them.
+    let own = one - 6;
+    support::until("ten instances' subscriptions", || subscriptions() - before == one + 9 * own).await;
+
+    let ids: std::collections::BTreeSet<String> =
+        serving.iter().map(|s| s.instance_id().to_string()).collect();
+    let by_name = answering(&nats, "$SRV.PING.test_dist_echo", 10).await;
+    assert_eq!(
+        by_name.keys().cloned().collect::<std::collections::BTreeSet<_>>(),
+        ids,
+        "each instance answers by name"
+    );
+    let every = answering(&nats, "$SRV.PING", 10).await;
+    assert_eq!(every, by_name, "each instance answers every service's ping");
+    let first_hex = first.to_string();
+    let own_ping = format!("$SRV.PING.test_dist_echo.{}", by_name[&first_hex]);
+    let only = answering(&nats, &own_ping, 1).await;
+    assert_eq!(
+        only.keys().collect::<Vec<_>>(),
+        [&first_hex],
+        "the subject with its id reaches that instance"
+    );
+
+    // The first to stop takes none of the shared subjects with it; the last does.
+    serving.remove(0).shutdown().await;
+    support::until("the first instance's own subscriptions to go", || {
+        subscriptions() - before == one + 8 * own
+    })
+    .await;
+    let left = answering(&nats, "$SRV.PING.test_dist_echo", 9).await;
+    assert!(!left.contains_key(&first_hex), "a stopped instance does not answer: {left:?}");
+    for server in serving {
+        server.shutdown().await;
+    }
+    support::until("every subscription of the services to go", || subscriptions() == before).await;
+}
+
 #[tokio::test]
 async fn srv_info_and_stats_describe_the_component() {
     let servers = Servers::start();

@@ -321,6 +321,14 @@ impl Nats {
         self.launch();
     }
 
+    /// Subscriptions the server holds now, its own internal ones included
+    /// (from its monitoring port).
+    pub fn subscriptions(&self) -> u64 {
+        let (_, body) = http_get(self.monitor_port, "/varz").expect("nats-server monitoring answers");
+        let json: serde_json::Value = serde_json::from_str(&body).expect("/varz is JSON");
+        json["subscriptions"].as_u64().expect("subscriptions")
+    }
+
     /// Client connections the server holds now (from its monitoring port).
     pub fn connections(&self) -> usize {
         let (_, body) = http_get(self.monitor_port, "/connz").expect("nats-server monitoring answers");

@@ -179,14 +179,19 @@ impl MicroService {
     }
 
     /// The nine subjects the protocol answers on: each verb for every
-    /// service, for this name, and for this instance.
-    pub(crate) fn verb_subjects(&self) -> Vec<(Verb, String)> {
+    /// service, for this name, and for this instance; `true` marks the
+    /// three that name this instance, the others every instance of a
+    /// process may share.
+    pub(crate) fn verb_subjects(&self) -> Vec<(Verb, String, bool)> {
         [Verb::Ping, Verb::Info, Verb::Stats]
             .into_iter()
             .flat_map(|verb| {
                 let base = format!("$SRV.{}", verb.as_str());
-                [base.clone(), format!("{base}.{}", self.name), format!("{base}.{}.{}", self.name, self.id)]
-                    .map(|subject| (verb, subject))
+                [
+                    (verb, base.clone(), false),
+                    (verb, format!("{base}.{}", self.name), false),
+                    (verb, format!("{base}.{}.{}", self.name, self.id), true),
+                ]
             })
             .collect()
     }

@@ -9,6 +9,7 @@ mod inproc;
 mod listeners;
 pub mod message;
 mod nats;
+mod verbs;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -16,10 +16,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::listeners::Listeners;
 use super::message::{Headers, Message, header};
+use super::verbs::{self, SharedVerbs};
 use super::{Dispatch, Incoming, Respond, ServiceSpec, Transport, within_limit};
 use crate::engine::config::NatsConfig;
 use crate::engine::micro::stats::ServiceStats;
-use crate::engine::micro::{Counters, MicroEndpoint, MicroService, QUEUE_GROUP, Verb};
+use crate::engine::micro::{Counters, MicroEndpoint, MicroService, QUEUE_GROUP};
 use crate::{Error, Guard, TransportError};
 
 /// Requests and replies over a NATS connection.
@@ -34,6 +35,8 @@ pub struct Nats {
     losses: Arc<Losses>,
     /// What receives the requests of every subscription it serves.
     listeners: Arc<Listeners>,
+    /// The `$SRV` subjects its services share.
+    verbs: Arc<SharedVerbs>,
 }
 
 /// A count of connection losses, as a watch and as a number every call can
@@ -85,7 +88,7 @@ impl Nats {
     /// flight when it reconnects waits for its reply until its timeout.
     pub fn from_client(client: async_nats::Client) -> Nats {
         let max_payload = client.server_info().max_payload;
-        Nats { client, max_payload, losses: Losses::new(), listeners: Arc::default() }
+        Nats { client, max_payload, losses: Losses::new(), listeners: Arc::default(), verbs: Arc::default() }
     }
 
     /// The underlying connection.
@@ -185,40 +188,6 @@ impl Respond for NatsResponder {
     }
 }
 
-/// Subscribes to the micro protocol's verbs and answers them until `stop`.
-async fn serve_verbs(
-    micro: Arc<MicroService>,
-    client: async_nats::Client,
-    stop: CancellationToken,
-) -> Result<(), async_nats::SubscribeError> {
-    let mut subscriptions = Vec::new();
-    for (verb, subject) in micro.verb_subjects() {
-        subscriptions.push(client.subscribe(subject).await?.map(move |m| (verb, m)));
-    }
-    let mut requests = futures::stream::select_all(subscriptions);
-    tokio::spawn(async move {
-        loop {
-            let (verb, request): (Verb, async_nats::Message) = tokio::select! {
-                next = requests.next() => match next {
-                    Some(next) => next,
-                    None => break,
-                },
-                () = stop.cancelled() => break,
-            };
-            let Some(reply) = request.reply else { continue };
-            match micro.answer(verb) {
-                Ok(answer) => {
-                    if let Err(e) = client.publish(reply, answer).await {
-                        tracing::debug!(error = %e, "could not answer a $SRV request");
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "could not encode a $SRV answer"),
-            }
-        }
-    });
-    Ok(())
-}
-
 /// How long a stopped endpoint waits for NATS to confirm its unsubscribe,
 /// handing over what arrives meanwhile. Bounded, so that shutdown does not
 /// wait on a NATS server that is down.
@@ -298,7 +267,9 @@ impl Transport for Nats {
                     .map_err(bind_error)?;
                 subscriptions.push(subscriber);
             }
-            serve_verbs(micro.clone(), self.client.clone(), stop.clone()).await.map_err(bind_error)?;
+            verbs::serve(&self.verbs, micro.clone(), self.client.clone(), stop.clone())
+                .await
+                .map_err(bind_error)?;
             let client = Arc::new(self.client.clone());
             for (subscriber, ep) in subscriptions.into_iter().zip(&micro.endpoints) {
                 listen(&self.listeners, client.clone(), subscriber, ep, dispatch.clone(), stop.clone());
