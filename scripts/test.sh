@@ -38,4 +38,5 @@ scripts/check-dev-servers.sh
 cargo run --quiet --features etcd --example two_components
 cargo run --quiet --features etcd --example timeouts
 cargo run --quiet --features etcd --example streaming
+cargo run --quiet --features etcd --example gateway
 mdbook build book

@@ -724,7 +724,7 @@ async fn a_service_name_another_process_reserved_for_another_pair_is_refused_nam
     let mut etcd = other.etcd.client().await;
     etcd.put("services/test_dist_echo", "test/dist_echo", None).await.unwrap();
     let rt = other.runtime().await;
-    let err = rt.serve(Echo::new()).await.err().expect("refused");
+    let err = rt.serve(Echo::new()).await.expect_err("refused");
     let text = err.to_string();
     assert!(matches!(err, rotor::Error::ServiceTaken { .. }), "{text}");
     for part in ["test_dist_echo", "test/dist_echo", "test.dist/echo", "etcdctl del services/test_dist_echo"]

@@ -213,7 +213,7 @@ async fn the_lease_is_taken_at_the_first_serve_and_followed_from_before() {
 
     let shut = Runtime::embedded().await.unwrap();
     shut.shutdown().await.unwrap();
-    let err = shut.serve(Counter::new()).await.err().expect("no serving after shutdown");
+    let err = shut.serve(Counter::new()).await.expect_err("no serving after shutdown");
     assert!(matches!(err, rotor::Error::LeaseRevoked { .. }), "{err}");
 }
 
@@ -304,7 +304,7 @@ async fn wait_for_instances_sees_a_later_server() {
 async fn one_lease_serves_a_component_once() {
     let rt = Runtime::embedded().await.unwrap();
     let _first = rt.serve(Counter::new()).await.unwrap();
-    let err = rt.serve(Counter::new()).await.err().expect("second serve on one lease fails");
+    let err = rt.serve(Counter::new()).await.expect_err("second serve on one lease fails");
     assert!(matches!(err, rotor::Error::AlreadyServing { .. }), "{err}");
     assert!(err.to_string().contains("with_new_lease"), "{err}");
 }

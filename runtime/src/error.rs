@@ -49,6 +49,15 @@ pub enum Error {
         instance: InstanceId,
     },
 
+    /// A component served from handlers was given the same endpoint twice.
+    #[error("{component} already has an endpoint `{endpoint}`: give each endpoint its own name")]
+    DuplicateEndpoint {
+        /// `namespace/component`.
+        component: String,
+        /// The endpoint name given twice.
+        endpoint: String,
+    },
+
     /// Another (namespace, component) pair, perhaps in another process,
     /// holds the service name this component maps to.
     #[error(

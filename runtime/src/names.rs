@@ -14,12 +14,13 @@ use crate::client::{ClientCore, RouteSpec};
 use crate::engine::discovery::InstanceRecord;
 use crate::engine::micro::stats::ServiceSet;
 use crate::engines::Engines;
-use crate::{Error, InstanceId};
+use crate::handler::{Handler, Handlers, ServiceBuilder};
+use crate::{Error, InstanceId, Runtime, ServeHandle};
 
 /// A namespace, such as `llm` or `llm.prod`.
 #[derive(Clone)]
 pub struct Namespace {
-    engines: Arc<Engines>,
+    rt: Runtime,
     name: String,
 }
 
@@ -44,9 +45,13 @@ pub struct Endpoint {
 }
 
 impl Namespace {
-    pub(crate) fn new(engines: Arc<Engines>, name: &str) -> Result<Self, Error> {
+    pub(crate) fn new(rt: Runtime, name: &str) -> Result<Self, Error> {
         validate_namespace(name)?;
-        Ok(Namespace { engines, name: name.to_string() })
+        Ok(Namespace { rt, name: name.to_string() })
+    }
+
+    fn engines(&self) -> &Arc<Engines> {
+        self.rt.engines()
     }
 
     /// The namespace, dots included.
@@ -56,12 +61,12 @@ impl Namespace {
 
     /// Metrics of this namespace: each carries the `namespace` label.
     pub fn metrics(&self) -> crate::engine::metrics::Scope {
-        self.engines.metrics.scope(&[(crate::engine::metrics::names::NAMESPACE, &self.name)])
+        self.engines().metrics.scope(&[(crate::engine::metrics::names::NAMESPACE, &self.name)])
     }
 
     /// A child namespace: `llm` then `prod` gives `llm.prod`.
     pub fn namespace(&self, child: &str) -> Result<Namespace, Error> {
-        Namespace::new(self.engines.clone(), &format!("{}.{child}", self.name))
+        Namespace::new(self.rt.clone(), &format!("{}.{child}", self.name))
     }
 
     /// A component of this namespace.
@@ -90,21 +95,31 @@ impl Component {
     /// Metrics of this component: each carries `namespace` and `component`.
     pub fn metrics(&self) -> crate::engine::metrics::Scope {
         use crate::engine::metrics::names::{COMPONENT, NAMESPACE};
-        self.namespace.engines.metrics.scope(&[(NAMESPACE, &self.namespace.name), (COMPONENT, &self.name)])
+        self.namespace.engines().metrics.scope(&[(NAMESPACE, &self.namespace.name), (COMPONENT, &self.name)])
     }
 
     /// Every registered endpoint instance of this component, read from
     /// discovery now. Empty without discovery.
     pub async fn list_instances(&self) -> Result<Vec<InstanceRecord>, Error> {
-        let Some(discovery) = &self.namespace.engines.discovery else { return Ok(Vec::new()) };
+        let Some(discovery) = &self.namespace.engines().discovery else { return Ok(Vec::new()) };
         discovery.list(component_key_prefix(&self.namespace.name, &self.name)).await
     }
 
     /// Asks every instance of this component for its NATS micro statistics
     /// (`$SRV.STATS`) and collects the replies that arrive within `timeout`.
     pub async fn scrape_stats(&self, timeout: Duration) -> Result<ServiceSet, Error> {
-        let services = self.namespace.engines.transport.scrape_stats(self.service_name(), timeout).await?;
+        let services = self.namespace.engines().transport.scrape_stats(self.service_name(), timeout).await?;
         Ok(ServiceSet { services })
+    }
+
+    /// Serves this component from handlers given at run time: add its
+    /// endpoints, then [`serve`](ServiceBuilder::serve).
+    pub fn service(&self) -> ServiceBuilder {
+        ServiceBuilder::new(self.clone())
+    }
+
+    pub(crate) fn runtime(&self) -> &Runtime {
+        &self.namespace.rt
     }
 
     /// An endpoint of this component.
@@ -135,7 +150,7 @@ impl Endpoint {
             (COMPONENT, c.name.as_str()),
             (ENDPOINT, self.name.as_str()),
         ];
-        c.namespace.engines.metrics.scope(&labels)
+        c.namespace.engines().metrics.scope(&labels)
     }
 
     /// The queue-group subject, answered by any instance.
@@ -161,6 +176,12 @@ impl Endpoint {
         endpoint_key_prefix(&self.component.namespace.name, &self.component.name, &self.name)
     }
 
+    /// Serves this endpoint alone as its component, running `handler`; for
+    /// several endpoints, use [`Component::service`].
+    pub async fn serve(&self, handler: Handler) -> Result<ServeHandle<Handlers>, Error> {
+        self.component.service().endpoint(&self.name, handler)?.serve().await
+    }
+
     /// An untyped client of this endpoint, for callers that have no
     /// generated client: gateways, tools. Call it by this endpoint's name.
     pub async fn client(&self) -> Result<ClientCore, Error> {
@@ -171,6 +192,6 @@ impl Endpoint {
             is_static: false,
             idempotent: true,
         };
-        ClientCore::new(&self.component.namespace.engines, &[spec]).await
+        ClientCore::new(self.component.namespace.engines(), &[spec]).await
     }
 }

@@ -34,7 +34,7 @@ pub struct Runtime {
 struct Inner {
     engines: Arc<Engines>,
     identity: Identity,
-    serving: Mutex<HashSet<&'static str>>,
+    serving: Mutex<HashSet<String>>,
 }
 
 /// Who this runtime is: a lease, or without discovery a fixed id.
@@ -212,14 +212,27 @@ impl Runtime {
 
     /// Like [`serve`](Runtime::serve), for a component shared with other code.
     pub async fn serve_arc<S: Endpoints>(&self, service: Arc<S>) -> Result<ServeHandle<S>, Error> {
-        let claim = self.claim(S::DESCRIPTOR.service)?;
+        let (handle, extra_stats) = serve::generated(&service);
+        self.serve_model(service, S::DESCRIPTOR.into(), handle, extra_stats).await
+    }
+
+    /// Serves what `model` describes: the one way in for generated code and
+    /// run-time handlers alike.
+    pub(crate) async fn serve_model<S: Send + Sync + 'static>(
+        &self,
+        service: Arc<S>,
+        model: serve::Model,
+        handle: serve::Handle,
+        extra_stats: serve::ExtraStats,
+    ) -> Result<ServeHandle<S>, Error> {
+        let claim = self.claim(&model.service)?;
         let lease = match &self.inner.identity {
             Identity::Lease(lazy) => Some(lazy.get().await?.clone()),
             Identity::Fixed(_) => None,
         };
         let host =
             Host { engines: self.inner.engines.clone(), lease, lease_changes: self.lease_changes(), claim };
-        serve::serve(host, service).await
+        serve::serve(host, service, model, handle, extra_stats).await
     }
 
     /// For binaries: serves `service` until Ctrl-C or SIGTERM, then shuts
@@ -257,7 +270,7 @@ impl Runtime {
     /// A namespace handle, for names built at run time. Fails with the rule
     /// when `name` breaks it.
     pub fn namespace(&self, name: &str) -> Result<Namespace, Error> {
-        Namespace::new(self.inner.engines.clone(), name)
+        Namespace::new(self.clone(), name)
     }
 
     pub(crate) fn engines(&self) -> &Arc<Engines> {
@@ -265,15 +278,15 @@ impl Runtime {
     }
 
     /// Claims `service` for this instance; released by the returned guard.
-    fn claim(&self, service: &'static str) -> Result<Guard, Error> {
+    fn claim(&self, service: &str) -> Result<Guard, Error> {
         let mut serving = self.inner.serving.lock().unwrap_or_else(|p| p.into_inner());
-        if !serving.insert(service) {
+        if !serving.insert(service.to_string()) {
             return Err(Error::AlreadyServing { service: service.to_string(), instance: self.instance_id() });
         }
-        let inner = Arc::downgrade(&self.inner);
+        let (inner, service) = (Arc::downgrade(&self.inner), service.to_string());
         Ok(Guard::new(move || {
             if let Some(inner) = inner.upgrade() {
-                inner.serving.lock().unwrap_or_else(|p| p.into_inner()).remove(service);
+                inner.serving.lock().unwrap_or_else(|p| p.into_inner()).remove(&service);
             }
         }))
     }
@@ -292,7 +305,7 @@ trait Stop: Send {
     fn stop(self: Box<Self>) -> futures::future::BoxFuture<'static, crate::ShutdownReport>;
 }
 
-impl<S: Endpoints> Stop for ServeHandle<S> {
+impl<S: Send + Sync + 'static> Stop for ServeHandle<S> {
     fn stop(self: Box<Self>) -> futures::future::BoxFuture<'static, crate::ShutdownReport> {
         Box::pin((*self).shutdown())
     }
@@ -303,6 +316,12 @@ impl Serving {
     pub async fn serve<S: Endpoints>(mut self, service: S) -> Result<Self, Error> {
         let handle = self.rt.serve(service).await?;
         self.handles.push(Box::new(handle));
+        Ok(self)
+    }
+
+    /// Serves one more component, from handlers given at run time.
+    pub async fn serve_handlers(mut self, service: crate::handler::ServiceBuilder) -> Result<Self, Error> {
+        self.handles.push(Box::new(service.serve().await?));
         Ok(self)
     }
 

@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 use tracing::Instrument;
 
+use super::Handle;
 use crate::component::Request;
 use crate::context::{Parts, ServedEndpoint};
 use crate::engine::discovery::LeaseState;
@@ -22,10 +23,10 @@ use crate::exchange::sink::{Answer, Outcome, ReplySink, StreamSlot};
 use crate::exchange::stream::StreamSetup;
 use crate::exchange::trace::with_trace;
 use crate::wire::Message;
-use crate::{Context, Endpoints, ErrorKind};
+use crate::{Context, ErrorKind};
 
-pub(super) struct Dispatcher<S> {
-    service: Arc<S>,
+pub(super) struct Dispatcher {
+    handle: Handle,
     /// The current instance id: a replaced lease changes it.
     lease: watch::Receiver<LeaseState>,
     endpoints: Vec<Arc<ServedEndpoint>>,
@@ -52,9 +53,9 @@ pub(super) struct Work {
     pub draining: Arc<AtomicBool>,
 }
 
-impl<S: Endpoints> Dispatcher<S> {
+impl Dispatcher {
     pub(super) fn new(
-        service: Arc<S>,
+        handle: Handle,
         lease: watch::Receiver<LeaseState>,
         endpoints: Vec<Arc<ServedEndpoint>>,
         work: &Work,
@@ -62,7 +63,7 @@ impl<S: Endpoints> Dispatcher<S> {
         span: tracing::Span,
     ) -> Self {
         Dispatcher {
-            service,
+            handle,
             lease,
             endpoints,
             _listening: work.listening.token(),
@@ -136,7 +137,7 @@ impl<S: Endpoints> Dispatcher<S> {
         let ctx = Context::new(parts);
         let streaming = stream.is_some();
         let request = Request { ctx: ctx.clone(), payload: message.payload, stream };
-        let handler = S::handle(self.service.clone(), endpoint, request);
+        let handler = (self.handle)(endpoint, request);
         let span = tracing::info_span!(
             parent: &self.span,
             "rotor.request",

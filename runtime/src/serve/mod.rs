@@ -3,6 +3,9 @@
 //! the requests already accepted finish.
 
 mod dispatch;
+mod model;
+
+pub(crate) use model::{EndpointModel, ExtraStats, Handle, Model, generated};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +21,7 @@ use crate::engine::discovery::{InstanceRecord, Lease, LeaseState, TransportAddre
 use crate::engine::metrics::EndpointMetrics;
 use crate::engine::transport::{Dispatch, EndpointSpec, ServiceSpec, StatsData};
 use crate::engines::Engines;
-use crate::{Endpoints, Error, Guard, InstanceId};
+use crate::{Error, Guard, InstanceId};
 
 /// What serving needs of a runtime: the engines, its lease, and its claim on
 /// the component (one runtime serves a component once).
@@ -55,6 +58,8 @@ pub struct ServeHandle<S> {
     /// as long as the component is served.
     _engines: Arc<Engines>,
     drain: Duration,
+    /// The NATS micro service name, for logs.
+    service_name: Arc<str>,
 }
 
 /// What a graceful shutdown did.
@@ -65,7 +70,17 @@ pub struct ShutdownReport {
     pub drained: bool,
 }
 
-impl<S: Endpoints> ServeHandle<S> {
+impl<S> std::fmt::Debug for ServeHandle<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeHandle")
+            .field("service", &self.service_name)
+            .field("instance", &self.instance_id())
+            .field("in_flight", &self.in_flight())
+            .finish()
+    }
+}
+
+impl<S> ServeHandle<S> {
     /// The instance id this component is served under: the runtime's lease
     /// id, which changes only when a lost lease is replaced.
     pub fn instance_id(&self) -> InstanceId {
@@ -93,7 +108,7 @@ impl<S: Endpoints> ServeHandle<S> {
         self.work.tracker.close();
         let drained = tokio::time::timeout(drain, self.work.tracker.wait()).await.is_ok();
         if !drained {
-            tracing::warn!(service = S::DESCRIPTOR.service, instance = %self.instance, ?drain,
+            tracing::warn!(service = &*self.service_name, instance = %self.instance, ?drain,
                 remaining = self.work.tracker.len(), "drain timeout passed; cancelling the remaining requests");
             self.cancel.cancel();
             self.work.tracker.wait().await;
@@ -120,20 +135,29 @@ impl<S> Drop for ServeHandle<S> {
     }
 }
 
-pub(crate) async fn serve<S: Endpoints>(host: Host, service: Arc<S>) -> Result<ServeHandle<S>, Error> {
-    let desc = S::DESCRIPTOR;
+/// Serves the component `model` describes, whose endpoints `handle` runs;
+/// `service` is what the handle hands back.
+pub(crate) async fn serve<S: Send + Sync + 'static>(
+    host: Host,
+    service: Arc<S>,
+    model: Model,
+    handle: Handle,
+    extra_stats: ExtraStats,
+) -> Result<ServeHandle<S>, Error> {
+    let desc = &model;
     let Host { engines, lease, lease_changes, claim } = host;
     let instance = lease_changes.borrow().id;
     let registering = if desc.is_static { None } else { lease.clone() };
     let discovered = registering.is_some();
-    let server_metrics = engines.metrics.server(desc.service, desc.namespace, desc.name, desc.labels);
+    let labels: Vec<(&str, &str)> = desc.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let server_metrics = engines.metrics.server(&desc.service, &desc.namespace, &desc.name, &labels);
     let metrics: Arc<[EndpointMetrics]> =
-        desc.endpoints.iter().map(|ep| server_metrics.endpoint(ep.name)).collect();
+        desc.endpoints.iter().map(|ep| server_metrics.endpoint(&ep.name)).collect();
     let stats: StatsData = {
-        let (metrics, service) = (metrics.clone(), Arc::downgrade(&service));
+        let metrics = metrics.clone();
         let lease = discovered.then(|| lease_changes.clone());
         Arc::new(move |number| {
-            let extra = service.upgrade().and_then(|s| s.extra_stats());
+            let extra = extra_stats();
             let instance = lease.as_ref().map(|l| l.borrow().id);
             metrics
                 .get(number)
@@ -143,21 +167,21 @@ pub(crate) async fn serve<S: Endpoints>(host: Host, service: Arc<S>) -> Result<S
     };
 
     let spec = ServiceSpec {
-        name: desc.service.to_string(),
-        namespace: desc.namespace.to_string(),
-        component: desc.name.to_string(),
-        version: desc.version.to_string(),
+        name: desc.service.clone(),
+        namespace: desc.namespace.clone(),
+        component: desc.name.clone(),
+        version: desc.version.clone(),
         instance,
         endpoints: desc
             .endpoints
             .iter()
             .map(|ep| EndpointSpec {
-                name: ep.name.to_string(),
-                queue_subject: ep.subject.to_string(),
+                name: ep.name.clone(),
+                queue_subject: rotor_names::endpoint_subject(&desc.service, &ep.name),
                 instance_subject: discovered
-                    .then(|| rotor_names::instance_subject(desc.service, ep.name, instance.0)),
-                request_type: ep.request.to_string(),
-                response_type: ep.response.to_string(),
+                    .then(|| rotor_names::instance_subject(&desc.service, &ep.name, instance.0)),
+                request_type: ep.request.clone(),
+                response_type: ep.response.clone(),
             })
             .collect(),
         metadata: std::collections::HashMap::from([(
@@ -173,7 +197,7 @@ pub(crate) async fn serve<S: Endpoints>(host: Host, service: Arc<S>) -> Result<S
         .iter()
         .zip(metrics.iter())
         .map(|(ep, metrics)| {
-            let names = [desc.namespace.into(), desc.name.into(), ep.name.into()];
+            let names = [desc.namespace.as_str().into(), desc.name.as_str().into(), ep.name.as_str().into()];
             Arc::new(ServedEndpoint {
                 names,
                 metrics: metrics.clone(),
@@ -183,12 +207,12 @@ pub(crate) async fn serve<S: Endpoints>(host: Host, service: Arc<S>) -> Result<S
         })
         .collect();
     let dispatcher = Dispatcher::new(
-        service.clone(),
+        handle,
         lease_changes.clone(),
         served,
         &work,
         engines.transport.clone(),
-        tracing::info_span!("serve", namespace = desc.namespace, component = desc.name, instance = %instance),
+        tracing::info_span!("serve", namespace = &desc.namespace, component = &desc.name, instance = %instance),
     );
     let dispatch: Dispatch = Arc::new(move |incoming| dispatcher.dispatch(incoming));
 
@@ -196,7 +220,7 @@ pub(crate) async fn serve<S: Endpoints>(host: Host, service: Arc<S>) -> Result<S
     // subjects: another process may hold it under another pair.
     if let (true, Some(discovery)) = (discovered, &engines.discovery) {
         let owner = format!("{}/{}", desc.namespace, desc.name);
-        discovery.reserve_service(desc.service.to_string(), owner).await?;
+        discovery.reserve_service(desc.service.clone(), owner).await?;
     }
     // Listen first, register second: a client must never find an instance
     // that cannot answer yet.
@@ -207,36 +231,36 @@ pub(crate) async fn serve<S: Endpoints>(host: Host, service: Arc<S>) -> Result<S
         for (ep, ep_spec) in desc.endpoints.iter().zip(&spec.endpoints) {
             let subject = ep_spec.instance_subject.clone().expect("discovered endpoints have one");
             let record = InstanceRecord {
-                namespace: desc.namespace.to_string(),
-                component: desc.name.to_string(),
-                endpoint: ep.name.to_string(),
+                namespace: desc.namespace.clone(),
+                component: desc.name.clone(),
+                endpoint: ep.name.clone(),
                 instance_id: instance,
                 transport: TransportAddress::NatsTcp(subject),
             };
             registrations.push(lease.register(record).await?);
         }
     }
-    tracing::info!(namespace = desc.namespace, component = desc.name, instance = %instance,
+    tracing::info!(namespace = &desc.namespace, component = &desc.name, instance = %instance,
         endpoints = desc.endpoints.len(), "serving");
 
-    let endpoint_names: Vec<&str> = desc.endpoints.iter().map(|ep| ep.name).collect();
+    let endpoint_names: Vec<&str> = desc.endpoints.iter().map(|ep| ep.name.as_str()).collect();
     let health = engines.health.add(
-        desc.namespace,
-        desc.name,
+        &desc.namespace,
+        &desc.name,
         &endpoint_names,
         lease_changes.clone(),
         discovered,
         work.draining.clone(),
     );
     let scraper = engines.config.stats_scrape_interval.map(|interval| {
-        let engines = engines.clone();
+        let (engines, service) = (engines.clone(), desc.service.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
             loop {
                 tick.tick().await;
                 let wait = (interval / 2).min(Duration::from_secs(1));
-                match engines.transport.scrape_stats(desc.service.to_string(), wait).await {
-                    Ok(stats) => engines.metrics.nats_service.record(desc.service, &stats),
+                match engines.transport.scrape_stats(service.clone(), wait).await {
+                    Ok(stats) => engines.metrics.nats_service.record(&service, &stats),
                     Err(e) => tracing::debug!(error = %e, "$SRV.STATS scrape failed"),
                 }
             }
@@ -256,6 +280,7 @@ pub(crate) async fn serve<S: Endpoints>(host: Host, service: Arc<S>) -> Result<S
         lease: lease_changes,
         _lease: lease,
         drain: engines.config.drain_timeout,
+        service_name: desc.service.as_str().into(),
         _engines: engines,
     })
 }

@@ -22,7 +22,7 @@ pub struct Metrics {
     root: Registry,
     scopes: Mutex<HashMap<Vec<(String, String)>, Scope>>,
     children: Mutex<Vec<Registry>>,
-    servers: Mutex<HashMap<&'static str, Arc<ServerMetrics>>>,
+    servers: Mutex<HashMap<String, Arc<ServerMetrics>>>,
     clients: Mutex<HashMap<String, Arc<ClientMetrics>>>,
     pub(crate) nats_service: NatsServiceGauges,
 }
@@ -103,13 +103,13 @@ impl Metrics {
     /// first use, with its own constant `labels`.
     pub(crate) fn server(
         &self,
-        service: &'static str,
+        service: &str,
         namespace: &str,
         component: &str,
         labels: &[(&str, &str)],
     ) -> Arc<ServerMetrics> {
         lock(&self.servers)
-            .entry(service)
+            .entry(service.to_string())
             .or_insert_with(|| {
                 let mut labels: HashMap<String, String> =
                     labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();

@@ -1,0 +1,249 @@
+//! Serving without the macro: endpoints whose names are known only at run
+//! time (gateways, language bindings, generated configurations) given as
+//! handlers, typed or raw, on the run-time handles.
+//!
+//! ```no_run
+//! # async fn demo(rt: rotor_runtime::Runtime) -> Result<(), rotor_runtime::Error> {
+//! use rotor_runtime::{Context, Handler};
+//!
+//! let upper = Handler::unary(|_ctx: Context, text: String| async move {
+//!     Ok::<_, String>(text.to_uppercase())
+//! });
+//! let served = rt.namespace("tools")?.component("text")?.service().endpoint("upper", upper)?.serve().await?;
+//! # drop(served);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A component served this way is a component like any other: it registers
+//! in discovery, is a NATS micro service, has its metrics, drains on
+//! shutdown and keeps its callers' deadlines, because it is served by the
+//! same code as a `#[component]` (whose generated `handle` is the typed form
+//! below, called by endpoint number).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::Stream;
+use futures::future::BoxFuture;
+
+use crate::__private_0_1 as support;
+use crate::component::Request;
+use crate::exchange::sink::Outcome;
+use crate::names::{Component, validate_endpoint, validate_label};
+use crate::serve::{EndpointModel, Model};
+use crate::wire::{ErrorKind, Message};
+use crate::{Context, Error, ServeHandle};
+
+/// Runs one request of one endpoint.
+type Run = Arc<dyn Fn(Request) -> BoxFuture<'static, Outcome> + Send + Sync>;
+
+/// One endpoint's handler, for [`ServiceBuilder::endpoint`] and
+/// [`Endpoint::serve`](crate::names::Endpoint::serve).
+#[derive(Clone)]
+pub struct Handler {
+    run: Run,
+    streaming: bool,
+    request: &'static str,
+    response: &'static str,
+}
+
+impl std::fmt::Debug for Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handler")
+            .field("request", &self.request)
+            .field("response", &self.response)
+            .field("streaming", &self.streaming)
+            .finish()
+    }
+}
+
+impl Handler {
+    /// A typed unary handler: the request is decoded into `Req`, and the
+    /// result is encoded as an `#[endpoint]` method's would be, so that a
+    /// typed client ([`ClientCore::unary`](crate::ClientCore::unary)) reads
+    /// `Resp` or the application error `E`.
+    pub fn unary<Req, Resp, E, F, Fut>(handler: F) -> Handler
+    where
+        Req: support::WireRequest,
+        Resp: support::WireResponse,
+        E: support::WireError,
+        F: Fn(Context, Req) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Resp, E>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let run: Run = Arc::new(move |request| {
+            let handler = handler.clone();
+            let codecs = (support::request_codec(), support::response_codec(), support::error_codec());
+            support::unary(request, codecs, move |ctx, req| handler(ctx, req))
+        });
+        Handler { run, streaming: false, request: type_name::<Req>(), response: type_name::<Resp>() }
+    }
+
+    /// A typed streaming handler: it answers with a stream of items (or an
+    /// error before any item), sent with the same credit, heartbeats and
+    /// cancellation as a streaming `#[endpoint]`'s, to a streaming client
+    /// ([`ClientCore::stream`](crate::ClientCore::stream)).
+    pub fn stream<Req, T, E, F, Fut, S>(handler: F) -> Handler
+    where
+        Req: support::WireRequest,
+        T: support::WireResponse,
+        E: support::WireError,
+        F: Fn(Context, Req) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<S, E>> + Send + 'static,
+        S: Stream<Item = Result<T, E>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let run: Run = Arc::new(move |request| {
+            let handler = handler.clone();
+            let codecs = (support::request_codec(), support::response_codec(), support::error_codec());
+            support::streaming(request, codecs, move |ctx, req, sink| async move {
+                match handler(ctx, req).await {
+                    Ok(stream) => sink.send(stream).await,
+                    Err(error) => sink.early_error(error),
+                }
+            })
+        });
+        Handler { run, streaming: true, request: type_name::<Req>(), response: type_name::<T>() }
+    }
+
+    /// A raw handler: bytes in, bytes out, for gateways and bindings that
+    /// encode payloads themselves. `Err` is the failure reply to send, made
+    /// with [`Message::error`] or [`Message::app_error`]; callers read it as
+    /// they read any other failure.
+    pub fn raw<F, Fut>(handler: F) -> Handler
+    where
+        F: Fn(Context, Bytes) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Bytes, Message>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let run: Run = Arc::new(move |request: Request| {
+            let handler = handler.clone();
+            let Request { ctx, payload, .. } = request;
+            Box::pin(async move {
+                let reply = match handler(ctx, payload).await {
+                    Ok(payload) => Message::ok(payload),
+                    Err(failure) if failure.error_kind().is_some() => failure,
+                    // A failure without a kind would read as a success.
+                    Err(_) => Message::error(
+                        ErrorKind::Internal,
+                        "the raw handler failed with a reply that is not a failure (make it with Message::error)",
+                    ),
+                };
+                Outcome::Reply(reply)
+            })
+        });
+        Handler { run, streaming: false, request: "bytes", response: "bytes" }
+    }
+}
+
+fn type_name<T>() -> &'static str {
+    std::any::type_name::<T>()
+}
+
+/// A component to serve from [`Handler`]s: made by
+/// [`Component::service`](crate::names::Component::service), served by
+/// [`serve`](Self::serve).
+#[derive(Debug)]
+#[must_use = "nothing is served until `serve` is called"]
+pub struct ServiceBuilder {
+    component: Component,
+    endpoints: Vec<(String, Handler)>,
+    labels: Vec<(String, String)>,
+    version: String,
+    is_static: bool,
+}
+
+/// The endpoints a [`ServiceBuilder`] served: what its
+/// [`ServeHandle::service`] holds.
+#[derive(Debug)]
+pub struct Handlers {
+    endpoints: Vec<(String, Handler)>,
+}
+
+impl Handlers {
+    /// The endpoints' wire names, in the order they were added.
+    pub fn endpoints(&self) -> impl Iterator<Item = &str> {
+        self.endpoints.iter().map(|(name, _)| name.as_str())
+    }
+}
+
+impl ServiceBuilder {
+    pub(crate) fn new(component: Component) -> Self {
+        ServiceBuilder {
+            component,
+            endpoints: Vec::new(),
+            labels: Vec::new(),
+            version: "0.0.0".into(),
+            is_static: false,
+        }
+    }
+
+    /// Adds an endpoint. Fails when `name` breaks the name rules or is
+    /// already an endpoint of this component.
+    pub fn endpoint(mut self, name: &str, handler: Handler) -> Result<Self, Error> {
+        validate_endpoint(name)?;
+        if self.endpoints.iter().any(|(n, _)| n == name) {
+            return Err(Error::DuplicateEndpoint {
+                component: format!("{}/{}", self.component.namespace().name(), self.component.name()),
+                endpoint: name.into(),
+            });
+        }
+        self.endpoints.push((name.into(), handler));
+        Ok(self)
+    }
+
+    /// A constant metric label on every server-side series of the
+    /// component, as `#[component(labels(..))]` gives.
+    pub fn label(mut self, key: &str, value: &str) -> Result<Self, Error> {
+        validate_label(key)?;
+        self.labels.retain(|(k, _)| k != key);
+        self.labels.push((key.into(), value.into()));
+        Ok(self)
+    }
+
+    /// The version `$SRV.INFO` reports (semantic versioning); `0.0.0` unless set.
+    pub fn version(mut self, version: &str) -> Self {
+        self.version = version.into();
+        self
+    }
+
+    /// A static component: no discovery registration, reached through the
+    /// queue group alone, as `#[component(static)]`.
+    pub fn unregistered(mut self) -> Self {
+        self.is_static = true;
+        self
+    }
+
+    /// Serves the endpoints until the handle is shut down or dropped, under
+    /// the runtime's instance id, as [`Runtime::serve`](crate::Runtime::serve)
+    /// serves a `#[component]`.
+    pub async fn serve(self) -> Result<ServeHandle<Handlers>, Error> {
+        let ServiceBuilder { component, endpoints, labels, version, is_static } = self;
+        let model = Model {
+            namespace: component.namespace().name().into(),
+            name: component.name().into(),
+            service: component.service_name(),
+            version,
+            labels,
+            is_static,
+            endpoints: endpoints
+                .iter()
+                .map(|(name, h)| EndpointModel {
+                    name: name.clone(),
+                    request: h.request.into(),
+                    response: h.response.into(),
+                    streaming: h.streaming,
+                })
+                .collect(),
+        };
+        let handlers = Arc::new(Handlers { endpoints });
+        let runs: Vec<Run> = handlers.endpoints.iter().map(|(_, h)| h.run.clone()).collect();
+        let handle: crate::serve::Handle = Arc::new(move |number, request| match runs.get(number) {
+            Some(run) => run(request),
+            None => support::unknown_endpoint(&request),
+        });
+        component.runtime().serve_model(handlers, model, handle, Arc::new(|| None)).await
+    }
+}
