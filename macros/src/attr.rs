@@ -30,10 +30,13 @@ pub struct ComponentAttr {
 pub struct EndpointAttr {
     pub name: Option<LitStr>,
     pub idempotent: Option<LitBool>,
+    /// `stats = "method"`: a method whose value is this endpoint's `data`
+    /// in `$SRV.STATS`, in place of the component's.
+    pub stats: Option<LitStr>,
 }
 
 const COMPONENT_KEYS: &str = "`namespace`, `name`, `labels`, `static`, `stats` or `crate`";
-const ENDPOINT_KEYS: &str = "`name` or `idempotent`";
+const ENDPOINT_KEYS: &str = "`name`, `idempotent` or `stats`";
 
 /// Sets `slot` once; a second occurrence is an error on the key.
 fn set_once<T>(cx: &Ctxt, slot: &mut Option<T>, key: &Ident, value: T, attr: &str) {
@@ -149,6 +152,10 @@ pub fn parse_endpoint(cx: &Ctxt, attr: &Attribute) -> EndpointAttr {
         } else if meta.path.is_ident("idempotent") {
             if let Some(v) = bool_value(cx, &meta, &key)? {
                 set_once(cx, &mut out.idempotent, &key, v, "endpoint");
+            }
+        } else if meta.path.is_ident("stats") {
+            if let Some(v) = string_value(cx, &meta, &key)? {
+                set_once(cx, &mut out.stats, &key, v, "endpoint");
             }
         } else {
             cx.error_spanned_by(

@@ -173,6 +173,28 @@ fn generate(c: &Component, fallback: bool) -> TokenStream {
             }
         })
     });
+    let endpoint_stats = {
+        let arms: Vec<TokenStream> = endpoints
+            .iter()
+            .filter_map(|ep| {
+                let lit = ep.ep.attr.stats.as_ref()?;
+                let mut method = syn::parse_str::<Ident>(&lit.value()).ok()?;
+                method.set_span(lit.span());
+                let (index, private) = (ep.index, respanned(&private, lit.span()));
+                Some(quote_spanned!(lit.span()=> #index => #private::stats_value(&self.#method()),))
+            })
+            .collect();
+        (!arms.is_empty()).then(|| {
+            quote! {
+                fn endpoint_stats(&self, endpoint: usize) -> ::core::option::Option<#private::serde_json::Value> {
+                    match endpoint {
+                        #(#arms)*
+                        _ => ::core::option::Option::None,
+                    }
+                }
+            }
+        })
+    };
     let namespace_const =
         own_const("NAMESPACE", &format!("Namespace of this component: `{namespace}`."), &namespace);
     let component_const = own_const("COMPONENT", &format!("Name of this component: `{name}`."), &name);
@@ -237,6 +259,7 @@ fn generate(c: &Component, fallback: bool) -> TokenStream {
             }
 
             #extra_stats
+            #endpoint_stats
         }
 
         #registration

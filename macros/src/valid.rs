@@ -131,13 +131,7 @@ fn check_component_attr(cx: &Ctxt, c: &Component, args_span: Span) {
         }
     }
     if let Some(stats) = &attr.stats {
-        if syn::parse_str::<syn::Ident>(&stats.value()).is_err() {
-            cx.error_spanned_by(
-                stats,
-                "`stats` names a method of this type, as in `stats = \"cache_stats\"`, whose \
-                 `Serialize` value joins the endpoint figures of `$SRV.STATS`",
-            );
-        }
+        check_stats_method(cx, stats, "the endpoint figures of `$SRV.STATS`");
     }
     for (key, _) in &attr.labels {
         if let Err(e) = names::validate_label(&key.to_string()) {
@@ -146,8 +140,24 @@ fn check_component_attr(cx: &Ctxt, c: &Component, args_span: Span) {
     }
 }
 
+/// `stats = "..."` names a method.
+fn check_stats_method(cx: &Ctxt, stats: &syn::LitStr, joins: &str) {
+    if syn::parse_str::<syn::Ident>(&stats.value()).is_err() {
+        cx.error_spanned_by(
+            stats,
+            format!(
+                "`stats` names a method of this type, as in `stats = \"cache_stats\"`, whose \
+                 `Serialize` value joins {joins}"
+            ),
+        );
+    }
+}
+
 fn check_endpoint(cx: &Ctxt, ep: &Endpoint) {
     let sig = &ep.method.sig;
+    if let Some(stats) = &ep.attr.stats {
+        check_stats_method(cx, stats, "this endpoint's figures in `$SRV.STATS`, in place of the component's");
+    }
     match &ep.attr.name {
         Some(lit) => check_name(cx, lit, names::validate_endpoint),
         None => {

@@ -37,6 +37,14 @@ pub trait Endpoints: Send + Sync + Sized + 'static {
         None
     }
 
+    /// Endpoint number `endpoint`'s own figures for its `data` in
+    /// `$SRV.STATS`, from `#[endpoint(stats = "method")]`, in place of
+    /// [`extra_stats`](Self::extra_stats).
+    fn endpoint_stats(&self, endpoint: usize) -> Option<serde_json::Value> {
+        let _ = endpoint;
+        None
+    }
+
     /// Wraps an untyped client into the typed one.
     #[doc(hidden)]
     fn client(core: crate::ClientCore) -> Self::Client;

@@ -39,11 +39,15 @@ use crate::{Context, Error, ServeHandle};
 /// Runs one request of one endpoint.
 type Run = Arc<dyn Fn(Request) -> BoxFuture<'static, Outcome> + Send + Sync>;
 
+/// An endpoint's own figures for `$SRV.STATS`.
+type Stats = Arc<dyn Fn() -> Option<serde_json::Value> + Send + Sync>;
+
 /// One endpoint's handler, for [`ServiceBuilder::endpoint`] and
 /// [`Endpoint::serve`](crate::names::Endpoint::serve).
 #[derive(Clone)]
 pub struct Handler {
     run: Run,
+    stats: Option<Stats>,
     streaming: bool,
     request: &'static str,
     response: &'static str,
@@ -55,6 +59,7 @@ impl std::fmt::Debug for Handler {
             .field("request", &self.request)
             .field("response", &self.response)
             .field("streaming", &self.streaming)
+            .field("stats", &self.stats.is_some())
             .finish()
     }
 }
@@ -78,7 +83,13 @@ impl Handler {
             let codecs = (support::request_codec(), support::response_codec(), support::error_codec());
             support::unary(request, codecs, move |ctx, req| handler(ctx, req))
         });
-        Handler { run, streaming: false, request: type_name::<Req>(), response: type_name::<Resp>() }
+        Handler {
+            run,
+            stats: None,
+            streaming: false,
+            request: type_name::<Req>(),
+            response: type_name::<Resp>(),
+        }
     }
 
     /// A typed streaming handler: it answers with a stream of items (or an
@@ -105,7 +116,7 @@ impl Handler {
                 }
             })
         });
-        Handler { run, streaming: true, request: type_name::<Req>(), response: type_name::<T>() }
+        Handler { run, stats: None, streaming: true, request: type_name::<Req>(), response: type_name::<T>() }
     }
 
     /// A raw handler: bytes in, bytes out, for gateways and bindings that
@@ -134,7 +145,19 @@ impl Handler {
                 Outcome::Reply(reply)
             })
         });
-        Handler { run, streaming: false, request: "bytes", response: "bytes" }
+        Handler { run, stats: None, streaming: false, request: "bytes", response: "bytes" }
+    }
+
+    /// The same handler, with figures of its own for the `data` of this
+    /// endpoint in `$SRV.STATS` (a cache's size, a model's load), read each
+    /// time the statistics are asked for.
+    pub fn with_stats<T, F>(mut self, stats: F) -> Handler
+    where
+        T: serde::Serialize,
+        F: Fn() -> T + Send + Sync + 'static,
+    {
+        self.stats = Some(Arc::new(move || support::stats_value(&stats())));
+        self
     }
 }
 
@@ -172,9 +195,9 @@ impl Handlers {
 impl ServiceBuilder {
     pub(crate) fn new(component: Component) -> Self {
         ServiceBuilder {
+            labels: component.labels(),
             component,
             endpoints: Vec::new(),
-            labels: Vec::new(),
             version: "0.0.0".into(),
             is_static: false,
         }
@@ -238,12 +261,14 @@ impl ServiceBuilder {
                 })
                 .collect(),
         };
-        let handlers = Arc::new(Handlers { endpoints });
-        let runs: Vec<Run> = handlers.endpoints.iter().map(|(_, h)| h.run.clone()).collect();
+        let runs: Vec<Run> = endpoints.iter().map(|(_, h)| h.run.clone()).collect();
+        let stats: Vec<Option<Stats>> = endpoints.iter().map(|(_, h)| h.stats.clone()).collect();
         let handle: crate::serve::Handle = Arc::new(move |number, request| match runs.get(number) {
             Some(run) => run(request),
             None => support::unknown_endpoint(&request),
         });
-        component.runtime().serve_model(handlers, model, handle, Arc::new(|| None)).await
+        let extra: crate::serve::ExtraStats = Arc::new(move |number| stats.get(number)?.as_ref()?());
+        let handlers = Arc::new(Handlers { endpoints });
+        component.runtime().serve_model(handlers, model, handle, extra).await
     }
 }

@@ -35,6 +35,9 @@ impl std::fmt::Debug for Namespace {
 pub struct Component {
     namespace: Namespace,
     name: String,
+    /// Set with [`Component::with_label`]; empty means "the linked
+    /// `#[component]`'s, if any".
+    labels: Arc<[(String, String)]>,
 }
 
 /// An endpoint of a component.
@@ -64,6 +67,13 @@ impl Namespace {
         self.engines().metrics.scope(&[(crate::engine::metrics::names::NAMESPACE, &self.name)])
     }
 
+    /// The namespace this one is a child of: `llm` for `llm.prod`; `None`
+    /// for a top-level namespace.
+    pub fn parent(&self) -> Option<Namespace> {
+        let (parent, _) = self.name.rsplit_once('.')?;
+        Some(Namespace { rt: self.rt.clone(), name: parent.to_string() })
+    }
+
     /// A child namespace: `llm` then `prod` gives `llm.prod`.
     pub fn namespace(&self, child: &str) -> Result<Namespace, Error> {
         Namespace::new(self.rt.clone(), &format!("{}.{child}", self.name))
@@ -72,7 +82,7 @@ impl Namespace {
     /// A component of this namespace.
     pub fn component(&self, name: &str) -> Result<Component, Error> {
         validate_component(name)?;
-        Ok(Component { namespace: self.clone(), name: name.to_string() })
+        Ok(Component { namespace: self.clone(), name: name.to_string(), labels: Arc::new([]) })
     }
 }
 
@@ -90,6 +100,46 @@ impl Component {
     /// Its NATS micro service name.
     pub fn service_name(&self) -> String {
         service_name(&self.namespace.name, &self.name)
+    }
+
+    /// `namespace/component`, as logs and errors name it.
+    pub fn path(&self) -> String {
+        format!("{}/{}", self.namespace.name, self.name)
+    }
+
+    /// Where its instances are registered in etcd (and in the embedded
+    /// discovery): the prefix of every instance key of its endpoints.
+    pub fn etcd_path(&self) -> String {
+        component_key_prefix(&self.namespace.name, &self.name)
+    }
+
+    /// The same component with a constant metric label, which a component
+    /// served from it ([`service`](Self::service)) carries on its server
+    /// series. Fails when `key` is not a valid label name or one Rotor sets.
+    pub fn with_label(&self, key: &str, value: &str) -> Result<Component, Error> {
+        validate_label(key)?;
+        let mut labels: Vec<(String, String)> = self.labels().into_iter().filter(|(k, _)| k != key).collect();
+        labels.push((key.to_string(), value.to_string()));
+        Ok(Component { labels: labels.into(), ..self.clone() })
+    }
+
+    /// Its constant metric labels: those set with
+    /// [`with_label`](Self::with_label), or else those of the
+    /// `#[component]` of these names linked into this binary.
+    pub fn labels(&self) -> Vec<(String, String)> {
+        if !self.labels.is_empty() {
+            return self.labels.to_vec();
+        }
+        self.linked().map_or_else(Vec::new, |desc| {
+            desc.labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        })
+    }
+
+    /// The `#[component]` of these names linked into this binary, if any.
+    fn linked(&self) -> Option<&'static crate::ComponentDescriptor> {
+        crate::registry::components()
+            .into_iter()
+            .find(|c| c.namespace == self.namespace.name && c.name == self.name)
     }
 
     /// Metrics of this component: each carries `namespace` and `component`.
@@ -129,6 +179,44 @@ impl Component {
     }
 }
 
+/// Which endpoint, by its three names; written `namespace/component/endpoint`
+/// (the form [`Display`](std::fmt::Display) gives and
+/// [`FromStr`](std::str::FromStr) reads, by the name rules).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EndpointId {
+    /// The namespace, dots included.
+    pub namespace: String,
+    /// The component name.
+    pub component: String,
+    /// The endpoint name.
+    pub endpoint: String,
+}
+
+impl std::fmt::Display for EndpointId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.namespace, self.component, self.endpoint)
+    }
+}
+
+impl std::str::FromStr for EndpointId {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let mut parts = s.split('/');
+        let (Some(namespace), Some(component), Some(endpoint), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(Error::Config(format!(
+                "`{s}` is not an endpoint id: write it as namespace/component/endpoint"
+            )));
+        };
+        validate_namespace(namespace)?;
+        validate_component(component)?;
+        validate_endpoint(endpoint)?;
+        Ok(EndpointId { namespace: namespace.into(), component: component.into(), endpoint: endpoint.into() })
+    }
+}
+
 impl Endpoint {
     /// The endpoint name.
     pub fn name(&self) -> &str {
@@ -138,6 +226,31 @@ impl Endpoint {
     /// Its component.
     pub fn component(&self) -> &Component {
         &self.component
+    }
+
+    /// Its three names.
+    pub fn id(&self) -> EndpointId {
+        EndpointId {
+            namespace: self.component.namespace.name.clone(),
+            component: self.component.name.clone(),
+            endpoint: self.name.clone(),
+        }
+    }
+
+    /// `namespace/component/endpoint`.
+    pub fn path(&self) -> String {
+        self.id().to_string()
+    }
+
+    /// Where its instances are registered: the prefix of their keys, as
+    /// [`key_prefix`](Self::key_prefix).
+    pub fn etcd_path(&self) -> String {
+        self.key_prefix()
+    }
+
+    /// Its component's constant metric labels ([`Component::labels`]).
+    pub fn labels(&self) -> Vec<(String, String)> {
+        self.component.labels()
     }
 
     /// Metrics of this endpoint: each carries `namespace`, `component` and
@@ -184,13 +297,34 @@ impl Endpoint {
 
     /// An untyped client of this endpoint, for callers that have no
     /// generated client: gateways, tools. Call it by this endpoint's name.
+    ///
+    /// It routes to the instances discovery lists, unless the runtime has
+    /// no discovery or a `#[component(static)]` of these names is linked
+    /// into this binary: then to the queue group. For a static component
+    /// that is not linked in, use [`static_client`](Self::static_client).
     pub async fn client(&self) -> Result<ClientCore, Error> {
+        let linked = self.component.linked();
+        let is_static = linked.is_some_and(|desc| desc.is_static);
+        let idempotent = linked
+            .and_then(|desc| desc.endpoints.iter().find(|ep| ep.name == self.name))
+            .is_none_or(|ep| ep.idempotent);
+        self.client_with(is_static, idempotent).await
+    }
+
+    /// An untyped client of a static component's endpoint: it sends every
+    /// call to the queue group, which any instance answers, and never waits
+    /// on discovery (a static component registers nothing).
+    pub async fn static_client(&self) -> Result<ClientCore, Error> {
+        self.client_with(true, true).await
+    }
+
+    async fn client_with(&self, is_static: bool, idempotent: bool) -> Result<ClientCore, Error> {
         let spec = RouteSpec {
             namespace: &self.component.namespace.name,
             component: &self.component.name,
             endpoint: &self.name,
-            is_static: false,
-            idempotent: true,
+            is_static,
+            idempotent,
         };
         ClientCore::new(self.component.namespace.engines(), &[spec]).await
     }

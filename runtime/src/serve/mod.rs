@@ -157,7 +157,7 @@ pub(crate) async fn serve<S: Send + Sync + 'static>(
         let metrics = metrics.clone();
         let lease = discovered.then(|| lease_changes.clone());
         Arc::new(move |number| {
-            let extra = extra_stats();
+            let extra = extra_stats(number);
             let instance = lease.as_ref().map(|l| l.borrow().id);
             metrics
                 .get(number)

@@ -37,8 +37,9 @@ pub(crate) struct EndpointModel {
 /// Runs endpoint number `n` of a component on one request.
 pub(crate) type Handle = Arc<dyn Fn(usize, Request) -> BoxFuture<'static, Outcome> + Send + Sync>;
 
-/// The component's own figures for `$SRV.STATS`.
-pub(crate) type ExtraStats = Arc<dyn Fn() -> Option<serde_json::Value> + Send + Sync>;
+/// The component's own figures for the `data` of endpoint number `n` in
+/// `$SRV.STATS`.
+pub(crate) type ExtraStats = Arc<dyn Fn(usize) -> Option<serde_json::Value> + Send + Sync>;
 
 impl From<&ComponentDescriptor> for Model {
     fn from(desc: &ComponentDescriptor) -> Self {
@@ -70,6 +71,9 @@ pub(crate) fn generated<S: Endpoints>(service: &Arc<S>) -> (Handle, ExtraStats) 
     // Weak: the statistics live in the transport, which must not keep the
     // component alive once its handle is gone.
     let stats = Arc::downgrade(service);
-    let extra: ExtraStats = Arc::new(move || stats.upgrade().and_then(|s| s.extra_stats()));
+    let extra: ExtraStats = Arc::new(move |n| {
+        let service = stats.upgrade()?;
+        service.endpoint_stats(n).or_else(|| service.extra_stats())
+    });
     (handle, extra)
 }
