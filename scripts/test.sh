@@ -39,4 +39,5 @@ cargo run --quiet --features etcd --example two_components
 cargo run --quiet --features etcd --example timeouts
 cargo run --quiet --features etcd --example streaming
 cargo run --quiet --features etcd --example gateway
+cargo run --quiet --features etcd --example fan_out
 mdbook build book

@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::process::Child;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -21,6 +20,11 @@ mod load;
 
 use load::{CALL_TIMEOUT, Load};
 
+#[path = "support/soak_server.rs"]
+mod soak_server;
+
+use soak_server::Server;
+
 use worker::{Worker, WorkerClient};
 
 /// Bounds every wait in this file: a hang fails the test instead.
@@ -28,49 +32,6 @@ const WAIT: Duration = Duration::from_secs(20);
 
 async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(WAIT, f).await.unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
-/// A `soak serve` process; killed when dropped.
-struct Server {
-    child: Child,
-    out: std::io::BufReader<std::process::ChildStdout>,
-    id: InstanceId,
-}
-
-impl Server {
-    fn start(servers: &Servers) -> Server {
-        let (child, out, line) = support::start_example("soak", &["serve"], servers);
-        let id = line
-            .strip_prefix("serving soak_worker as instance ")
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|hex| i64::from_str_radix(hex, 16).ok())
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
-        Server { child, out, id: InstanceId(id) }
-    }
-
-    /// Reads the process's output until it says a `hold` call started.
-    fn wait_for_a_held_call(&mut self) {
-        use std::io::BufRead;
-        let mut line = String::new();
-        while !line.starts_with("holding") {
-            line.clear();
-            let read = self.out.read_line(&mut line).expect("read the server's output");
-            assert!(read > 0, "the server exited before a call was held");
-        }
-    }
-
-    fn sigkill(&mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reap");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = support::signal_quiet(&self.child, "CONT");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Three servers and a client routed to all three.

@@ -17,7 +17,7 @@ use crate::valid;
 /// and those of the traits it derives (`Clone`, `Debug`). A test expands a
 /// component and checks that this is exactly what the client has.
 pub const CLIENT_METHODS: &[&str] =
-    &["clone", "core", "direct", "fmt", "with_retries", "with_router", "with_timeout"];
+    &["clone", "core", "direct", "fan_out", "fmt", "with_retries", "with_router", "with_timeout"];
 
 /// The items generated on the component's own type besides one
 /// [`subject_const`] per endpoint; checked by the same test.
@@ -114,6 +114,7 @@ fn generate(c: &Component, fallback: bool) -> TokenStream {
         return TokenStream::new();
     }
     let client = format_ident!("{}Client", ident);
+    let fan_out = format_ident!("{}FanOut", ident);
     let namespace = c.attr.namespace.as_ref().map(LitStr::value).unwrap_or_default();
     let name = match &c.attr.name {
         Some(lit) => lit.value(),
@@ -157,6 +158,7 @@ fn generate(c: &Component, fallback: bool) -> TokenStream {
         endpoints.iter().filter(|ep| free(&subject_const(ep.method()))).map(EndpointGen::subject_const);
     let arms = endpoints.iter().filter(|_| !fallback).map(EndpointGen::dispatch_arm);
     let client_methods = endpoints.iter().map(EndpointGen::client_method);
+    let fan_out_methods = endpoints.iter().filter_map(EndpointGen::fan_out_method);
     let own_const = |name: &str, doc: &str, value: &str| {
         let ident = format_ident!("{name}");
         free(name).then(|| quote! { #[doc = #doc] pub const #ident: &'static str = #value; })
@@ -219,6 +221,11 @@ fn generate(c: &Component, fallback: bool) -> TokenStream {
     let client_doc = format!(
         "Typed client of the `{namespace}/{name}` component ([`{ident}`]), made by \
          [`{ident}::client`]. Cheap to clone; clones share the instance cache."
+    );
+    let fan_out_doc = format!(
+        "Calls each unary endpoint of `{namespace}/{name}` on every instance listed when the call \
+         starts, made by [`{client}::fan_out`]. Each method yields `(instance, outcome)` as each \
+         instance answers."
     );
 
     quote! {
@@ -298,6 +305,23 @@ fn generate(c: &Component, fallback: bool) -> TokenStream {
             pub fn core(&self) -> &#private::ClientCore {
                 &self.core
             }
+
+            /// Calls an endpoint on every instance listed now, under one
+            /// deadline (the client's timeout unless `options` gives one).
+            pub fn fan_out(&self, options: #krate::FanOut) -> #fan_out {
+                #fan_out { core: self.core.clone(), options }
+            }
+        }
+
+        #[doc = #fan_out_doc]
+        #[derive(Clone, Debug)]
+        pub struct #fan_out {
+            core: #private::ClientCore,
+            options: #krate::FanOut,
+        }
+
+        impl #fan_out {
+            #(#fan_out_methods)*
         }
     }
 }
@@ -469,6 +493,38 @@ impl<'a> EndpointGen<'a> {
         }
     }
 
+    /// The fan-out method of a unary endpoint; a stream has none.
+    fn fan_out_method(&self) -> Option<TokenStream> {
+        if self.stream.is_some() {
+            return None;
+        }
+        let (krate, private) = (self.krate, self.private);
+        let (index, method, ok, err) = (self.index, self.method(), self.ok, self.err);
+        let codecs = self.codecs();
+        let (param, arg) = match self.request {
+            Some(ty) if self.fallback => (quote!(, _: #ty), quote!()),
+            Some(ty) => (quote!(, req: #ty), quote!(&req)),
+            None => (quote!(), quote!(&())),
+        };
+        let output = quote!(::core::result::Result<#krate::Answers<#ok, #err>, #krate::CallError<#err>>);
+        let wire = &self.wire;
+        let doc = format!("Calls `{wire}` on every instance; see the client's `fan_out`.");
+        Some(match self.fallback {
+            true => quote! {
+                #[doc = #doc]
+                pub fn #method(&self #param) -> #output {
+                    ::core::unreachable!("the component did not compile")
+                }
+            },
+            false => quote! {
+                #[doc = #doc]
+                pub fn #method(&self #param) -> #output {
+                    #private::fan_out(&self.core, #index, #arg, #codecs, self.options)
+                }
+            },
+        })
+    }
+
     fn client_method(&self) -> TokenStream {
         let (krate, private) = (self.krate, self.private);
         let index = self.index;
@@ -574,6 +630,7 @@ mod tests {
         let file: syn::File = syn::parse2(component(args, input)).expect("the expansion parses");
         let mut type_items = BTreeSet::new();
         let mut client_methods = BTreeSet::new();
+        let mut fan_out_methods = BTreeSet::new();
         let mut derived = BTreeSet::new();
         for item in &file.items {
             match item {
@@ -582,6 +639,8 @@ mod tests {
                     let names = names_of(&i.items);
                     if quote!(#ty).to_string() == "TokClient" {
                         client_methods.extend(names);
+                    } else if quote!(#ty).to_string() == "TokFanOut" {
+                        fan_out_methods.extend(names);
                     } else {
                         type_items.extend(names);
                     }
@@ -615,5 +674,6 @@ mod tests {
             CLIENT_METHODS.iter().filter(|m| !["clone", "fmt"].contains(m)).map(|s| s.to_string()).collect();
         assert_eq!(own, expected_client);
         assert!(client_methods.is_superset(&endpoints));
+        assert_eq!(fan_out_methods, endpoints, "the fan-out handle has the endpoints' methods alone");
     }
 }

@@ -114,6 +114,22 @@ pub async fn call<Req, Resp, E>(
     core.unary_with(endpoint, (req.encode)(request), resp.decode, err.codec.decode).await
 }
 
+/// A typed fan-out from a generated client.
+pub fn fan_out<Req, Resp, E>(
+    core: &ClientCore,
+    endpoint: usize,
+    request: &Req,
+    codecs: (Codec<Req>, Codec<Resp>, ErrorCodec<E>),
+    options: crate::FanOut,
+) -> Result<crate::Answers<Resp, E>, CallError<E>>
+where
+    Resp: Send + 'static,
+    E: Send + 'static,
+{
+    let (req, resp, err) = codecs;
+    core.fan_out_with(endpoint, (req.encode)(request), resp.decode, err.codec.decode, options)
+}
+
 /// What a streaming handler sends its stream (or its early error) into.
 pub struct StreamSink<T, E> {
     ctx: Context,

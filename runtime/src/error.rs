@@ -193,6 +193,16 @@ pub enum TransportError {
         endpoint: String,
     },
 
+    /// A fan-out to an endpoint whose instances are not known one by one.
+    #[error(
+        "{endpoint} is reached through its queue group (a static component, or a runtime without \
+         discovery), so its instances cannot each be called: fan out to a discovered component"
+    )]
+    NotListed {
+        /// `namespace/component/endpoint`.
+        endpoint: String,
+    },
+
     /// A direct call named an instance that discovery does not list.
     #[error("instance {instance} does not serve {endpoint} (not registered, or gone)")]
     UnknownInstance {
@@ -354,6 +364,7 @@ impl TransportError {
             TransportError::DeadlineExceeded { .. } => ErrorKind::Deadline.code(),
             TransportError::Timeout { .. } => 408,
             TransportError::UnknownInstance { .. } => ErrorKind::UnknownEndpoint.code(),
+            TransportError::NotListed { .. } => 400,
             TransportError::NoInstances { .. }
             | TransportError::NoResponders { .. }
             | TransportError::InstanceLost { .. }
@@ -368,6 +379,7 @@ impl TransportError {
     pub fn kind(&self) -> &'static str {
         match self {
             TransportError::NoInstances { .. } => "no_instances",
+            TransportError::NotListed { .. } => "not_listed",
             TransportError::UnknownInstance { .. } => "unknown_instance",
             TransportError::NoResponders { .. } => "no_responders",
             TransportError::Timeout { .. } => "timeout",

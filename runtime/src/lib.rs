@@ -55,7 +55,7 @@ pub mod stats {
     pub use crate::engine::micro::stats::*;
 }
 
-pub use client::{ClientCore, ClientStats, Router};
+pub use client::{Answers, ClientCore, ClientStats, FanOut, Router};
 pub use component::Endpoints;
 pub use config::Config;
 pub use context::Context;

@@ -172,6 +172,17 @@ impl Component {
         &self.namespace.rt
     }
 
+    /// Asks every instance of this component for its NATS micro statistics
+    /// (`$SRV.STATS`) and yields each reply as it arrives, until `timeout`
+    /// has passed: a dashboard or a load-aware router reads the first
+    /// instances without waiting for the slowest.
+    pub async fn stats_stream(
+        &self,
+        timeout: Duration,
+    ) -> Result<futures::stream::BoxStream<'static, crate::ServiceStats>, Error> {
+        self.namespace.engines().transport.stats_stream(self.service_name(), timeout).await
+    }
+
     /// An endpoint of this component.
     pub fn endpoint(&self, name: &str) -> Result<Endpoint, Error> {
         validate_endpoint(name)?;

@@ -238,7 +238,7 @@ impl ClientCore {
 
     /// Takes `id` out of rotation for `why`, probing it on `subject` until
     /// it answers when it was in.
-    fn take_out(&self, number: usize, route: &Route, id: InstanceId, why: Why, subject: &str) {
+    pub(super) fn take_out(&self, number: usize, route: &Route, id: InstanceId, why: Why, subject: &str) {
         if route.take_out(id, why) {
             self.start_probe(number, route, id, subject);
         }

@@ -2,6 +2,7 @@
 //! under every typed client method.
 
 mod attempt;
+mod fan_out;
 mod health;
 mod route;
 
@@ -22,6 +23,7 @@ use crate::exchange::stream::{self, Opened, ResponseStream};
 use crate::exchange::trace::{Trace, inherited_trace};
 use crate::{CallError, Error, ErrorKind, InstanceId, TransportError};
 use attempt::Call;
+pub use fan_out::{Answers, FanOut};
 use rotor_names as names;
 use route::Route;
 

@@ -232,15 +232,14 @@ impl Transport for InProcess {
         Box::pin(future::ready(Ok(())))
     }
 
-    fn scrape_stats(
+    fn stats_stream(
         &self,
         service: String,
         _timeout: Duration,
-    ) -> BoxFuture<'_, Result<Vec<ServiceStats>, Error>> {
+    ) -> BoxFuture<'_, Result<BoxStream<'static, ServiceStats>, Error>> {
         let services = self.inner.services.lock().unwrap_or_else(|p| p.into_inner());
-        let mut stats: Vec<ServiceStats> =
+        let stats: Vec<ServiceStats> =
             services.iter().filter(|micro| micro.name == service).map(|micro| micro.stats()).collect();
-        stats.sort_by(|a, b| a.id.cmp(&b.id));
-        Box::pin(future::ready(Ok(stats)))
+        Box::pin(future::ready(Ok(futures::stream::iter(stats).boxed())))
     }
 }

@@ -104,11 +104,26 @@ pub trait Transport: Send + Sync + 'static {
     /// as on NATS.
     fn publish(&self, subject: String, message: Message) -> BoxFuture<'_, Result<(), TransportError>>;
 
+    /// Asks every instance of `service` for its statistics and yields each
+    /// reply as it arrives, until `timeout` has passed.
+    fn stats_stream(
+        &self,
+        service: String,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<BoxStream<'static, ServiceStats>, Error>>;
+
     /// Asks every instance of `service` for its statistics and collects the
-    /// replies that arrive within `timeout`.
+    /// replies that arrive within `timeout`, sorted by service id.
     fn scrape_stats(
         &self,
         service: String,
         timeout: Duration,
-    ) -> BoxFuture<'_, Result<Vec<ServiceStats>, Error>>;
+    ) -> BoxFuture<'_, Result<Vec<ServiceStats>, Error>> {
+        Box::pin(async move {
+            use futures::StreamExt;
+            let mut stats: Vec<ServiceStats> = self.stats_stream(service, timeout).await?.collect().await;
+            stats.sort_by(|a, b| a.id.cmp(&b.id));
+            Ok(stats)
+        })
+    }
 }

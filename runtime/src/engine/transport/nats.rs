@@ -360,37 +360,27 @@ impl Transport for Nats {
         })
     }
 
-    fn scrape_stats(
+    fn stats_stream(
         &self,
         service: String,
         timeout: Duration,
-    ) -> BoxFuture<'_, Result<Vec<ServiceStats>, Error>> {
+    ) -> BoxFuture<'_, Result<BoxStream<'static, ServiceStats>, Error>> {
         Box::pin(async move {
             let disconnected = |e: String| Error::Transport(TransportError::Disconnected(e));
             let inbox = self.client.new_inbox();
-            let mut replies =
+            let replies =
                 self.client.subscribe(inbox.clone()).await.map_err(|e| disconnected(e.to_string()))?;
             self.client
                 .publish_with_reply(format!("$SRV.STATS.{service}"), inbox, "".into())
                 .await
                 .map_err(|e| disconnected(e.to_string()))?;
-            let mut stats = Vec::new();
-            let deadline = tokio::time::sleep(timeout);
-            tokio::pin!(deadline);
-            loop {
-                tokio::select! {
-                    () = &mut deadline => break,
-                    reply = replies.next() => match reply {
-                        Some(m) => match serde_json::from_slice::<ServiceStats>(&m.payload) {
-                            Ok(s) => stats.push(s),
-                            Err(e) => tracing::warn!(error = %e, "ignoring a $SRV.STATS reply that does not decode"),
-                        },
-                        None => break,
-                    },
-                }
-            }
-            stats.sort_by(|a, b| a.id.cmp(&b.id));
-            Ok(stats)
+            let stats = replies.take_until(tokio::time::sleep(timeout)).filter_map(|m| {
+                let stats = serde_json::from_slice::<ServiceStats>(&m.payload).inspect_err(
+                    |e| tracing::warn!(error = %e, "ignoring a $SRV.STATS reply that does not decode"),
+                );
+                std::future::ready(stats.ok())
+            });
+            Ok(stats.boxed())
         })
     }
 }
