@@ -40,4 +40,5 @@ cargo run --quiet --features etcd --example timeouts
 cargo run --quiet --features etcd --example streaming
 cargo run --quiet --features etcd --example gateway
 cargo run --quiet --features etcd --example fan_out
+cargo run --quiet --features etcd --example state
 mdbook build book

@@ -68,6 +68,8 @@ pub enum NameKind {
     Endpoint,
     /// A metric label name such as `model`.
     Label,
+    /// A component's state key such as `config` or `models/active`.
+    StateKey,
 }
 
 impl fmt::Display for NameKind {
@@ -77,6 +79,7 @@ impl fmt::Display for NameKind {
             NameKind::Component => "component name",
             NameKind::Endpoint => "endpoint name",
             NameKind::Label => "metric label name",
+            NameKind::StateKey => "state key",
         })
     }
 }
@@ -149,6 +152,11 @@ impl NameError {
                 "endpoint names match {NAME_PATTERN} (lower-case ASCII letters, digits, '_' and '-'), \
                  are 1 to {MAX_NAME_LEN} bytes long, and do not end in '-' and hex digits"
             ),
+            NameKind::StateKey => format!(
+                "a state key is one or more segments joined by '/', each matching {NAME_PATTERN} \
+                 (lower-case ASCII letters, digits, '_' and '-') and at most {MAX_NAME_LEN} bytes; \
+                 the whole key is at most {MAX_NAMESPACE_LEN} bytes"
+            ),
         }
     }
 
@@ -163,6 +171,7 @@ impl NameError {
                 let lower = self.name.to_ascii_lowercase();
                 let lower_is_valid = match self.kind {
                     NameKind::Namespace => validate_namespace(&lower).is_ok(),
+                    NameKind::StateKey => validate_state_key(&lower).is_ok(),
                     NameKind::Component | NameKind::Endpoint => validate_name(self.kind, &lower).is_ok(),
                     NameKind::Label => false,
                 };
@@ -176,11 +185,17 @@ impl NameError {
                     self.kind, self.name
                 )
             }
-            Problem::EmptySegment { index } => format!(
-                "namespace {:?} has an empty segment (segment {index}); segments are separated by \
-                 a single '.' with no leading or trailing dot",
-                self.name
-            ),
+            Problem::EmptySegment { index } => {
+                let (separator, name) = match self.kind {
+                    NameKind::StateKey => ('/', "slash"),
+                    _ => ('.', "dot"),
+                };
+                format!(
+                    "{} {:?} has an empty segment (segment {index}); segments are separated by \
+                     a single '{separator}' with no leading or trailing {name}",
+                    self.kind, self.name
+                )
+            }
             Problem::ReservedLabel => {
                 format!("metric label name {:?} is reserved", self.name)
             }
@@ -250,23 +265,28 @@ pub fn validate_endpoint(name: &str) -> Result<(), NameError> {
 
 /// Checks a namespace: dot-separated segments, each a valid name.
 pub fn validate_namespace(namespace: &str) -> Result<(), NameError> {
-    let kind = NameKind::Namespace;
-    if namespace.is_empty() {
-        return Err(error(kind, namespace, Problem::Empty));
+    validate_segments(NameKind::Namespace, namespace, '.')
+}
+
+/// Checks a component's state key: `/`-separated segments, each a valid
+/// name, so that a key is also a readable etcd path.
+pub fn validate_state_key(key: &str) -> Result<(), NameError> {
+    validate_segments(NameKind::StateKey, key, '/')
+}
+
+fn validate_segments(kind: NameKind, whole: &str, separator: char) -> Result<(), NameError> {
+    if whole.is_empty() {
+        return Err(error(kind, whole, Problem::Empty));
     }
-    if namespace.len() > MAX_NAMESPACE_LEN {
-        return Err(error(
-            kind,
-            namespace,
-            Problem::TooLong { len: namespace.len(), max: MAX_NAMESPACE_LEN },
-        ));
+    if whole.len() > MAX_NAMESPACE_LEN {
+        return Err(error(kind, whole, Problem::TooLong { len: whole.len(), max: MAX_NAMESPACE_LEN }));
     }
     let mut offset = 0;
-    for (index, segment) in namespace.split('.').enumerate() {
+    for (index, segment) in whole.split(separator).enumerate() {
         if segment.is_empty() {
-            return Err(error(kind, namespace, Problem::EmptySegment { index }));
+            return Err(error(kind, whole, Problem::EmptySegment { index }));
         }
-        check_segment(kind, namespace, segment, offset)?;
+        check_segment(kind, whole, segment, offset)?;
         offset += segment.len() + 1;
     }
     Ok(())
@@ -322,6 +342,18 @@ pub fn instance_subject(service: &str, endpoint: &str, instance_id: i64) -> Stri
 /// cannot both serve, whichever processes they run in.
 pub fn service_key(service: &str) -> String {
     format!("services/{service}")
+}
+
+/// The etcd key of one of a component's state values: beside its instance
+/// keys, under its own prefix, so that a listing of instances never meets
+/// one.
+pub fn state_key(namespace: &str, component: &str, key: &str) -> String {
+    format!("components/{namespace}/{component}/state/{key}")
+}
+
+/// The etcd key where an instance publishes its component's descriptor.
+pub fn descriptor_key(namespace: &str, component: &str, instance_id: i64) -> String {
+    format!("components/{namespace}/{component}/descriptor/{instance_id:x}")
 }
 
 /// The etcd key prefix under which every instance of every endpoint of a

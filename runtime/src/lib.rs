@@ -38,6 +38,7 @@ pub mod registry;
 mod runtime;
 mod serve;
 pub mod signal;
+pub mod state;
 pub mod status;
 
 #[doc(hidden)]

@@ -183,6 +183,26 @@ impl Component {
         self.namespace.engines().transport.stats_stream(self.service_name(), timeout).await
     }
 
+    /// The state key `key` of this component (`/`-separated name
+    /// segments, such as `models/active`), holding a `T`: anyone may write
+    /// it, and anyone may watch it. Fails when `key` breaks the rule, or
+    /// without discovery (a static runtime has nowhere to keep it).
+    pub fn state<T>(&self, key: &str) -> Result<crate::state::State<T>, Error>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+    {
+        rotor_names::validate_state_key(key)?;
+        let Some(discovery) = &self.namespace.engines().discovery else {
+            return Err(Error::Config(format!(
+                "{}'s state lives in discovery, and this runtime has none (a static runtime): \
+                 configure etcd (ROTOR_ETCD_ENDPOINTS), or use the embedded mode",
+                self.path()
+            )));
+        };
+        let full = rotor_names::state_key(&self.namespace.name, &self.name, key);
+        Ok(crate::state::State::new(discovery.clone(), full))
+    }
+
     /// An endpoint of this component.
     pub fn endpoint(&self, name: &str) -> Result<Endpoint, Error> {
         validate_endpoint(name)?;

@@ -3,10 +3,12 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use futures::future::{self, BoxFuture};
-use tokio::sync::watch;
+use futures::stream::{BoxStream, StreamExt};
+use tokio::sync::{mpsc, watch};
 
-use super::{Discovery, InstanceList, InstanceRecord, Lease, LeaseState, key_of};
+use super::{Discovery, InstanceList, InstanceRecord, KeyChange, Lease, LeaseState, Stored, key_of};
 use crate::{Error, Guard, InstanceId};
 
 /// Discovery held in this process: leases, create-only keys and watches, with
@@ -23,6 +25,12 @@ struct State {
     /// Service names reserved, with their `namespace/component`.
     services: BTreeMap<String, String>,
     watchers: Vec<(String, watch::Sender<InstanceList>)>,
+    /// The last change of each key outside the instance records
+    /// (components' state), a delete included, and the store's revision:
+    /// it grows by one with each write or delete.
+    values: BTreeMap<String, KeyChange>,
+    revision: i64,
+    key_watchers: Vec<(String, mpsc::UnboundedSender<Result<KeyChange, Error>>)>,
 }
 
 impl State {
@@ -62,6 +70,29 @@ impl State {
         for key in keys {
             self.remove_key(&key, lease);
         }
+    }
+}
+
+impl State {
+    fn stored(&self, key: &str) -> Option<Stored> {
+        match self.values.get(key) {
+            Some(KeyChange::Put(stored)) => Some(stored.clone()),
+            _ => None,
+        }
+    }
+
+    /// Applies `change` to `key` at the next revision and tells its
+    /// watchers, in the order of the revisions.
+    fn change(&mut self, key: &str, value: Option<Bytes>) -> i64 {
+        self.revision += 1;
+        let revision = self.revision;
+        let change = match value {
+            Some(value) => KeyChange::Put(Stored { value, revision }),
+            None => KeyChange::Deleted { revision },
+        };
+        self.values.insert(key.to_string(), change.clone());
+        self.key_watchers.retain(|(watched, tx)| watched != key || tx.send(Ok(change.clone())).is_ok());
+        revision
     }
 }
 
@@ -155,4 +186,55 @@ impl Discovery for MemoryDiscovery {
         let holder = self.lock().services.entry(service.clone()).or_insert_with(|| owner.clone()).clone();
         Box::pin(future::ready(super::reservation(service, owner, holder)))
     }
+
+    fn get(&self, key: String) -> BoxFuture<'_, Result<(Option<Stored>, i64), Error>> {
+        let state = self.lock();
+        Box::pin(future::ready(Ok((state.stored(&key), state.revision))))
+    }
+
+    fn put(&self, key: String, value: Bytes) -> BoxFuture<'_, Result<i64, Error>> {
+        Box::pin(future::ready(Ok(self.lock().change(&key, Some(value)))))
+    }
+
+    fn delete(&self, key: String) -> BoxFuture<'_, Result<Option<i64>, Error>> {
+        let mut state = self.lock();
+        let deleted = state.stored(&key).is_some().then(|| state.change(&key, None));
+        Box::pin(future::ready(Ok(deleted)))
+    }
+
+    fn compare_and_put(
+        &self,
+        key: String,
+        expected: i64,
+        value: Bytes,
+    ) -> BoxFuture<'_, Result<Result<i64, i64>, Error>> {
+        let mut state = self.lock();
+        let current = state.stored(&key).map_or(0, |s| s.revision);
+        let outcome = match current == expected {
+            true => Ok(state.change(&key, Some(value))),
+            false => Err(current),
+        };
+        Box::pin(future::ready(Ok(outcome)))
+    }
+
+    fn watch_key(
+        &self,
+        key: String,
+        after: i64,
+    ) -> BoxFuture<'_, Result<BoxStream<'static, Result<KeyChange, Error>>, Error>> {
+        let mut state = self.lock();
+        let (tx, rx) = mpsc::unbounded_channel();
+        // Only the last change of a key is kept: a watch from before it
+        // starts with it.
+        if let Some(last) = state.values.get(&key).filter(|last| last.revision() > after) {
+            let _ = tx.send(Ok(last.clone()));
+        }
+        state.key_watchers.push((key, tx));
+        let changes = receiver_stream(rx);
+        Box::pin(future::ready(Ok(changes)))
+    }
+}
+
+fn receiver_stream<T: Send + 'static>(mut rx: mpsc::UnboundedReceiver<T>) -> BoxStream<'static, T> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
 }

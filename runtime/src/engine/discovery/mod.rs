@@ -15,7 +15,9 @@ mod memory;
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -96,6 +98,38 @@ pub struct LeaseState {
     pub live: bool,
 }
 
+/// A value stored at a key of discovery's store (a component's state), with
+/// the revision of the write that stored it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stored {
+    /// The bytes.
+    pub value: Bytes,
+    /// The store's revision when it was written: it only grows.
+    pub revision: i64,
+}
+
+/// One change of a watched key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyChange {
+    /// The key was written.
+    Put(Stored),
+    /// The key was deleted, at `revision`.
+    Deleted {
+        /// The store's revision of the delete.
+        revision: i64,
+    },
+}
+
+impl KeyChange {
+    /// The revision of the change.
+    pub fn revision(&self) -> i64 {
+        match self {
+            KeyChange::Put(stored) => stored.revision,
+            KeyChange::Deleted { revision } => *revision,
+        }
+    }
+}
+
 /// Where instances are registered and found.
 pub trait Discovery: Send + Sync + 'static {
     /// A new lease.
@@ -112,6 +146,37 @@ pub trait Discovery: Send + Sync + 'static {
     /// free or is `owner`'s already, [`Error::ServiceTaken`] when another
     /// pair holds it. Atomic, so that of two pairs racing one wins.
     fn reserve_service(&self, service: String, owner: String) -> BoxFuture<'_, Result<(), Error>>;
+
+    /// The value at `key` now, if any, and the store's revision at the
+    /// read: a watch from there misses nothing.
+    fn get(&self, key: String) -> BoxFuture<'_, Result<(Option<Stored>, i64), Error>>;
+
+    /// Writes `value` at `key`; the revision of the write.
+    fn put(&self, key: String, value: Bytes) -> BoxFuture<'_, Result<i64, Error>>;
+
+    /// Deletes `key`; the revision of the delete, `None` when it was absent.
+    fn delete(&self, key: String) -> BoxFuture<'_, Result<Option<i64>, Error>>;
+
+    /// Writes `value` at `key` only if the key was last written at revision
+    /// `expected` (`0`: only if it is absent), in one step: `Ok(revision)`
+    /// of the write, or `Err(current)`, the revision found (`0`: absent).
+    fn compare_and_put(
+        &self,
+        key: String,
+        expected: i64,
+        value: Bytes,
+    ) -> BoxFuture<'_, Result<Result<i64, i64>, Error>>;
+
+    /// Every change of `key` after revision `after`, in order. The stream
+    /// ends, with an error, when the watch breaks: the caller opens it again
+    /// from the last revision it saw, and misses nothing. When the store no
+    /// longer has the changes after `after` (etcd compacted them), it first
+    /// yields the key's current value (or its absence) instead.
+    fn watch_key(
+        &self,
+        key: String,
+        after: i64,
+    ) -> BoxFuture<'_, Result<BoxStream<'static, Result<KeyChange, Error>>, Error>>;
 }
 
 /// The outcome of a reservation that found `holder` at `service`'s key.

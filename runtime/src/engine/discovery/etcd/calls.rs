@@ -47,12 +47,25 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
 {
-    let broken = |e: &etcd_client::Error| {
-        reached_no_member(e)
-            || matches!(e, etcd_client::Error::TransportError(_))
-            || matches!(e, etcd_client::Error::GRpcStatus(s) if s.code() as i32 == 14 || s.code() as i32 == 2)
-    };
     sent_again_when(what, call, broken).await
+}
+
+/// [`retried_read`] for a write whose repeat leaves the store as one would
+/// (a put of a value, a delete): a state write made just after an etcd
+/// restart would otherwise fail on the connection the restart broke.
+pub(super) async fn retried_idempotent<T, F, Fut>(what: &str, call: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+{
+    sent_again_when(what, call, broken).await
+}
+
+/// The call reached no member, or the connection it went out on broke.
+fn broken(e: &etcd_client::Error) -> bool {
+    reached_no_member(e)
+        || matches!(e, etcd_client::Error::TransportError(_))
+        || matches!(e, etcd_client::Error::GRpcStatus(s) if s.code() as i32 == 14 || s.code() as i32 == 2)
 }
 
 async fn sent_again_when<T, F, Fut>(

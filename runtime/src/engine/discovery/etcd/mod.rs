@@ -7,21 +7,24 @@
 //! lease and writes every registration again under it.
 
 mod calls;
+mod keys;
 mod lease;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity, PutOptions,
     TlsOptions, Txn, TxnOp, WatchOptions,
 };
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use tokio::sync::watch;
 
 use super::listing::Listing;
-use super::{Discovery, InstanceList, InstanceRecord, Lease, key_of};
+use super::{Discovery, InstanceList, InstanceRecord, KeyChange, Lease, Stored, key_of};
 use crate::Error;
 use crate::engine::config::{ClientCertificate, EtcdConfig, redact_url};
 use calls::{RETRY_SOON, SENDS, connect_error, etcd_error, reached_no_member, retried, retried_read};
@@ -245,6 +248,35 @@ impl Discovery for EtcdDiscovery {
                 .unwrap_or_default();
             super::reservation(service, owner, holder)
         })
+    }
+
+    fn get(&self, key: String) -> BoxFuture<'_, Result<(Option<Stored>, i64), Error>> {
+        Box::pin(self.get_value(key))
+    }
+
+    fn put(&self, key: String, value: Bytes) -> BoxFuture<'_, Result<i64, Error>> {
+        Box::pin(self.put_value(key, value))
+    }
+
+    fn delete(&self, key: String) -> BoxFuture<'_, Result<Option<i64>, Error>> {
+        Box::pin(self.delete_value(key))
+    }
+
+    fn compare_and_put(
+        &self,
+        key: String,
+        expected: i64,
+        value: Bytes,
+    ) -> BoxFuture<'_, Result<Result<i64, i64>, Error>> {
+        Box::pin(self.compare_and_put_value(key, expected, value))
+    }
+
+    fn watch_key(
+        &self,
+        key: String,
+        after: i64,
+    ) -> BoxFuture<'_, Result<BoxStream<'static, Result<KeyChange, Error>>, Error>> {
+        Box::pin(self.watch_value(key, after))
     }
 }
 
