@@ -33,6 +33,14 @@ cargo build --workspace --features etcd --benches --quiet
 # which changes prometheus's API: the runtime must build either way.
 cargo check --quiet -p rotor-runtime --features etcd,prometheus/protobuf
 cargo test --workspace --features etcd
+# A program that only calls a component links its contract, not its server:
+# the contract example's client has no tokenizer-server in its tree.
+client_tree=$(cargo tree -p tokenizer-client --prefix none -e normal,build)
+grep -q '^tokenizer-contract ' <<<"$client_tree" || { echo "tokenizer-client should depend on tokenizer-contract"; exit 1; }
+if grep -q '^tokenizer-server ' <<<"$client_tree"; then
+  echo "tokenizer-client depends on tokenizer-server: a caller must need the contract alone" >&2
+  exit 1
+fi
 scripts/check-dev-servers.sh
 # The examples of the first week run as a user would run them.
 cargo run --quiet --features etcd --example two_components

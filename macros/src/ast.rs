@@ -1,26 +1,43 @@
-//! A borrowed model of the annotated impl block. It classifies what it finds
-//! (receiver, context, request, return) without judging it: `valid.rs`
-//! decides what is allowed, with the original tokens at hand for spans.
+//! A borrowed model of the annotated impl block or contract trait. It
+//! classifies what it finds (receiver, context, request, return) without
+//! judging it: `valid.rs` decides what is allowed, with the original tokens
+//! at hand for spans.
 
 use syn::{
-    Attribute, FnArg, GenericArgument, ImplItem, ImplItemFn, ItemImpl, Pat, PathArguments, ReturnType, Type,
+    Attribute, FnArg, GenericArgument, ImplItem, ItemImpl, ItemTrait, Pat, PathArguments, ReturnType,
+    Signature, TraitItem, Type,
 };
 
 use crate::attr::{self, ComponentAttr, EndpointAttr};
 use crate::ctxt::Ctxt;
 
 pub struct Component<'a> {
-    pub item: &'a ItemImpl,
+    pub source: Source<'a>,
     pub attr: ComponentAttr,
-    /// The type's name when `Self` is a plain path; `None` otherwise (an error).
+    /// The type's name when `Self` is a plain path, or the trait's name;
+    /// `None` otherwise (an error).
     pub ident: Option<&'a syn::Ident>,
     pub endpoints: Vec<Endpoint<'a>>,
     /// `#[endpoint]` on something other than a method.
     pub stray_endpoint_attrs: Vec<&'a Attribute>,
+    /// Methods of a contract trait without `#[endpoint]`.
+    pub unmarked: Vec<&'a Signature>,
+    /// Items of a contract trait other than methods.
+    pub other_trait_items: Vec<&'a TraitItem>,
+}
+
+/// What `#[component]` was put on.
+#[derive(Clone, Copy)]
+pub enum Source<'a> {
+    /// An inherent impl block: the component is the type.
+    Impl(&'a ItemImpl),
+    /// A trait: a contract that any type may implement and serve.
+    Trait(&'a ItemTrait),
 }
 
 pub struct Endpoint<'a> {
-    pub method: &'a ImplItemFn,
+    pub sig: &'a Signature,
+    pub attrs: &'a [Attribute],
     pub attr: EndpointAttr,
     pub receiver: Receiver<'a>,
     pub args: Vec<Arg<'a>>,
@@ -66,6 +83,41 @@ pub enum Output<'a> {
 }
 
 impl<'a> Component<'a> {
+    pub fn is_contract(&self) -> bool {
+        matches!(self.source, Source::Trait(_))
+    }
+
+    pub fn from_trait(cx: &Ctxt, item: &'a ItemTrait, attr: ComponentAttr) -> Self {
+        let mut endpoints = Vec::new();
+        let mut stray_endpoint_attrs = Vec::new();
+        let mut unmarked = Vec::new();
+        let mut other_trait_items = Vec::new();
+        for trait_item in &item.items {
+            match trait_item {
+                TraitItem::Fn(method) => {
+                    let mut marks = method.attrs.iter().filter(|a| attr::is_endpoint(a));
+                    match marks.next() {
+                        Some(first) => {
+                            stray_endpoint_attrs.extend(marks);
+                            endpoints.push(Endpoint::from_sig(cx, &method.sig, &method.attrs, first));
+                        }
+                        None => unmarked.push(&method.sig),
+                    }
+                }
+                other => other_trait_items.push(other),
+            }
+        }
+        Component {
+            source: Source::Trait(item),
+            attr,
+            ident: Some(&item.ident),
+            endpoints,
+            stray_endpoint_attrs,
+            unmarked,
+            other_trait_items,
+        }
+    }
+
     pub fn from_impl(cx: &Ctxt, item: &'a ItemImpl, attr: ComponentAttr) -> Self {
         let ident = match &*item.self_ty {
             Type::Path(p) if p.qself.is_none() => p.path.segments.last().map(|s| &s.ident),
@@ -79,7 +131,7 @@ impl<'a> Component<'a> {
                     let mut marks = method.attrs.iter().filter(|a| attr::is_endpoint(a));
                     if let Some(first) = marks.next() {
                         stray_endpoint_attrs.extend(marks);
-                        endpoints.push(Endpoint::from_method(cx, method, first));
+                        endpoints.push(Endpoint::from_sig(cx, &method.sig, &method.attrs, first));
                     }
                 }
                 ImplItem::Const(c) => {
@@ -91,16 +143,24 @@ impl<'a> Component<'a> {
                 _ => {}
             }
         }
-        Component { item, attr, ident, endpoints, stray_endpoint_attrs }
+        Component {
+            source: Source::Impl(item),
+            attr,
+            ident,
+            endpoints,
+            stray_endpoint_attrs,
+            unmarked: Vec::new(),
+            other_trait_items: Vec::new(),
+        }
     }
 }
 
 impl<'a> Endpoint<'a> {
-    fn from_method(cx: &Ctxt, method: &'a ImplItemFn, mark: &Attribute) -> Self {
+    fn from_sig(cx: &Ctxt, sig: &'a Signature, attrs: &'a [Attribute], mark: &Attribute) -> Self {
         let attr = attr::parse_endpoint(cx, mark);
         let mut receiver = Receiver::Missing;
         let mut args = Vec::new();
-        for input in &method.sig.inputs {
+        for input in &sig.inputs {
             match input {
                 FnArg::Receiver(r) => {
                     let plain_ref =
@@ -110,11 +170,11 @@ impl<'a> Endpoint<'a> {
                 FnArg::Typed(t) => args.push(Arg { pat: &t.pat, ty: &t.ty, kind: arg_kind(&t.ty) }),
             }
         }
-        let output = match &method.sig.output {
+        let output = match &sig.output {
             ReturnType::Default => Output::Unit,
             ReturnType::Type(_, ty) => classify_output(ty),
         };
-        Endpoint { method, attr, receiver, args, output }
+        Endpoint { sig, attrs, attr, receiver, args, output }
     }
 
     pub fn request(&self) -> Option<&Arg<'a>> {
@@ -125,7 +185,7 @@ impl<'a> Endpoint<'a> {
     pub fn wire_name(&self) -> String {
         match &self.attr.name {
             Some(lit) => lit.value(),
-            None => self.method.sig.ident.to_string().trim_start_matches("r#").to_string(),
+            None => self.sig.ident.to_string().trim_start_matches("r#").to_string(),
         }
     }
 }

@@ -8,7 +8,7 @@ use rotor_names as names;
 use syn::spanned::Spanned;
 use syn::{Item, ItemImpl, LitStr, Type};
 
-use crate::ast::{ArgKind, Component, Endpoint, Output};
+use crate::ast::{ArgKind, Component, Endpoint, Output, Source};
 use crate::attr;
 use crate::ctxt::Ctxt;
 use crate::valid;
@@ -18,6 +18,10 @@ use crate::valid;
 /// component and checks that this is exactly what the client has.
 pub const CLIENT_METHODS: &[&str] =
     &["clone", "core", "direct", "fan_out", "fmt", "with_retries", "with_router", "with_timeout"];
+
+/// The associated items a contract's client has besides those of every
+/// client: an endpoint method may not take these names either.
+pub const CONTRACT_CLIENT_ITEMS: &[&str] = &["connect"];
 
 /// The items generated on the component's own type besides one
 /// [`subject_const`] per endpoint; checked by the same test.
@@ -36,10 +40,12 @@ pub fn component(args: TokenStream, input: TokenStream) -> TokenStream {
     };
     let mut item = match item {
         Item::Impl(i) => i,
+        Item::Trait(t) => return contract(args, t),
         other => {
             let err = syn::Error::new(
                 item_keyword_span(&other),
-                "`#[component]` goes on an inherent impl block, such as `impl Tokenizer { .. }`",
+                "`#[component]` goes on an inherent impl block, such as `impl Tokenizer { .. }`, \
+                 or on a trait that declares a contract, such as `trait Tokenizer { .. }`",
             );
             return with_errors(input, err);
         }
@@ -59,6 +65,69 @@ pub fn component(args: TokenStream, input: TokenStream) -> TokenStream {
         Ok(()) => quote!(#item #generated),
         Err(e) => with_errors(quote!(#item #generated), e),
     }
+}
+
+/// `#[component]` on a trait: the trait, with its endpoints' futures made
+/// `Send`, a `{Trait}Server<T>` that serves any `T` implementing it, and the
+/// typed client, `{Trait}Client`.
+fn contract(args: TokenStream, mut item: syn::ItemTrait) -> TokenStream {
+    let cx = Ctxt::default();
+    let args_span = attr::args_span(&args);
+    let component_attr = attr::parse_component(&cx, args);
+    let model = Component::from_trait(&cx, &item, component_attr);
+    valid::check(&cx, &model, args_span);
+    let errors = cx.check();
+    let generated = generate(&model, errors.is_err());
+    rewrite_contract(&mut item);
+    match errors {
+        Ok(()) => quote!(#item #generated),
+        Err(e) => with_errors(quote!(#item #generated), e),
+    }
+}
+
+/// The contract trait as it is emitted: `Send + Sync + 'static`, each
+/// `async fn` a `fn` returning a `Send` future (so that the server can run
+/// it on any thread; an implementation still writes `async fn`), and the
+/// `#[endpoint]` marks gone.
+fn rewrite_contract(item: &mut syn::ItemTrait) {
+    item.supertraits.push(syn::parse_quote!(::core::marker::Send));
+    item.supertraits.push(syn::parse_quote!(::core::marker::Sync));
+    item.supertraits.push(syn::parse_quote!('static));
+    for trait_item in &mut item.items {
+        let syn::TraitItem::Fn(method) = trait_item else { continue };
+        method.attrs.retain(|a| !attr::is_endpoint(a));
+        if method.sig.asyncness.take().is_none() {
+            continue;
+        }
+        let output = match &method.sig.output {
+            syn::ReturnType::Default => quote!(()),
+            syn::ReturnType::Type(_, ty) => {
+                let mut ty = (**ty).clone();
+                send_impls(&mut ty);
+                quote!(#ty)
+            }
+        };
+        method.sig.output = syn::parse_quote! {
+            -> impl ::core::future::Future<Output = #output> + ::core::marker::Send
+        };
+        if let Some(body) = method.default.take() {
+            method.default = Some(syn::parse_quote!({ async move #body }));
+        }
+    }
+}
+
+/// Adds `Send` to every `impl Trait` in `ty`: a stream the server sends
+/// from must be `Send` too.
+fn send_impls(ty: &mut Type) {
+    use syn::visit_mut::VisitMut;
+    struct AddSend;
+    impl VisitMut for AddSend {
+        fn visit_type_impl_trait_mut(&mut self, it: &mut syn::TypeImplTrait) {
+            syn::visit_mut::visit_type_impl_trait_mut(self, it);
+            it.bounds.push(syn::parse_quote!(::core::marker::Send));
+        }
+    }
+    AddSend.visit_type_mut(ty);
 }
 
 /// The user's item, followed by the errors: the item stays visible to the
@@ -108,9 +177,17 @@ fn paths(c: &Component) -> (TokenStream, TokenStream) {
 /// cannot be reached, since the crate does not build.
 fn generate(c: &Component, fallback: bool) -> TokenStream {
     let (krate, private) = paths(c);
-    let self_ty = &c.item.self_ty;
     let Some(ident) = c.ident else { return TokenStream::new() };
-    if fallback && !c.item.generics.params.is_empty() {
+    let contract = c.is_contract();
+    let impl_block = match c.source {
+        Source::Impl(item) => Some(item),
+        Source::Trait(_) => None,
+    };
+    let generic = match c.source {
+        Source::Impl(item) => !item.generics.params.is_empty(),
+        Source::Trait(item) => !item.generics.params.is_empty(),
+    };
+    if fallback && generic {
         return TokenStream::new();
     }
     let client = format_ident!("{}Client", ident);
@@ -130,16 +207,20 @@ fn generate(c: &Component, fallback: bool) -> TokenStream {
 
     // A fallback leaves out what would clash with the user's own items or
     // what cannot be typed: each already has its error.
-    let user_items: Vec<String> = c
-        .item
-        .items
+    let user_items: Vec<String> = impl_block
         .iter()
+        .flat_map(|item| &item.items)
         .filter_map(|item| match item {
             syn::ImplItem::Fn(f) => Some(f.sig.ident.to_string()),
             syn::ImplItem::Const(k) => Some(k.ident.to_string()),
             _ => None,
         })
         .collect();
+    let reserved = |method: &str| {
+        CLIENT_METHODS.contains(&method) || (contract && CONTRACT_CLIENT_ITEMS.contains(&method))
+    };
+    // A contract's server holds the implementation in its field.
+    let receiver = if contract { quote!(self.0) } else { quote!(self) };
     let free = |name: &str| !fallback || !user_items.iter().any(|u| u == name);
     let endpoints: Vec<EndpointGen> = c
         .endpoints
@@ -148,10 +229,10 @@ fn generate(c: &Component, fallback: bool) -> TokenStream {
         .filter(|(_, ep)| {
             !fallback
                 || (matches!(ep.output, Output::Result { .. } | Output::Stream { .. })
-                    && ep.method.sig.generics.params.is_empty()
-                    && !CLIENT_METHODS.contains(&ep.method.sig.ident.to_string().as_str()))
+                    && ep.sig.generics.params.is_empty()
+                    && !reserved(&ep.sig.ident.to_string()))
         })
-        .map(|(i, ep)| EndpointGen::new(i, ep, &service, &krate, &private, fallback))
+        .map(|(i, ep)| EndpointGen::new(i, ep, &service, (&krate, &private, &receiver), fallback))
         .collect();
     let descriptors = endpoints.iter().map(EndpointGen::descriptor);
     let subject_consts =
@@ -164,7 +245,7 @@ fn generate(c: &Component, fallback: bool) -> TokenStream {
         free(name).then(|| quote! { #[doc = #doc] pub const #ident: &'static str = #value; })
     };
 
-    let extra_stats = c.attr.stats.as_ref().and_then(|lit| {
+    let extra_stats = c.attr.stats.as_ref().filter(|_| !contract).and_then(|lit| {
         // Not an identifier: an error already says so.
         let mut method = syn::parse_str::<Ident>(&lit.value()).ok()?;
         method.set_span(lit.span());
@@ -179,7 +260,7 @@ fn generate(c: &Component, fallback: bool) -> TokenStream {
         let arms: Vec<TokenStream> = endpoints
             .iter()
             .filter_map(|ep| {
-                let lit = ep.ep.attr.stats.as_ref()?;
+                let lit = ep.ep.attr.stats.as_ref().filter(|_| !contract)?;
                 let mut method = syn::parse_str::<Ident>(&lit.value()).ok()?;
                 method.set_span(lit.span());
                 let (index, private) = (ep.index, respanned(&private, lit.span()));
@@ -202,74 +283,152 @@ fn generate(c: &Component, fallback: bool) -> TokenStream {
     let component_const = own_const("COMPONENT", &format!("Name of this component: `{name}`."), &name);
     let service_const =
         own_const("SERVICE", &format!("NATS micro service name of this component: `{service}`."), &service);
-    let client_fn = free("client").then(|| {
-        quote! {
-            /// A typed client of this component, routed through `rt`'s
-            /// discovery and transport.
-            pub async fn client(rt: &#krate::Runtime) -> ::core::result::Result<#client, #krate::Error> {
-                #private::client::<Self>(rt).await
-            }
-        }
-    });
-    let registration = (!fallback).then(|| {
-        quote! {
-            #private::inventory::submit! {
-                #private::Registered(<#self_ty as #krate::Endpoints>::DESCRIPTOR)
-            }
-        }
-    });
-    let client_doc = format!(
-        "Typed client of the `{namespace}/{name}` component ([`{ident}`]), made by \
-         [`{ident}::client`]. Cheap to clone; clones share the instance cache."
-    );
+    let client_doc = match contract {
+        false => format!(
+            "Typed client of the `{namespace}/{name}` component ([`{ident}`]), made by \
+             [`{ident}::client`]. Cheap to clone; clones share the instance cache."
+        ),
+        true => format!(
+            "Typed client of the `{namespace}/{name}` component, whose contract is [`{ident}`], made \
+             by [`{client}::connect`]. Cheap to clone; clones share the instance cache."
+        ),
+    };
     let fan_out_doc = format!(
         "Calls each unary endpoint of `{namespace}/{name}` on every instance listed when the call \
          starts, made by [`{client}::fan_out`]. Each method yields `(instance, outcome)` as each \
          instance answers."
     );
+    let descriptor = quote! {
+        #krate::ComponentDescriptor {
+            namespace: #namespace,
+            name: #name,
+            service: #service,
+            version: ::core::env!("CARGO_PKG_VERSION"),
+            type_name: #type_name,
+            labels: &[#(#labels),*],
+            is_static: #is_static,
+            endpoints: &[#(#descriptors),*],
+        }
+    };
+    let handle = quote! {
+        fn handle(
+            self: #private::Arc<Self>,
+            endpoint: usize,
+            request: #private::Request,
+        ) -> #private::BoxFuture<'static, #private::Outcome> {
+            match endpoint {
+                #(#arms)*
+                _ => #private::unknown_endpoint(&request),
+            }
+        }
+
+        fn client(core: #private::ClientCore) -> #client {
+            #client { core }
+        }
+    };
+
+    // Where the names live, how a client is made, and what is served.
+    let (served, names_on, constructor) = match impl_block {
+        Some(item) => {
+            let self_ty = &item.self_ty;
+            let client_fn = free("client").then(|| {
+                quote! {
+                    /// A typed client of this component, routed through `rt`'s
+                    /// discovery and transport.
+                    pub async fn client(rt: &#krate::Runtime) -> ::core::result::Result<#client, #krate::Error> {
+                        #private::client::<Self>(rt).await
+                    }
+                }
+            });
+            let registration = (!fallback).then(|| {
+                quote! {
+                    #private::inventory::submit! {
+                        #private::Registered(<#self_ty as #krate::Endpoints>::DESCRIPTOR)
+                    }
+                }
+            });
+            let served = quote! {
+                impl #krate::Endpoints for #self_ty {
+                    type Client = #client;
+                    const DESCRIPTOR: &'static #krate::ComponentDescriptor = &#descriptor;
+                    #handle
+                    #extra_stats
+                    #endpoint_stats
+                }
+
+                #registration
+            };
+            (served, quote!(#self_ty), client_fn)
+        }
+        None => {
+            let server = format_ident!("{}Server", ident);
+            let described = format_ident!("__ROTOR_CONTRACT_{}", ident.to_string().to_uppercase());
+            let server_doc = format!(
+                "Serves any type that implements the contract [`{ident}`] as the `{namespace}/{name}` \
+                 component: `rt.serve({server}(value))`."
+            );
+            let registration = (!fallback).then(|| {
+                quote! {
+                    #private::inventory::submit! { #private::Registered(&#described) }
+                }
+            });
+            let served = quote! {
+                #[doc(hidden)]
+                #[allow(non_upper_case_globals)]
+                static #described: #krate::ComponentDescriptor = #descriptor;
+
+                #[doc = #server_doc]
+                pub struct #server<T>(pub T);
+
+                impl<T: #ident> #krate::Endpoints for #server<T> {
+                    type Client = #client;
+                    const DESCRIPTOR: &'static #krate::ComponentDescriptor = &#described;
+                    #handle
+                }
+
+                #registration
+            };
+            let connect = quote! {
+                /// A typed client of this component, routed through `rt`'s
+                /// discovery and transport.
+                pub async fn connect(rt: &#krate::Runtime) -> ::core::result::Result<Self, #krate::Error> {
+                    ::core::result::Result::Ok(Self { core: #private::client_for(rt, &#described).await? })
+                }
+            };
+            (served, quote!(#client), Some(connect))
+        }
+    };
+    // On a contract, the names are the client's: the program that has the
+    // client may have nothing else of the component.
+    let (names_impl, client_names) = match contract {
+        false => (
+            quote! {
+                impl #names_on {
+                    #namespace_const
+                    #component_const
+                    #service_const
+                    #(#subject_consts)*
+                    #constructor
+                }
+            },
+            quote!(),
+        ),
+        true => (
+            quote!(),
+            quote! {
+                #namespace_const
+                #component_const
+                #service_const
+                #(#subject_consts)*
+                #constructor
+            },
+        ),
+    };
 
     quote! {
-        impl #self_ty {
-            #namespace_const
-            #component_const
-            #service_const
-            #(#subject_consts)*
-            #client_fn
-        }
+        #names_impl
 
-        impl #krate::Endpoints for #self_ty {
-            type Client = #client;
-            const DESCRIPTOR: &'static #krate::ComponentDescriptor = &#krate::ComponentDescriptor {
-                namespace: #namespace,
-                name: #name,
-                service: #service,
-                version: ::core::env!("CARGO_PKG_VERSION"),
-                type_name: #type_name,
-                labels: &[#(#labels),*],
-                is_static: #is_static,
-                endpoints: &[#(#descriptors),*],
-            };
-
-            fn handle(
-                self: #private::Arc<Self>,
-                endpoint: usize,
-                request: #private::Request,
-            ) -> #private::BoxFuture<'static, #private::Outcome> {
-                match endpoint {
-                    #(#arms)*
-                    _ => #private::unknown_endpoint(&request),
-                }
-            }
-
-            fn client(core: #private::ClientCore) -> #client {
-                #client { core }
-            }
-
-            #extra_stats
-            #endpoint_stats
-        }
-
-        #registration
+        #served
 
         #[doc = #client_doc]
         #[derive(Clone, Debug)]
@@ -278,6 +437,8 @@ fn generate(c: &Component, fallback: bool) -> TokenStream {
         }
 
         impl #client {
+            #client_names
+
             #(#client_methods)*
 
             /// The same client, sending every call to one instance.
@@ -329,6 +490,9 @@ fn generate(c: &Component, fallback: bool) -> TokenStream {
 struct EndpointGen<'a> {
     krate: &'a TokenStream,
     private: &'a TokenStream,
+    /// What the handler's method is called on: `self`, or a contract
+    /// server's `self.0`.
+    receiver: &'a TokenStream,
     /// Only signatures: the component has errors.
     fallback: bool,
     index: usize,
@@ -348,8 +512,7 @@ impl<'a> EndpointGen<'a> {
         index: usize,
         ep: &'a Endpoint<'a>,
         service: &str,
-        krate: &'a TokenStream,
-        private: &'a TokenStream,
+        (krate, private, receiver): (&'a TokenStream, &'a TokenStream, &'a TokenStream),
         fallback: bool,
     ) -> Self {
         let wire = ep.wire_name();
@@ -362,6 +525,7 @@ impl<'a> EndpointGen<'a> {
         EndpointGen {
             krate,
             private,
+            receiver,
             fallback,
             index,
             ep,
@@ -375,7 +539,7 @@ impl<'a> EndpointGen<'a> {
     }
 
     fn method(&self) -> &Ident {
-        &self.ep.method.sig.ident
+        &self.ep.sig.ident
     }
 
     fn request_ty(&self) -> TokenStream {
@@ -459,7 +623,8 @@ impl<'a> EndpointGen<'a> {
         });
         // Spanned on the method so that a handler future that is not `Send`
         // is reported on the user's method, not on the attribute.
-        let call = quote_spanned!(method.span()=> self.#method(#(#call_args),*).await);
+        let receiver = self.receiver;
+        let call = quote_spanned!(method.span()=> #receiver.#method(#(#call_args),*).await);
         let handler = match self.stream {
             None => quote_spanned! {method.span()=>
                 move |ctx: #krate::Context, req: #req_ty| async move {
@@ -531,7 +696,7 @@ impl<'a> EndpointGen<'a> {
         let method = self.method();
         let (ok, err) = (self.ok, self.err);
         let codecs = self.codecs();
-        let docs = self.ep.method.attrs.iter().filter(|a| a.path().is_ident("doc"));
+        let docs = self.ep.attrs.iter().filter(|a| a.path().is_ident("doc"));
         let (param, arg) = match self.request {
             Some(ty) if self.fallback => (quote!(, _: #ty), quote!()),
             Some(ty) => (quote!(, req: #ty), quote!(&req)),

@@ -44,6 +44,20 @@ use quote::quote;
 /// A method argument whose type is `Context` or `&Context` (by that name)
 /// receives the request's context; the other argument, if any, is the
 /// request.
+///
+/// On a trait, it declares a contract: every method is an `#[endpoint]`,
+/// and the macro generates `{Trait}Client` (made by
+/// `{Trait}Client::connect(&rt)`) and `{Trait}Server<T>`, which serves any
+/// `T: Trait` (`rt.serve(TokenizerServer(value))`). A program that only
+/// calls depends on the crate with the trait, not on the implementation.
+///
+/// ```text
+/// #[rotor::component(namespace = "llm")]
+/// pub trait Tokenizer {
+///     #[endpoint]
+///     async fn encode(&self, req: EncodeRequest) -> Result<EncodeResponse, TokenizeError>;
+/// }
+/// ```
 #[proc_macro_attribute]
 pub fn component(args: TokenStream, input: TokenStream) -> TokenStream {
     expand::component(args.into(), input.into()).into()

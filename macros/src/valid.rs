@@ -8,16 +8,22 @@ use quote::ToTokens;
 use rotor_names as names;
 use syn::{LitStr, Pat, Type};
 
-use crate::ast::{ArgKind, Component, Endpoint, Output, Receiver};
+use crate::ast::{ArgKind, Component, Endpoint, Output, Receiver, Source};
 use crate::ctxt::Ctxt;
-use crate::expand::{CLIENT_METHODS, TYPE_ITEMS, subject_const};
+use crate::expand::{CLIENT_METHODS, CONTRACT_CLIENT_ITEMS, TYPE_ITEMS, subject_const};
 
 pub fn check(cx: &Ctxt, c: &Component, args_span: Span) {
-    check_impl(cx, c);
+    match c.source {
+        Source::Impl(item) => {
+            check_impl(cx, c, item);
+            check_generated_names(cx, c, item);
+        }
+        Source::Trait(item) => check_trait(cx, c, item),
+    }
     check_component_attr(cx, c, args_span);
     let mut by_name: HashMap<String, &Endpoint> = HashMap::new();
     for ep in &c.endpoints {
-        check_endpoint(cx, ep);
+        check_endpoint(cx, ep, c.is_contract());
         let wire = ep.wire_name();
         if let Some(first) = by_name.get(&wire) {
             cx.error_spanned_by(
@@ -25,30 +31,76 @@ pub fn check(cx: &Ctxt, c: &Component, args_span: Span) {
                 format!(
                     "two endpoints have the wire name `{wire}` (the other is method `{}`); give one \
                      a different `#[endpoint(name = \"...\")]`",
-                    first.method.sig.ident
+                    first.sig.ident
                 ),
             );
         } else {
             by_name.insert(wire, ep);
         }
     }
-    check_generated_names(cx, c);
     for attr in &c.stray_endpoint_attrs {
         cx.error_spanned_by(attr, "`#[endpoint]` goes on an `async fn` method, once");
     }
-    if c.endpoints.is_empty() && c.ident.is_some() && c.item.trait_.is_none() {
+    if c.endpoints.is_empty() {
+        let message = "this component has no endpoints; mark at least one `async fn` with `#[endpoint]`";
+        match c.source {
+            Source::Impl(item) if c.ident.is_some() && item.trait_.is_none() => {
+                cx.error_spanned_by(&item.self_ty, message)
+            }
+            Source::Trait(item) if c.unmarked.is_empty() => cx.error_spanned_by(&item.ident, message),
+            _ => {}
+        }
+    }
+}
+
+/// A contract trait: endpoints only, no generics, and nothing that would
+/// need the implementing type (component statistics).
+fn check_trait(cx: &Ctxt, c: &Component, item: &syn::ItemTrait) {
+    for sig in &c.unmarked {
         cx.error_spanned_by(
-            &c.item.self_ty,
-            "this component has no endpoints; mark at least one `async fn` with `#[endpoint]`",
+            &sig.ident,
+            format!(
+                "every method of a contract trait is an endpoint: mark `{}` with `#[endpoint]`, or \
+                 move it to the implementing type's own impl block",
+                sig.ident
+            ),
         );
+    }
+    for other in &c.other_trait_items {
+        cx.error_spanned_by(
+            other,
+            "a contract trait holds `#[endpoint]` methods only: associated types and constants have no \
+             meaning on the wire",
+        );
+    }
+    if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {
+        cx.error_spanned_by(
+            &item.generics,
+            "a contract trait cannot be generic: a component has one identity on the wire",
+        );
+    }
+    if let Some(unsafety) = &item.unsafety {
+        cx.error_spanned_by(unsafety, "a contract trait cannot be `unsafe`");
+    }
+    if let Some(stats) = &c.attr.stats {
+        cx.error_spanned_by(
+            stats,
+            "`stats` names a method of the implementing type, which a contract does not know: serve \
+             the figures from an `#[endpoint]`, or use `stats` on an impl-block component",
+        );
+    }
+    for ep in &c.endpoints {
+        if let Some(stats) = &ep.attr.stats {
+            cx.error_spanned_by(stats, "`stats` is not available on a contract trait's endpoints");
+        }
     }
 }
 
 /// The items `#[component]` adds to the type may not be in the user's
 /// impl block already.
-fn check_generated_names(cx: &Ctxt, c: &Component) {
-    let subjects: Vec<String> = c.endpoints.iter().map(|ep| subject_const(&ep.method.sig.ident)).collect();
-    for item in &c.item.items {
+fn check_generated_names(cx: &Ctxt, c: &Component, impl_block: &syn::ItemImpl) {
+    let subjects: Vec<String> = c.endpoints.iter().map(|ep| subject_const(&ep.sig.ident)).collect();
+    for item in &impl_block.items {
         let ident = match item {
             syn::ImplItem::Fn(f) => &f.sig.ident,
             syn::ImplItem::Const(k) => &k.ident,
@@ -56,7 +108,7 @@ fn check_generated_names(cx: &Ctxt, c: &Component) {
         };
         let name = ident.to_string();
         if TYPE_ITEMS.contains(&name.as_str()) || subjects.contains(&name) {
-            let hint = if name == "client" && c.endpoints.iter().any(|ep| ep.method.sig.ident == "client") {
+            let hint = if name == "client" && c.endpoints.iter().any(|ep| ep.sig.ident == "client") {
                 "; rename the method and keep the wire name with `#[endpoint(name = \"client\")]`"
             } else {
                 "; rename it"
@@ -69,8 +121,7 @@ fn check_generated_names(cx: &Ctxt, c: &Component) {
     }
 }
 
-fn check_impl(cx: &Ctxt, c: &Component) {
-    let item = c.item;
+fn check_impl(cx: &Ctxt, c: &Component, item: &syn::ItemImpl) {
     if let Some((_, path, _)) = &item.trait_ {
         cx.error_spanned_by(
             path,
@@ -153,8 +204,8 @@ fn check_stats_method(cx: &Ctxt, stats: &syn::LitStr, joins: &str) {
     }
 }
 
-fn check_endpoint(cx: &Ctxt, ep: &Endpoint) {
-    let sig = &ep.method.sig;
+fn check_endpoint(cx: &Ctxt, ep: &Endpoint, contract: bool) {
+    let sig = &ep.sig;
     if let Some(stats) = &ep.attr.stats {
         check_stats_method(cx, stats, "this endpoint's figures in `$SRV.STATS`, in place of the component's");
     }
@@ -174,7 +225,9 @@ fn check_endpoint(cx: &Ctxt, ep: &Endpoint) {
         }
     }
     let method = sig.ident.to_string();
-    if CLIENT_METHODS.contains(&method.as_str()) {
+    if CLIENT_METHODS.contains(&method.as_str())
+        || (contract && CONTRACT_CLIENT_ITEMS.contains(&method.as_str()))
+    {
         cx.error_spanned_by(
             &sig.ident,
             format!(
@@ -277,6 +330,6 @@ fn is_simple_pattern(pat: &Pat) -> bool {
 fn name_token(ep: &Endpoint) -> proc_macro2::TokenStream {
     match &ep.attr.name {
         Some(lit) => lit.to_token_stream(),
-        None => ep.method.sig.ident.to_token_stream(),
+        None => ep.sig.ident.to_token_stream(),
     }
 }

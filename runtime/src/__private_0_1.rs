@@ -217,7 +217,15 @@ pub fn unknown_endpoint(request: &Request) -> BoxFuture<'static, Outcome> {
 
 /// The typed client of `S`.
 pub async fn client<S: Endpoints>(rt: &Runtime) -> Result<S::Client, Error> {
-    let desc = S::DESCRIPTOR;
+    Ok(S::client(client_for(rt, S::DESCRIPTOR).await?))
+}
+
+/// The untyped client of the component `desc` describes: a contract's
+/// client has no type that implements it.
+pub async fn client_for(
+    rt: &Runtime,
+    desc: &'static crate::ComponentDescriptor,
+) -> Result<ClientCore, Error> {
     let specs: Vec<RouteSpec> = desc
         .endpoints
         .iter()
@@ -229,7 +237,7 @@ pub async fn client<S: Endpoints>(rt: &Runtime) -> Result<S::Client, Error> {
             idempotent: ep.idempotent,
         })
         .collect();
-    Ok(S::client(ClientCore::new(rt.engines(), &specs).await?))
+    ClientCore::new(rt.engines(), &specs).await
 }
 
 /// A type that can be an endpoint's request.
