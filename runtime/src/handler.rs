@@ -31,10 +31,10 @@ use futures::future::BoxFuture;
 use crate::__private_0_1 as support;
 use crate::component::Request;
 use crate::exchange::sink::Outcome;
-use crate::names::{Component, validate_endpoint, validate_label};
 use crate::serve::{EndpointModel, Model};
 use crate::wire::{ErrorKind, Message};
-use crate::{Context, Error, ServeHandle};
+use crate::{Context, Error, Runtime, ServeHandle, Serving};
+use rotor_names::{validate_endpoint, validate_label};
 
 /// Runs one request of one endpoint.
 type Run = Arc<dyn Fn(Request) -> BoxFuture<'static, Outcome> + Send + Sync>;
@@ -171,7 +171,9 @@ fn type_name<T>() -> &'static str {
 #[derive(Debug)]
 #[must_use = "nothing is served until `serve` is called"]
 pub struct ServiceBuilder {
-    component: Component,
+    rt: Runtime,
+    namespace: String,
+    component: String,
     endpoints: Vec<(String, Handler)>,
     labels: Vec<(String, String)>,
     version: String,
@@ -193,10 +195,12 @@ impl Handlers {
 }
 
 impl ServiceBuilder {
-    pub(crate) fn new(component: Component) -> Self {
+    pub(crate) fn new(rt: Runtime, namespace: &str, component: &str, labels: Vec<(String, String)>) -> Self {
         ServiceBuilder {
-            labels: component.labels(),
-            component,
+            rt,
+            namespace: namespace.into(),
+            component: component.into(),
+            labels,
             endpoints: Vec::new(),
             version: "0.0.0".into(),
             is_static: false,
@@ -209,7 +213,7 @@ impl ServiceBuilder {
         validate_endpoint(name)?;
         if self.endpoints.iter().any(|(n, _)| n == name) {
             return Err(Error::DuplicateEndpoint {
-                component: format!("{}/{}", self.component.namespace().name(), self.component.name()),
+                component: format!("{}/{}", self.namespace, self.component),
                 endpoint: name.into(),
             });
         }
@@ -243,11 +247,11 @@ impl ServiceBuilder {
     /// the runtime's instance id, as [`Runtime::serve`](crate::Runtime::serve)
     /// serves a `#[component]`.
     pub async fn serve(self) -> Result<ServeHandle<Handlers>, Error> {
-        let ServiceBuilder { component, endpoints, labels, version, is_static } = self;
+        let ServiceBuilder { rt, namespace, component, endpoints, labels, version, is_static } = self;
         let model = Model {
-            namespace: component.namespace().name().into(),
-            name: component.name().into(),
-            service: component.service_name(),
+            service: rotor_names::service_name(&namespace, &component),
+            namespace,
+            name: component,
             version,
             labels,
             is_static,
@@ -269,6 +273,13 @@ impl ServiceBuilder {
         });
         let extra: crate::serve::ExtraStats = Arc::new(move |number| stats.get(number)?.as_ref()?());
         let handlers = Arc::new(Handlers { endpoints });
-        component.runtime().serve_model(handlers, model, handle, extra).await
+        rt.serve_model(handlers, model, handle, extra).await
+    }
+}
+
+impl Serving {
+    /// Serves one more component, from handlers given at run time.
+    pub async fn serve_handlers(self, service: ServiceBuilder) -> Result<Self, Error> {
+        Ok(self.with(service.serve().await?))
     }
 }

@@ -47,6 +47,14 @@ pub struct Endpoint {
     name: String,
 }
 
+impl Runtime {
+    /// A namespace handle, for names built at run time. Fails with the rule
+    /// when `name` breaks it.
+    pub fn namespace(&self, name: &str) -> Result<Namespace, Error> {
+        Namespace::new(self.clone(), name)
+    }
+}
+
 impl Namespace {
     pub(crate) fn new(rt: Runtime, name: &str) -> Result<Self, Error> {
         validate_namespace(name)?;
@@ -165,11 +173,7 @@ impl Component {
     /// Serves this component from handlers given at run time: add its
     /// endpoints, then [`serve`](ServiceBuilder::serve).
     pub fn service(&self) -> ServiceBuilder {
-        ServiceBuilder::new(self.clone())
-    }
-
-    pub(crate) fn runtime(&self) -> &Runtime {
-        &self.namespace.rt
+        ServiceBuilder::new(self.namespace.rt.clone(), &self.namespace.name, &self.name, self.labels())
     }
 
     /// Asks every instance of this component for its NATS micro statistics

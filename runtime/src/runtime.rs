@@ -14,7 +14,6 @@ use crate::engine::discovery::{Discovery, Lease, LeaseState, MemoryDiscovery};
 use crate::engine::transport::{InProcess, Nats, Transport};
 use crate::engines::Engines;
 pub use crate::engines::Mode;
-use crate::names::Namespace;
 use crate::serve::{self, Host, ServeHandle};
 use crate::{Endpoints, Error, Guard, InstanceId, registry};
 
@@ -267,12 +266,6 @@ impl Runtime {
         }
     }
 
-    /// A namespace handle, for names built at run time. Fails with the rule
-    /// when `name` breaks it.
-    pub fn namespace(&self, name: &str) -> Result<Namespace, Error> {
-        Namespace::new(self.clone(), name)
-    }
-
     pub(crate) fn engines(&self) -> &Arc<Engines> {
         &self.inner.engines
     }
@@ -319,10 +312,10 @@ impl Serving {
         Ok(self)
     }
 
-    /// Serves one more component, from handlers given at run time.
-    pub async fn serve_handlers(mut self, service: crate::handler::ServiceBuilder) -> Result<Self, Error> {
-        self.handles.push(Box::new(service.serve().await?));
-        Ok(self)
+    /// Adds a component served already, to be shut down with the others.
+    pub fn with<S: Send + Sync + 'static>(mut self, handle: ServeHandle<S>) -> Self {
+        self.handles.push(Box::new(handle));
+        self
     }
 
     /// How many components are served.

@@ -26,7 +26,8 @@ fn home_of_root_item(item: &str) -> Option<&'static str> {
         "config" | "discovery" | "metrics" | "transport" | "stats" | "Config" | "EndpointStats"
         | "ServiceSet" | "ServiceStats" => "engine",
         "codec" | "wire" | "ResponseStream" => "exchange",
-        "ClientCore" | "ClientStats" | "Router" => "client",
+        "ClientCore" | "ClientStats" | "Router" | "FanOut" | "Answers" => "client",
+        "Handler" => "handler",
         "Endpoints" => "component",
         "Context" => "context",
         "ComponentDescriptor" | "EndpointDescriptor" | "check_registry" | "components" => "registry",
