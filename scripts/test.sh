@@ -33,6 +33,8 @@ cargo build --workspace --features etcd --benches --quiet
 # which changes prometheus's API: the runtime must build either way.
 cargo check --quiet -p rotor-runtime --features etcd,prometheus/protobuf
 cargo test --workspace --features etcd
+# Published JSON Schemas are an opt-in feature, tested on their own.
+cargo test --features etcd,schemas --test describe
 # A program that only calls a component links its contract, not its server:
 # the contract example's client has no tokenizer-server in its tree.
 client_tree=$(cargo tree -p tokenizer-client --prefix none -e normal,build)

@@ -16,8 +16,17 @@ use crate::valid;
 /// The methods of every generated client besides one per endpoint: its own
 /// and those of the traits it derives (`Clone`, `Debug`). A test expands a
 /// component and checks that this is exactly what the client has.
-pub const CLIENT_METHODS: &[&str] =
-    &["clone", "core", "direct", "fan_out", "fmt", "with_retries", "with_router", "with_timeout"];
+pub const CLIENT_METHODS: &[&str] = &[
+    "__schemas",
+    "clone",
+    "core",
+    "direct",
+    "fan_out",
+    "fmt",
+    "with_retries",
+    "with_router",
+    "with_timeout",
+];
 
 /// The associated items a contract's client has besides those of every
 /// client: an endpoint method may not take these names either.
@@ -325,6 +334,19 @@ fn generate(c: &Component, fallback: bool) -> TokenStream {
         fn client(core: #private::ClientCore) -> #client {
             #client { core }
         }
+
+        fn schemas() -> ::std::vec::Vec<#krate::describe::EndpointSchemas> {
+            #client::__schemas()
+        }
+    };
+    let schema_rows = endpoints.iter().filter(|_| !fallback).map(EndpointGen::schemas);
+    let schemas_fn = quote! {
+        #[doc(hidden)]
+        pub fn __schemas() -> ::std::vec::Vec<#krate::describe::EndpointSchemas> {
+            #[allow(unused_imports)]
+            use #private::{HasSchema as _, NoSchema as _};
+            ::std::vec![#(#schema_rows),*]
+        }
     };
 
     // Where the names live, how a client is made, and what is served.
@@ -392,7 +414,8 @@ fn generate(c: &Component, fallback: bool) -> TokenStream {
                 /// A typed client of this component, routed through `rt`'s
                 /// discovery and transport.
                 pub async fn connect(rt: &#krate::Runtime) -> ::core::result::Result<Self, #krate::Error> {
-                    ::core::result::Result::Ok(Self { core: #private::client_for(rt, &#described).await? })
+                    let core = #private::client_for(rt, &#described, Self::__schemas).await?;
+                    ::core::result::Result::Ok(Self { core })
                 }
             };
             (served, quote!(#client), Some(connect))
@@ -440,6 +463,8 @@ fn generate(c: &Component, fallback: bool) -> TokenStream {
             #client_names
 
             #(#client_methods)*
+
+            #schemas_fn
 
             /// The same client, sending every call to one instance.
             pub fn direct(&self, instance: #krate::InstanceId) -> Self {
@@ -655,6 +680,21 @@ impl<'a> EndpointGen<'a> {
         };
         quote! {
             #index => #private::#helper(request, #codecs, #handler),
+        }
+    }
+
+    /// The JSON Schemas of the request, response and error types, each
+    /// `None` when the type does not implement `JsonSchema`.
+    fn schemas(&self) -> TokenStream {
+        let private = self.private;
+        let req = self.request_ty();
+        let (ok, err) = (self.ok, self.err);
+        quote! {
+            [
+                (&#private::SchemaOf::<#req>::new()).schema(),
+                (&#private::SchemaOf::<#ok>::new()).schema(),
+                (&#private::SchemaOf::<#err>::new()).schema(),
+            ]
         }
     }
 

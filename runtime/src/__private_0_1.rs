@@ -16,6 +16,8 @@ pub use std::sync::Arc;
 pub use bytes::Bytes;
 pub use futures::future::BoxFuture;
 pub use inventory;
+#[cfg(feature = "schemas")]
+pub use schemars;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 pub use serde_json;
@@ -203,6 +205,50 @@ pub async fn call_stream<Req, T, E>(
     core.stream_with(endpoint, (req.encode)(request), item.decode, err.codec.decode).await
 }
 
+/// Finds a type's JSON Schema when it has one (with the `schemas` feature): `(&SchemaOf::<T>::new()).schema()`
+/// picks [`HasSchema`] for a `T: JsonSchema` and [`NoSchema`] otherwise
+/// (method resolution tries the impl on `SchemaOf<T>` before the one on
+/// `&SchemaOf<T>`), so a type without a schema still compiles.
+pub struct SchemaOf<T>(std::marker::PhantomData<T>);
+
+impl<T> SchemaOf<T> {
+    /// The probe.
+    pub fn new() -> Self {
+        SchemaOf(std::marker::PhantomData)
+    }
+}
+
+impl<T> Default for SchemaOf<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The schema of a type that has one.
+pub trait HasSchema {
+    /// `Some(schema)`.
+    fn schema(&self) -> Option<serde_json::Value>;
+}
+
+#[cfg(feature = "schemas")]
+impl<T: schemars::JsonSchema> HasSchema for SchemaOf<T> {
+    fn schema(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(schemars::schema_for!(T)).ok()
+    }
+}
+
+/// No schema, for a type without one.
+pub trait NoSchema {
+    /// `None`.
+    fn schema(&self) -> Option<serde_json::Value>;
+}
+
+impl<T> NoSchema for &SchemaOf<T> {
+    fn schema(&self) -> Option<serde_json::Value> {
+        None
+    }
+}
+
 /// A component's own statistics, for `$SRV.STATS`.
 pub fn stats_value<T: Serialize>(value: &T) -> Option<serde_json::Value> {
     serde_json::to_value(value).ok()
@@ -217,14 +263,15 @@ pub fn unknown_endpoint(request: &Request) -> BoxFuture<'static, Outcome> {
 
 /// The typed client of `S`.
 pub async fn client<S: Endpoints>(rt: &Runtime) -> Result<S::Client, Error> {
-    Ok(S::client(client_for(rt, S::DESCRIPTOR).await?))
+    Ok(S::client(client_for(rt, S::DESCRIPTOR, S::schemas).await?))
 }
 
-/// The untyped client of the component `desc` describes: a contract's
-/// client has no type that implements it.
+/// The untyped client of the component `desc` describes, whose types have
+/// `schemas`: a contract's client has no type that implements it.
 pub async fn client_for(
     rt: &Runtime,
     desc: &'static crate::ComponentDescriptor,
+    schemas: fn() -> Vec<crate::describe::EndpointSchemas>,
 ) -> Result<ClientCore, Error> {
     let specs: Vec<RouteSpec> = desc
         .endpoints
@@ -237,7 +284,8 @@ pub async fn client_for(
             idempotent: ep.idempotent,
         })
         .collect();
-    ClientCore::new(rt.engines(), &specs).await
+    let expected = crate::describe::Description::of(desc, &schemas(), None);
+    Ok(ClientCore::new(rt.engines(), &specs).await?.expecting(expected))
 }
 
 /// A type that can be an endpoint's request.

@@ -45,6 +45,13 @@ pub trait Endpoints: Send + Sync + Sized + 'static {
         None
     }
 
+    /// The JSON Schemas of each endpoint's types, where they implement
+    /// `schemars::JsonSchema`.
+    #[doc(hidden)]
+    fn schemas() -> Vec<crate::describe::EndpointSchemas> {
+        Vec::new()
+    }
+
     /// Wraps an untyped client into the typed one.
     #[doc(hidden)]
     fn client(core: crate::ClientCore) -> Self::Client;

@@ -49,6 +49,20 @@ pub enum Error {
         instance: InstanceId,
     },
 
+    /// The instances serve another version of the contract than the one
+    /// this client was built for.
+    #[error(
+        "{component} is served with another contract than this client's: {}; build both from one \
+         version of the types, or make the change compatible",
+        differences.join("; ")
+    )]
+    ContractMismatch {
+        /// `namespace/component`.
+        component: String,
+        /// Each difference, naming the instance and the endpoint.
+        differences: Vec<String>,
+    },
+
     /// A component served from handlers was given the same endpoint twice.
     #[error("{component} already has an endpoint `{endpoint}`: give each endpoint its own name")]
     DuplicateEndpoint {

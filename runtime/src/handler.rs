@@ -48,6 +48,9 @@ type Stats = Arc<dyn Fn() -> Option<serde_json::Value> + Send + Sync>;
 pub struct Handler {
     run: Run,
     stats: Option<Stats>,
+    /// JSON Schemas of the request, response and error types, if given.
+    schemas: crate::describe::EndpointSchemas,
+    error: &'static str,
     streaming: bool,
     request: &'static str,
     response: &'static str,
@@ -83,13 +86,8 @@ impl Handler {
             let codecs = (support::request_codec(), support::response_codec(), support::error_codec());
             support::unary(request, codecs, move |ctx, req| handler(ctx, req))
         });
-        Handler {
-            run,
-            stats: None,
-            streaming: false,
-            request: type_name::<Req>(),
-            response: type_name::<Resp>(),
-        }
+        let (request, response, error) = (type_name::<Req>(), type_name::<Resp>(), type_name::<E>());
+        Handler { run, stats: None, schemas: Default::default(), streaming: false, request, response, error }
     }
 
     /// A typed streaming handler: it answers with a stream of items (or an
@@ -116,7 +114,8 @@ impl Handler {
                 }
             })
         });
-        Handler { run, stats: None, streaming: true, request: type_name::<Req>(), response: type_name::<T>() }
+        let (request, response, error) = (type_name::<Req>(), type_name::<T>(), type_name::<E>());
+        Handler { run, stats: None, schemas: Default::default(), streaming: true, request, response, error }
     }
 
     /// A raw handler: bytes in, bytes out, for gateways and bindings that
@@ -145,7 +144,28 @@ impl Handler {
                 Outcome::Reply(reply)
             })
         });
-        Handler { run, stats: None, streaming: false, request: "bytes", response: "bytes" }
+        Handler {
+            run,
+            stats: None,
+            schemas: Default::default(),
+            streaming: false,
+            request: "bytes",
+            response: "bytes",
+            error: "bytes",
+        }
+    }
+
+    /// The same handler, publishing these JSON Schemas of its request,
+    /// response and error types in the component's description (for
+    /// example `serde_json::to_value(schemars::schema_for!(Req))`).
+    pub fn with_schemas(
+        mut self,
+        request: Option<serde_json::Value>,
+        response: Option<serde_json::Value>,
+        error: Option<serde_json::Value>,
+    ) -> Handler {
+        self.schemas = [request, response, error];
+        self
     }
 
     /// The same handler, with figures of its own for the `data` of this
@@ -178,6 +198,7 @@ pub struct ServiceBuilder {
     labels: Vec<(String, String)>,
     version: String,
     is_static: bool,
+    capabilities: Option<serde_json::Value>,
 }
 
 /// The endpoints a [`ServiceBuilder`] served: what its
@@ -204,6 +225,7 @@ impl ServiceBuilder {
             endpoints: Vec::new(),
             version: "0.0.0".into(),
             is_static: false,
+            capabilities: None,
         }
     }
 
@@ -236,6 +258,15 @@ impl ServiceBuilder {
         self
     }
 
+    /// What the component says it can do or was configured with, published
+    /// in its description (`$SRV.INFO`) for callers to read.
+    pub fn capabilities<T: serde::Serialize>(mut self, capabilities: &T) -> Result<Self, Error> {
+        let value = serde_json::to_value(capabilities)
+            .map_err(|e| Error::Config(format!("the capabilities do not encode as JSON: {e}")))?;
+        self.capabilities = Some(value);
+        Ok(self)
+    }
+
     /// A static component: no discovery registration, reached through the
     /// queue group alone, as `#[component(static)]`.
     pub fn unregistered(mut self) -> Self {
@@ -247,8 +278,33 @@ impl ServiceBuilder {
     /// the runtime's instance id, as [`Runtime::serve`](crate::Runtime::serve)
     /// serves a `#[component]`.
     pub async fn serve(self) -> Result<ServeHandle<Handlers>, Error> {
-        let ServiceBuilder { rt, namespace, component, endpoints, labels, version, is_static } = self;
+        let ServiceBuilder { rt, namespace, component, endpoints, labels, version, is_static, capabilities } =
+            self;
+        let typed = |name: &str, schema: &Option<serde_json::Value>| crate::describe::TypeDescription {
+            name: name.into(),
+            schema: schema.clone(),
+        };
+        let description = crate::describe::Description {
+            namespace: namespace.clone(),
+            component: component.clone(),
+            version: version.clone(),
+            codec: "json".into(),
+            labels: labels.iter().cloned().collect(),
+            endpoints: endpoints
+                .iter()
+                .map(|(name, h)| crate::describe::EndpointDescription {
+                    name: name.clone(),
+                    kind: if h.streaming { "stream" } else { "unary" }.into(),
+                    idempotent: true,
+                    request: typed(h.request, &h.schemas[0]),
+                    response: typed(h.response, &h.schemas[1]),
+                    error: typed(h.error, &h.schemas[2]),
+                })
+                .collect(),
+            capabilities,
+        };
         let model = Model {
+            description,
             service: rotor_names::service_name(&namespace, &component),
             namespace,
             name: component,

@@ -31,6 +31,7 @@ mod client;
 mod component;
 mod connections;
 mod context;
+pub mod describe;
 mod engines;
 pub mod handler;
 pub mod names;
@@ -50,6 +51,10 @@ pub mod __fuzz;
 
 pub use engine::{config, discovery, metrics, transport};
 pub use exchange::{codec, wire};
+/// The JSON Schema derive Rotor reads endpoint types with: `#[derive(rotor::schemars::JsonSchema)]`
+/// and `#[schemars(crate = "rotor::schemars")]`, or schemars as a dependency of your own.
+#[cfg(feature = "schemas")]
+pub use schemars;
 
 /// NATS micro service statistics, as `$SRV.STATS` returns them, typed.
 pub mod stats {

@@ -212,7 +212,8 @@ impl Runtime {
     /// Like [`serve`](Runtime::serve), for a component shared with other code.
     pub async fn serve_arc<S: Endpoints>(&self, service: Arc<S>) -> Result<ServeHandle<S>, Error> {
         let (handle, extra_stats) = serve::generated(&service);
-        self.serve_model(service, S::DESCRIPTOR.into(), handle, extra_stats).await
+        let model = serve::Model::of(S::DESCRIPTOR, &S::schemas());
+        self.serve_model(service, model, handle, extra_stats).await
     }
 
     /// Serves what `model` describes: the one way in for generated code and

@@ -2,6 +2,7 @@
 //! under every typed client method.
 
 mod attempt;
+mod describe;
 mod fan_out;
 mod health;
 mod route;
@@ -51,6 +52,8 @@ pub enum Router {
 #[derive(Clone)]
 pub struct ClientCore {
     shared: Arc<Shared>,
+    /// What the client was built for, when a component's types made it.
+    expected: Option<Arc<crate::describe::Description>>,
     target: Option<InstanceId>,
     router: Router,
     timeout: Option<Duration>,
@@ -137,6 +140,7 @@ impl ClientCore {
         }
         Ok(ClientCore {
             shared: Arc::new(Shared { engines: engines.clone(), routes: routes.into(), health }),
+            expected: None,
             target: None,
             router: Router::default(),
             timeout: None,

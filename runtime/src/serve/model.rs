@@ -22,6 +22,8 @@ pub(crate) struct Model {
     /// No discovery registration: reached through the queue group alone.
     pub is_static: bool,
     pub endpoints: Vec<EndpointModel>,
+    /// What `$SRV.INFO` publishes of it (`rotor.descriptor`).
+    pub description: crate::describe::Description,
 }
 
 /// An endpoint to serve.
@@ -41,9 +43,11 @@ pub(crate) type Handle = Arc<dyn Fn(usize, Request) -> BoxFuture<'static, Outcom
 /// `$SRV.STATS`.
 pub(crate) type ExtraStats = Arc<dyn Fn(usize) -> Option<serde_json::Value> + Send + Sync>;
 
-impl From<&ComponentDescriptor> for Model {
-    fn from(desc: &ComponentDescriptor) -> Self {
+impl Model {
+    /// The model of a macro-made component whose types have `schemas`.
+    pub(crate) fn of(desc: &ComponentDescriptor, schemas: &[crate::describe::EndpointSchemas]) -> Self {
         Model {
+            description: crate::describe::Description::of(desc, schemas, None),
             namespace: desc.namespace.into(),
             name: desc.name.into(),
             service: desc.service.into(),

@@ -232,6 +232,20 @@ impl Transport for InProcess {
         Box::pin(future::ready(Ok(())))
     }
 
+    fn info_stream(
+        &self,
+        service: String,
+        _timeout: Duration,
+    ) -> BoxFuture<'_, Result<BoxStream<'static, bytes::Bytes>, Error>> {
+        let services = self.inner.services.lock().unwrap_or_else(|p| p.into_inner());
+        let infos: Vec<bytes::Bytes> = services
+            .iter()
+            .filter(|micro| micro.name == service)
+            .filter_map(|micro| micro.answer(crate::engine::micro::Verb::Info).ok())
+            .collect();
+        Box::pin(future::ready(Ok(futures::stream::iter(infos).boxed())))
+    }
+
     fn stats_stream(
         &self,
         service: String,

@@ -112,6 +112,14 @@ pub trait Transport: Send + Sync + 'static {
         timeout: Duration,
     ) -> BoxFuture<'_, Result<BoxStream<'static, ServiceStats>, Error>>;
 
+    /// Asks every instance of `service` for its `$SRV.INFO` and yields each
+    /// answer, undecoded, as it arrives, until `timeout` has passed.
+    fn info_stream(
+        &self,
+        service: String,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<BoxStream<'static, bytes::Bytes>, Error>>;
+
     /// Asks every instance of `service` for its statistics and collects the
     /// replies that arrive within `timeout`, sorted by service id.
     fn scrape_stats(

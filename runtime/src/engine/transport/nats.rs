@@ -244,6 +244,25 @@ fn listen(
     });
 }
 
+impl Nats {
+    /// Every reply to one request on `subject` that arrives within
+    /// `timeout`: a micro verb asked of every instance at once.
+    async fn gather(
+        &self,
+        subject: String,
+        timeout: Duration,
+    ) -> Result<BoxStream<'static, async_nats::Message>, Error> {
+        let disconnected = |e: String| Error::Transport(TransportError::Disconnected(e));
+        let inbox = self.client.new_inbox();
+        let replies = self.client.subscribe(inbox.clone()).await.map_err(|e| disconnected(e.to_string()))?;
+        self.client
+            .publish_with_reply(subject, inbox, "".into())
+            .await
+            .map_err(|e| disconnected(e.to_string()))?;
+        Ok(replies.take_until(tokio::time::sleep(timeout)).boxed())
+    }
+}
+
 impl Transport for Nats {
     fn bind(&self, spec: ServiceSpec, dispatch: Dispatch) -> BoxFuture<'_, Result<Guard, Error>> {
         Box::pin(async move {
@@ -360,21 +379,25 @@ impl Transport for Nats {
         })
     }
 
+    fn info_stream(
+        &self,
+        service: String,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<BoxStream<'static, bytes::Bytes>, Error>> {
+        Box::pin(async move {
+            let replies = self.gather(format!("$SRV.INFO.{service}"), timeout).await?;
+            Ok(replies.map(|m| m.payload).boxed())
+        })
+    }
+
     fn stats_stream(
         &self,
         service: String,
         timeout: Duration,
     ) -> BoxFuture<'_, Result<BoxStream<'static, ServiceStats>, Error>> {
         Box::pin(async move {
-            let disconnected = |e: String| Error::Transport(TransportError::Disconnected(e));
-            let inbox = self.client.new_inbox();
-            let replies =
-                self.client.subscribe(inbox.clone()).await.map_err(|e| disconnected(e.to_string()))?;
-            self.client
-                .publish_with_reply(format!("$SRV.STATS.{service}"), inbox, "".into())
-                .await
-                .map_err(|e| disconnected(e.to_string()))?;
-            let stats = replies.take_until(tokio::time::sleep(timeout)).filter_map(|m| {
+            let replies = self.gather(format!("$SRV.STATS.{service}"), timeout).await?;
+            let stats = replies.filter_map(|m| {
                 let stats = serde_json::from_slice::<ServiceStats>(&m.payload).inspect_err(
                     |e| tracing::warn!(error = %e, "ignoring a $SRV.STATS reply that does not decode"),
                 );
