@@ -112,6 +112,13 @@ async fn a_component_publishes_its_endpoints_schemas_and_a_matching_client_verif
     assert!(ep.request.schema.is_none(), "Plain has no JsonSchema");
     assert!(ep.response.schema.is_some() && ep.error.schema.is_some(), "u32 and Refused have schemas");
     assert_eq!(described[0].1.version, env!("CARGO_PKG_VERSION"));
+
+    // The description is for INFO; every PING stays small.
+    let nats = async_nats::connect(servers.nats.url()).await.unwrap();
+    let ping = nats.request("$SRV.PING.test_describe_counter", Default::default()).await.unwrap();
+    let ping: serde_json::Value = serde_json::from_slice(&ping.payload).unwrap();
+    assert_eq!(ping["metadata"]["rotor.component"], "counter");
+    assert!(ping["metadata"].get("rotor.descriptor").is_none(), "{ping}");
 }
 
 mod support;

@@ -184,13 +184,14 @@ pub(crate) async fn serve<S: Send + Sync + 'static>(
                 response_type: ep.response.clone(),
             })
             .collect(),
-        metadata: std::collections::HashMap::from([
-            ("rotor.wire".to_string(), crate::exchange::wire::WIRE_VERSION.to_string()),
-            (
-                crate::describe::METADATA_KEY.to_string(),
-                serde_json::to_string(&desc.description).expect("a description encodes"),
-            ),
-        ]),
+        metadata: std::collections::HashMap::from([(
+            "rotor.wire".to_string(),
+            crate::exchange::wire::WIRE_VERSION.to_string(),
+        )]),
+        info_metadata: std::collections::HashMap::from([(
+            crate::describe::METADATA_KEY.to_string(),
+            serde_json::to_string(&desc.description).expect("a description encodes"),
+        )]),
         stats,
     };
     let work = Work::default();

@@ -50,6 +50,9 @@ pub struct ServiceSpec {
     pub endpoints: Vec<EndpointSpec>,
     /// More service metadata, beside the namespace, component and instance.
     pub metadata: HashMap<String, String>,
+    /// Metadata for `$SRV.INFO` alone, not `$SRV.PING`: the component's
+    /// description, which may carry schemas, would make every ping large.
+    pub info_metadata: HashMap<String, String>,
     /// The `data` of an endpoint's `$SRV.STATS` entry, by endpoint number.
     pub stats: StatsData,
 }
@@ -132,6 +135,8 @@ pub(crate) struct MicroService {
     version: String,
     description: String,
     metadata: HashMap<String, String>,
+    /// `metadata` and what `$SRV.INFO` adds to it.
+    info_metadata: HashMap<String, String>,
     /// RFC 3339, as the protocol has it.
     started: String,
     pub endpoints: Vec<MicroEndpoint>,
@@ -159,19 +164,23 @@ impl MicroService {
             }
         }
         let started = rfc3339(std::time::SystemTime::now());
+        let metadata: HashMap<String, String> = HashMap::from([
+            ("rotor.namespace".to_string(), spec.namespace.clone()),
+            ("rotor.component".to_string(), spec.component.clone()),
+            ("rotor.instance".to_string(), spec.instance.to_string()),
+        ])
+        .into_iter()
+        .chain(spec.metadata.iter().map(|(k, v)| (k.clone(), v.clone())))
+        .collect();
+        let info_metadata =
+            metadata.iter().chain(&spec.info_metadata).map(|(k, v)| (k.clone(), v.clone())).collect();
         MicroService {
             name: spec.name.clone(),
             id: new_id(),
             version: spec.version.clone(),
             description: format!("Rotor component {}/{}", spec.namespace, spec.component),
-            metadata: HashMap::from([
-                ("rotor.namespace".to_string(), spec.namespace.clone()),
-                ("rotor.component".to_string(), spec.component.clone()),
-                ("rotor.instance".to_string(), spec.instance.to_string()),
-            ])
-            .into_iter()
-            .chain(spec.metadata.iter().map(|(k, v)| (k.clone(), v.clone())))
-            .collect(),
+            metadata,
+            info_metadata,
             started,
             endpoints,
             data: spec.stats.clone(),
@@ -212,7 +221,7 @@ impl MicroService {
                 id: self.id.clone(),
                 description: self.description.clone(),
                 version: self.version.clone(),
-                metadata: self.metadata.clone(),
+                metadata: self.info_metadata.clone(),
                 endpoints: self
                     .endpoints
                     .iter()
