@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use rotor::Handler;
+use rotor::discovery::etcd_client::GetOptions;
 use rotor::prelude::*;
 use rotor::schemars::{self, JsonSchema};
 use serde::{Deserialize, Serialize};
@@ -52,8 +53,12 @@ pub struct Plain(u32);
 
 pub struct Counter;
 
-#[rotor::component(namespace = "test.describe")]
+#[rotor::component(namespace = "test.describe", capabilities = "capabilities")]
 impl Counter {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { models: vec!["counting"] }
+    }
+
     #[endpoint(idempotent = false)]
     async fn add(&self, n: Plain) -> Result<u32, Refused> {
         Ok(n.0)
@@ -67,6 +72,7 @@ struct Capabilities {
 
 #[tokio::test]
 async fn a_client_built_for_another_request_type_is_told_which_endpoint_differs_and_how() {
+    let log = log::Log::capture();
     let rt = Runtime::embedded().await.unwrap();
     let say = Handler::unary(|_ctx: Context, req: v1::Say| async move { Ok::<_, Refused>(req.text) })
         .with_schemas(
@@ -95,6 +101,18 @@ async fn a_client_built_for_another_request_type_is_told_which_endpoint_differs_
     assert!(matches!(err, Error::ContractMismatch { .. }), "{err:?}");
     assert!(text.contains("endpoint `say`") && text.contains("the request type differs"), "{text}");
     assert!(text.contains("loud"), "the difference shows the field: {text}");
+
+    // Also read from discovery, where the client found it without asking.
+    let published = client.core().published().await.unwrap();
+    assert_eq!(published, [(rt.instance_id(), description.clone())]);
+    // And warned of unasked, as soon as it found the instance.
+    const UNASKED: &str = "an instance serves a contract that differs";
+    let warned = |log: &log::Log| log.warnings(UNASKED).len();
+    let mut lines = log.lines();
+    tokio::time::timeout(WAIT, lines.wait_for(|_| warned(&log) > 0)).await.unwrap().unwrap();
+    let warning = log.warnings(UNASKED).remove(0);
+    assert!(warning.contains("endpoint `say`") && warning.contains("loud"), "{warning}");
+    assert!(warning.contains(&rt.instance_id().to_string()), "it names the instance: {warning}");
 }
 
 #[tokio::test]
@@ -121,4 +139,44 @@ async fn a_component_publishes_its_endpoints_schemas_and_a_matching_client_verif
     assert!(ping["metadata"].get("rotor.descriptor").is_none(), "{ping}");
 }
 
+#[tokio::test]
+async fn the_descriptor_is_kept_in_etcd_under_the_lease_written_again_under_a_new_one_and_gone_at_shutdown() {
+    let mut servers = support::Servers::start();
+    let rt = servers.runtime().await;
+    let server = rt.serve(Counter).await.unwrap();
+    let old = server.instance_id();
+    let mut etcd = servers.etcd.client().await;
+    let read = |id: InstanceId| format!("components/test.describe/counter/descriptor/{id:x}");
+    let stored = etcd.get(read(old), None).await.unwrap();
+    let kv = stored.kvs().first().expect("the descriptor is in etcd");
+    assert_eq!(kv.lease(), old.get(), "under the instance's lease");
+    let description: rotor::describe::Description = serde_json::from_slice(kv.value()).unwrap();
+    assert_eq!(description.capabilities, Some(serde_json::json!({"models": ["counting"]})));
+    assert_eq!((description.endpoints[0].name.as_str(), description.endpoints[0].idempotent), ("add", false));
+
+    let client = Counter::client(&rt).await.unwrap();
+    tokio::time::timeout(WAIT, client.core().wait_for_instances()).await.unwrap().unwrap();
+    assert_eq!(client.core().published().await.unwrap(), [(old, description.clone())]);
+
+    // etcd loses everything: the new lease carries the descriptor again.
+    let mut lease = rt.lease_changes();
+    servers.etcd.restart_wiped();
+    let new =
+        tokio::time::timeout(WAIT, lease.wait_for(|s| s.live && s.id != old)).await.unwrap().unwrap().id;
+    let mut etcd = servers.etcd.client().await;
+    let stored = etcd.get(read(new), None).await.unwrap();
+    let kv = stored.kvs().first().expect("written again under the new lease");
+    assert_eq!(kv.lease(), new.get());
+    assert_eq!(serde_json::from_slice::<rotor::describe::Description>(kv.value()).unwrap(), description);
+
+    assert!(server.shutdown().await.drained);
+    rt.shutdown().await.unwrap();
+    let left =
+        etcd.get("components/test.describe/counter/descriptor/", Some(GetOptions::new().with_prefix()));
+    assert!(left.await.unwrap().kvs().is_empty(), "shutdown took the descriptor with the lease");
+}
+
+/// Not in `support`: the other crates that build the harness lack tracing-subscriber.
+#[path = "support/log.rs"]
+mod log;
 mod support;

@@ -96,6 +96,9 @@ async fn registration_writes_the_designed_key_and_value_under_the_lease() {
     let kv = resp.kvs().first().unwrap_or_else(|| panic!("{key} is missing"));
     assert_eq!(kv.lease(), id.get(), "the key is attached to the instance's lease");
     let value: serde_json::Value = serde_json::from_slice(kv.value()).unwrap();
+    // The fingerprint of the description published beside the records.
+    let described = etcd.get(format!("components/test.dist/echo/descriptor/{id:x}"), None).await.unwrap();
+    let description = std::str::from_utf8(described.kvs()[0].value()).unwrap();
     assert_eq!(
         value,
         serde_json::json!({
@@ -104,6 +107,7 @@ async fn registration_writes_the_designed_key_and_value_under_the_lease() {
             "endpoint": "say",
             "instance_id": id.get(),
             "transport": { "nats_tcp": format!("test_dist_echo.say-{id:x}") },
+            "descriptor": rotor::describe::fingerprint(description),
         })
     );
     let all = etcd.get("instances/test.dist/echo/", Some(GetOptions::new().with_prefix())).await.unwrap();
@@ -135,6 +139,10 @@ async fn shutdown_removes_the_keys_and_revokes_the_lease() {
 
 #[tokio::test]
 async fn lost_lease_is_replaced_and_every_endpoint_registered_again() {
+    // This test has failed about once in thirty full runs, without a
+    // reproduction since: if it fails again, its output shows the watch's
+    // resyncs and the lease's replacement in order.
+    let _ = tracing_subscriber::fmt().with_env_filter("rotor_runtime=debug").with_test_writer().try_init();
     let mut servers = Servers::start();
     let rt = servers.runtime().await;
     let server = rt.serve(Echo::new()).await.unwrap();
@@ -161,11 +169,43 @@ async fn lost_lease_is_replaced_and_every_endpoint_registered_again() {
     assert_eq!(names, expected);
 
     // The client follows the new instance id.
-    let ids =
-        within("the client seeing the new id", client.core().wait_for(|ids| ids == [new])).await.unwrap();
-    assert_eq!(ids, [new]);
+    let seen = tokio::time::timeout(WAIT, client.core().wait_for(|ids| ids == [new])).await;
+    let ids = seen.unwrap_or_else(|_| {
+        panic!("the client did not see [{new}] within {WAIT:?}; it lists {:?}", client.core().instances())
+    });
+    assert_eq!(ids.unwrap(), [new]);
     assert_eq!(client.ping().await.unwrap(), new);
     assert_eq!(client.direct(new).say("again".into()).await.unwrap().text, "again");
+}
+
+/// The race behind a rare failure of the test above: a client's watch is
+/// read from one etcd and opened on the next, restarted without its data
+/// in between. The restart blocks this single-threaded runtime, so the
+/// watches of the client just built open only afterwards, from a revision
+/// the new etcd is far below.
+#[tokio::test]
+async fn a_watch_opened_on_an_etcd_that_lost_its_data_since_the_read_reads_again() {
+    let mut servers = Servers::start();
+    let rt = servers.runtime().await;
+    let server = rt.serve(Echo::new()).await.unwrap();
+    let old = server.instance_id();
+    let mut etcd = servers.etcd.client().await;
+    for n in 0..50 {
+        etcd.put(format!("test/padding/{n}"), "x", None).await.unwrap();
+    }
+    let client_rt = servers.runtime().await;
+    let client = Echo::client(&client_rt).await.unwrap();
+    let mut lease = rt.lease_changes();
+    servers.etcd.restart_wiped();
+    let new =
+        within("re-registration", async { lease.wait_for(|s| s.live && s.id != old).await.unwrap().id })
+            .await;
+    let seen = tokio::time::timeout(WAIT, client.core().wait_for(|ids| ids == [new])).await;
+    let ids = seen.unwrap_or_else(|_| {
+        panic!("the client did not see [{new}] within {WAIT:?}; it lists {:?}", client.core().instances())
+    });
+    assert_eq!(ids.unwrap(), [new]);
+    assert_eq!(client.ping().await.unwrap(), new);
 }
 
 #[tokio::test]

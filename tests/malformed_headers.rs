@@ -8,13 +8,16 @@
 //! in-memory discovery shared by the runtimes of this process, each runtime
 //! on its own NATS connection.
 
+/// Not in `support`: the other crates that build the harness lack tracing-subscriber.
+#[path = "support/log.rs"]
+mod log;
 mod support;
 
-use std::io::Write;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use log::Log;
 use rotor::discovery::MemoryDiscovery;
 use rotor::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -103,51 +106,9 @@ const KINDS: [Kind; 6] = [
     },
 ];
 
-/// What tracing writes, kept in memory; `lines` counts the lines written.
-#[derive(Clone)]
-struct Log {
-    text: Arc<Mutex<Vec<u8>>>,
-    lines: Arc<watch::Sender<usize>>,
-}
-
-impl Log {
-    fn capture() -> Log {
-        let log = Log { text: Arc::default(), lines: Arc::new(watch::channel(0).0) };
-        let writer = log.clone();
-        tracing_subscriber::fmt()
-            .with_max_level(tracing_subscriber::filter::LevelFilter::WARN)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .try_init()
-            .expect("the only subscriber of this test binary");
-        log
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.text.lock().unwrap()).into_owned()
-    }
-
-    /// The warn lines about dropped messages.
-    fn drops(&self) -> Vec<String> {
-        self.text()
-            .lines()
-            .filter(|l| l.contains("WARN") && l.contains("dropping a malformed message"))
-            .map(str::to_string)
-            .collect()
-    }
-}
-
-impl Write for Log {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.text.lock().unwrap().extend_from_slice(buf);
-        let new = buf.iter().filter(|b| **b == b'\n').count();
-        self.lines.send_modify(|n| *n += new);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+/// The warn lines about dropped messages.
+fn drops(log: &Log) -> Vec<String> {
+    log.warnings("dropping a malformed message")
 }
 
 /// A runtime on its own NATS connection, kept so that the test can tell
@@ -301,7 +262,7 @@ async fn malformed_messages_at_ten_a_second_to_every_subject_cost_no_correct_cal
          {client_connects}; warn lines so far: {}",
         subjects.len(),
         failed.len(),
-        log.drops().len()
+        drops(&log).len()
     );
 
     assert!(failed.is_empty(), "{} correct calls failed, first: {:?}", failed.len(), &failed[..1]);
@@ -313,9 +274,9 @@ async fn malformed_messages_at_ten_a_second_to_every_subject_cost_no_correct_cal
     }
 
     // Each malformed message reached one instance, which logged one warn.
-    let mut lines = log.lines.subscribe();
-    let all_logged = tokio::time::timeout(WAIT, lines.wait_for(|_| log.drops().len() >= sent)).await;
-    let drops = log.drops();
+    let mut lines = log.lines();
+    let all_logged = tokio::time::timeout(WAIT, lines.wait_for(|_| drops(&log).len() >= sent)).await;
+    let drops = drops(&log);
     assert!(all_logged.is_ok(), "{} of {sent} dropped messages were logged", drops.len());
     assert_eq!(drops.len(), sent, "one warn per dropped message");
     for subject in &subjects {

@@ -21,6 +21,9 @@ pub struct ComponentAttr {
     pub is_static: Option<Ident>,
     /// `stats = "method"`: a method whose value joins `$SRV.STATS`.
     pub stats: Option<LitStr>,
+    /// `capabilities = "method"`: a method whose value the component's
+    /// description publishes.
+    pub capabilities: Option<LitStr>,
     /// `crate = "path"`: where the runtime is, when not at `::rotor`.
     pub krate: Option<LitStr>,
 }
@@ -35,7 +38,7 @@ pub struct EndpointAttr {
     pub stats: Option<LitStr>,
 }
 
-const COMPONENT_KEYS: &str = "`namespace`, `name`, `labels`, `static`, `stats` or `crate`";
+const COMPONENT_KEYS: &str = "`namespace`, `name`, `labels`, `static`, `stats`, `capabilities` or `crate`";
 const ENDPOINT_KEYS: &str = "`name`, `idempotent` or `stats`";
 
 /// Sets `slot` once; a second occurrence is an error on the key.
@@ -91,6 +94,10 @@ pub fn parse_component(cx: &Ctxt, args: TokenStream) -> ComponentAttr {
         } else if meta.path.is_ident("stats") {
             if let Some(v) = string_value(cx, &meta, &key)? {
                 set_once(cx, &mut attr.stats, &key, v, "component");
+            }
+        } else if meta.path.is_ident("capabilities") {
+            if let Some(v) = string_value(cx, &meta, &key)? {
+                set_once(cx, &mut attr.capabilities, &key, v, "component");
             }
         } else if meta.path.is_ident("crate") {
             if let Some(v) = string_value(cx, &meta, &key)? {

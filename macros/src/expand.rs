@@ -265,6 +265,20 @@ fn generate(c: &Component, fallback: bool) -> TokenStream {
             }
         })
     });
+    let capabilities = c.attr.capabilities.as_ref().filter(|_| !contract).and_then(|lit| {
+        let mut method = syn::parse_str::<Ident>(&lit.value()).ok()?;
+        method.set_span(lit.span());
+        let private = respanned(&private, lit.span());
+        let krate = respanned(&krate, lit.span());
+        Some(quote_spanned! {lit.span()=>
+            fn capabilities(&self) -> ::core::result::Result<
+                ::core::option::Option<#private::serde_json::Value>,
+                #krate::Error,
+            > {
+                #private::capabilities_value(&self.#method())
+            }
+        })
+    });
     let endpoint_stats = {
         let arms: Vec<TokenStream> = endpoints
             .iter()
@@ -376,6 +390,7 @@ fn generate(c: &Component, fallback: bool) -> TokenStream {
                     #handle
                     #extra_stats
                     #endpoint_stats
+                    #capabilities
                 }
 
                 #registration

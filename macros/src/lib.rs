@@ -38,6 +38,9 @@ use quote::quote;
 ///   through its queue-group subject alone;
 /// - `stats = "method"`: a `&self` method whose `Serialize` value joins each
 ///   endpoint's figures in `$SRV.STATS` (under `data.extra`);
+/// - `capabilities = "method"`: a `&self` method whose `Serialize` value
+///   (what the component can do, the configuration it was built with) its
+///   description publishes in `$SRV.INFO` and discovery;
 /// - `crate = "path"`: where the runtime is, for a program that depends on
 ///   `rotor-runtime` (or a facade of its own) rather than `rotor`.
 ///

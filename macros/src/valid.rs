@@ -89,6 +89,13 @@ fn check_trait(cx: &Ctxt, c: &Component, item: &syn::ItemTrait) {
              the figures from an `#[endpoint]`, or use `stats` on an impl-block component",
         );
     }
+    if let Some(capabilities) = &c.attr.capabilities {
+        cx.error_spanned_by(
+            capabilities,
+            "`capabilities` names a method of the implementing type, which a contract does not know: \
+             use `capabilities` on an impl-block component, or serve with `ServiceBuilder::capabilities`",
+        );
+    }
     for ep in &c.endpoints {
         if let Some(stats) = &ep.attr.stats {
             cx.error_spanned_by(stats, "`stats` is not available on a contract trait's endpoints");
@@ -183,6 +190,15 @@ fn check_component_attr(cx: &Ctxt, c: &Component, args_span: Span) {
     }
     if let Some(stats) = &attr.stats {
         check_stats_method(cx, stats, "the endpoint figures of `$SRV.STATS`");
+    }
+    if let Some(capabilities) = &attr.capabilities
+        && syn::parse_str::<syn::Ident>(&capabilities.value()).is_err()
+    {
+        cx.error_spanned_by(
+            capabilities,
+            "`capabilities` names a method of this type, as in `capabilities = \"capabilities\"`, whose \
+             `Serialize` value the component's description publishes",
+        );
     }
     for (key, _) in &attr.labels {
         if let Err(e) = names::validate_label(&key.to_string()) {

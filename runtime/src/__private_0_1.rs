@@ -254,6 +254,11 @@ pub fn stats_value<T: Serialize>(value: &T) -> Option<serde_json::Value> {
     serde_json::to_value(value).ok()
 }
 
+/// A component's capabilities as JSON, or the error that stops its serve.
+pub fn capabilities_value<T: Serialize>(value: &T) -> Result<Option<serde_json::Value>, Error> {
+    crate::describe::capabilities_json(value).map(Some)
+}
+
 /// The reply to an endpoint number the component does not have.
 pub fn unknown_endpoint(request: &Request) -> BoxFuture<'static, Outcome> {
     let ctx = &request.ctx;

@@ -45,6 +45,14 @@ pub trait Endpoints: Send + Sync + Sized + 'static {
         None
     }
 
+    /// What the component says it can do or was configured with, from
+    /// `#[component(capabilities = "method")]`: published in its
+    /// description (`$SRV.INFO` and discovery) when it is served. An error
+    /// when the value does not encode, which stops the serve.
+    fn capabilities(&self) -> Result<Option<serde_json::Value>, crate::Error> {
+        Ok(None)
+    }
+
     /// The JSON Schemas of each endpoint's types, where they implement
     /// `schemars::JsonSchema`.
     #[doc(hidden)]

@@ -64,6 +64,22 @@ pub struct TypeDescription {
     pub schema: Option<Value>,
 }
 
+/// A short, stable fingerprint of a description's JSON (64-bit FNV-1a, in
+/// hex), carried in instance records: equal texts, equal fingerprints, on
+/// every platform and release.
+pub fn fingerprint(json: &str) -> String {
+    let hash = json
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("{hash:016x}")
+}
+
+/// A component's capabilities as JSON, or the error that stops its serve.
+pub(crate) fn capabilities_json<T: Serialize + ?Sized>(capabilities: &T) -> Result<Value, crate::Error> {
+    serde_json::to_value(capabilities)
+        .map_err(|e| crate::Error::Config(format!("the capabilities do not encode as JSON: {e}")))
+}
+
 /// The JSON Schemas of one endpoint's request, response and error types.
 pub type EndpointSchemas = [Option<Value>; 3];
 
@@ -138,5 +154,18 @@ impl Description {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fingerprint;
+
+    #[test]
+    fn the_fingerprint_is_fnv_1a_and_the_same_on_every_build() {
+        // The published FNV-1a 64 test vectors.
+        assert_eq!(fingerprint(""), "cbf29ce484222325");
+        assert_eq!(fingerprint("a"), "af63dc4c8601ec8c");
+        assert_ne!(fingerprint(r#"{"v":1}"#), fingerprint(r#"{"v":2}"#));
     }
 }

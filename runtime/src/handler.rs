@@ -261,9 +261,7 @@ impl ServiceBuilder {
     /// What the component says it can do or was configured with, published
     /// in its description (`$SRV.INFO`) for callers to read.
     pub fn capabilities<T: serde::Serialize>(mut self, capabilities: &T) -> Result<Self, Error> {
-        let value = serde_json::to_value(capabilities)
-            .map_err(|e| Error::Config(format!("the capabilities do not encode as JSON: {e}")))?;
-        self.capabilities = Some(value);
+        self.capabilities = Some(crate::describe::capabilities_json(capabilities)?);
         Ok(self)
     }
 

@@ -212,7 +212,8 @@ impl Runtime {
     /// Like [`serve`](Runtime::serve), for a component shared with other code.
     pub async fn serve_arc<S: Endpoints>(&self, service: Arc<S>) -> Result<ServeHandle<S>, Error> {
         let (handle, extra_stats) = serve::generated(&service);
-        let model = serve::Model::of(S::DESCRIPTOR, &S::schemas());
+        let mut model = serve::Model::of(S::DESCRIPTOR, &S::schemas());
+        model.description.capabilities = service.capabilities()?;
         self.serve_model(service, model, handle, extra_stats).await
     }
 

@@ -4,15 +4,30 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::HashSet;
+
 use futures::StreamExt;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::ClientCore;
 use crate::describe::{Description, METADATA_KEY};
+use crate::engine::discovery::{Discovery, InstanceList, InstanceRecord};
 use crate::{Error, InstanceId};
 
 impl ClientCore {
+    /// Records what the client was built for, and checks every instance it
+    /// finds against it from then on (see [`check_published`]).
     pub(crate) fn expecting(mut self, expected: Description) -> Self {
-        self.expected = Some(Arc::new(expected));
+        let expected = Arc::new(expected);
+        self.expected = Some(expected.clone());
+        let discovery = self.shared.engines.discovery.clone();
+        let listed = self.shared.routes.first().and_then(|r| r.instances.as_deref().cloned());
+        if let (Some(discovery), Some(listed)) = (discovery, listed) {
+            let stop = CancellationToken::new();
+            tokio::spawn(check_published(discovery, listed, expected, stop.clone()));
+            self.checker = Some(Arc::new(stop.drop_guard()));
+        }
         self
     }
 
@@ -45,6 +60,29 @@ impl ClientCore {
         Ok(out)
     }
 
+    /// The description each instance the client routes to published in
+    /// discovery (`components/{namespace}/{component}/descriptor/{id}`),
+    /// read from the store: unlike [`describe`](Self::describe), no
+    /// instance is asked and nothing is waited for. An instance that
+    /// published none (its etcd role may not write `components/`) is left
+    /// out. Empty without discovery.
+    pub async fn published(&self) -> Result<Vec<(InstanceId, Description)>, Error> {
+        let Some(discovery) = &self.shared.engines.discovery else { return Ok(Vec::new()) };
+        let Some(listed) = self.shared.routes.first().and_then(|r| r.instances.as_deref()) else {
+            return Ok(Vec::new());
+        };
+        let ids = self.instances();
+        let records: Vec<InstanceRecord> =
+            listed.borrow().iter().filter(|r| ids.contains(&r.instance_id)).cloned().collect();
+        let mut out = Vec::new();
+        for record in records {
+            if let Some(description) = read_published(discovery.as_ref(), &record).await? {
+                out.push((record.instance_id, description));
+            }
+        }
+        Ok(out)
+    }
+
     /// Compares what the client was built for with what every instance
     /// that answers within `timeout` publishes. `Err(ContractMismatch)`
     /// names each endpoint that differs and how (also logged at warn): a
@@ -65,5 +103,72 @@ impl ClientCore {
         let component = format!("{}/{}", expected.namespace, expected.component);
         tracing::warn!(%component, differences = %differences.join("; "), "the served contract differs from this client's");
         Err(Error::ContractMismatch { component, differences })
+    }
+}
+
+/// The description `record`'s instance published, if it did and it decodes.
+async fn read_published(
+    discovery: &dyn Discovery,
+    record: &InstanceRecord,
+) -> Result<Option<Description>, Error> {
+    let key = rotor_names::descriptor_key(&record.namespace, &record.component, record.instance_id.0);
+    let (stored, _) = discovery.get(key.clone()).await?;
+    let Some(stored) = stored else { return Ok(None) };
+    match serde_json::from_slice(&stored.value) {
+        Ok(description) => Ok(Some(description)),
+        Err(e) => {
+            tracing::warn!(%key, error = %e, "ignoring a published description that does not decode");
+            Ok(None)
+        }
+    }
+}
+
+/// Reads the published description of each kind that appears in `listed`
+/// (by the fingerprint in its records: one read for a fleet of equal
+/// instances), and logs at warn where it differs from what the client was
+/// built for, naming an instance, the endpoint and the difference; until
+/// `stop`. A client built from one version of a contract learns of a
+/// server of another before its first call fails to decode.
+async fn check_published(
+    discovery: Arc<dyn Discovery>,
+    mut listed: watch::Receiver<InstanceList>,
+    expected: Arc<Description>,
+    stop: CancellationToken,
+) {
+    let mut checked = HashSet::new();
+    loop {
+        let mut new: Vec<(String, InstanceRecord)> = Vec::new();
+        for record in listed.borrow_and_update().iter() {
+            // Records without one come from servers that publish nothing
+            // to compare.
+            if let Some(fingerprint) = &record.descriptor
+                && !checked.contains(fingerprint)
+                && !new.iter().any(|(f, _)| f == fingerprint)
+            {
+                new.push((fingerprint.clone(), record.clone()));
+            }
+        }
+        for (fingerprint, record) in new {
+            let published = tokio::select! {
+                read = read_published(discovery.as_ref(), &record) => read,
+                () = stop.cancelled() => return,
+            };
+            match published {
+                Ok(published) => {
+                    checked.insert(fingerprint);
+                    let differences = published.map(|p| expected.differences(&p)).unwrap_or_default();
+                    if !differences.is_empty() {
+                        tracing::warn!(component = %format!("{}/{}", expected.namespace, expected.component),
+                            instance = %record.instance_id, differences = %differences.join("; "),
+                            "an instance serves a contract that differs from this client's");
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "could not read a published description"),
+            }
+        }
+        tokio::select! {
+            changed = listed.changed() => if changed.is_err() { return },
+            () = stop.cancelled() => return,
+        }
     }
 }

@@ -58,6 +58,8 @@ pub struct ClientCore {
     router: Router,
     timeout: Option<Duration>,
     retries: Option<u32>,
+    /// Stops the check of what instances publish when the last clone goes.
+    checker: Option<Arc<tokio_util::sync::DropGuard>>,
 }
 
 struct Shared {
@@ -145,6 +147,7 @@ impl ClientCore {
             router: Router::default(),
             timeout: None,
             retries: None,
+            checker: None,
         })
     }
 

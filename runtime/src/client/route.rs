@@ -467,6 +467,7 @@ mod tests {
                 endpoint: "e".into(),
                 instance_id: InstanceId(id),
                 transport: TransportAddress::NatsTcp(names::instance_subject("ns_c", "e", id)),
+                descriptor: None,
             })
             .collect();
         let (_, watch) = watch::channel(list);

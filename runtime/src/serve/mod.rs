@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use dispatch::{Dispatcher, Work};
 
 use crate::context::ServedEndpoint;
-use crate::engine::discovery::{InstanceRecord, Lease, LeaseState, TransportAddress};
+use crate::engine::discovery::{InstanceRecord, KeyFor, Lease, LeaseState, TransportAddress};
 use crate::engine::metrics::EndpointMetrics;
 use crate::engine::transport::{Dispatch, EndpointSpec, ServiceSpec, StatsData};
 use crate::engines::Engines;
@@ -166,6 +166,7 @@ pub(crate) async fn serve<S: Send + Sync + 'static>(
         })
     };
 
+    let description = serde_json::to_string(&desc.description).expect("a description encodes");
     let spec = ServiceSpec {
         name: desc.service.clone(),
         namespace: desc.namespace.clone(),
@@ -190,7 +191,7 @@ pub(crate) async fn serve<S: Send + Sync + 'static>(
         )]),
         info_metadata: std::collections::HashMap::from([(
             crate::describe::METADATA_KEY.to_string(),
-            serde_json::to_string(&desc.description).expect("a description encodes"),
+            description.clone(),
         )]),
         stats,
     };
@@ -232,6 +233,24 @@ pub(crate) async fn serve<S: Send + Sync + 'static>(
 
     let mut registrations = Vec::new();
     if let Some(lease) = &registering {
+        // The descriptor first: a client that finds a record finds it too.
+        let (namespace, component) = (desc.namespace.clone(), desc.name.clone());
+        let key: KeyFor = Arc::new(move |id| rotor_names::descriptor_key(&namespace, &component, id.0));
+        let mut fingerprint = Some(crate::describe::fingerprint(&description));
+        match lease.attach(key, description.into()).await {
+            Ok(guard) => registrations.push(guard),
+            // Serving needs no descriptor in etcd ($SRV.INFO has it too), and
+            // a deployment whose etcd role predates it must keep serving.
+            Err(e) if e.to_string().contains("permission denied") => {
+                fingerprint = None;
+                tracing::warn!(
+                    namespace = &desc.namespace, component = &desc.name, error = %e,
+                    "the descriptor is not published in etcd: grant the etcd role readwrite on the components/ \
+                     prefix (`etcdctl role grant-permission ROLE --prefix=true readwrite components/`)"
+                );
+            }
+            Err(e) => return Err(e),
+        }
         for (ep, ep_spec) in desc.endpoints.iter().zip(&spec.endpoints) {
             let subject = ep_spec.instance_subject.clone().expect("discovered endpoints have one");
             let record = InstanceRecord {
@@ -240,6 +259,7 @@ pub(crate) async fn serve<S: Send + Sync + 'static>(
                 endpoint: ep.name.clone(),
                 instance_id: instance,
                 transport: TransportAddress::NatsTcp(subject),
+                descriptor: fingerprint.clone(),
             };
             registrations.push(lease.register(record).await?);
         }

@@ -136,6 +136,7 @@ mod tests {
             endpoint: endpoint.into(),
             instance_id: InstanceId(id),
             transport: TransportAddress::NatsTcp(format!("ns_c.{endpoint}-{id:x}")),
+            descriptor: None,
         }
     }
 

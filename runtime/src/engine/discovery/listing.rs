@@ -117,6 +117,7 @@ mod tests {
             endpoint: "e".into(),
             instance_id: InstanceId(id),
             transport: TransportAddress::NatsTcp(subject.into()),
+            descriptor: None,
         };
         (format!("instances/ns/c/e:{id:x}"), record)
     }

@@ -8,7 +8,7 @@ use futures::future::{self, BoxFuture};
 use futures::stream::{BoxStream, StreamExt};
 use tokio::sync::{mpsc, watch};
 
-use super::{Discovery, InstanceList, InstanceRecord, KeyChange, Lease, LeaseState, Stored, key_of};
+use super::{Discovery, InstanceList, InstanceRecord, KeyChange, KeyFor, Lease, LeaseState, Stored, key_of};
 use crate::{Error, Guard, InstanceId};
 
 /// Discovery held in this process: leases, create-only keys and watches, with
@@ -31,6 +31,8 @@ struct State {
     values: BTreeMap<String, KeyChange>,
     revision: i64,
     key_watchers: Vec<(String, mpsc::UnboundedSender<Result<KeyChange, Error>>)>,
+    /// The values attached to a lease, by key, with their lease.
+    attached: BTreeMap<String, InstanceId>,
 }
 
 impl State {
@@ -63,8 +65,20 @@ impl State {
         }
     }
 
+    fn detach(&mut self, key: &str, lease: InstanceId) {
+        if self.attached.get(key) == Some(&lease) {
+            self.attached.remove(key);
+            self.change(key, None);
+        }
+    }
+
     fn revoke(&mut self, lease: InstanceId) {
         self.leases.remove(&lease);
+        let attached: Vec<String> =
+            self.attached.iter().filter(|(_, owner)| **owner == lease).map(|(k, _)| k.clone()).collect();
+        for key in attached {
+            self.detach(&key, lease);
+        }
         let keys: Vec<String> =
             self.keys.iter().filter(|(_, r)| r.instance_id == lease).map(|(k, _)| k.clone()).collect();
         for key in keys {
@@ -138,6 +152,21 @@ impl Lease for MemoryLease {
             let discovery = self.discovery.clone();
             let lease = self.id;
             Ok(Guard::new(move || discovery.lock().remove_key(&key, lease)))
+        };
+        Box::pin(future::ready(result))
+    }
+
+    fn attach(&self, key: KeyFor, value: Bytes) -> BoxFuture<'_, Result<Guard, Error>> {
+        let key = key(self.id);
+        let mut state = self.discovery.lock();
+        let result = if !state.leases.contains(&self.id) {
+            Err(Error::LeaseRevoked { instance: self.id })
+        } else {
+            state.change(&key, Some(value));
+            state.attached.insert(key.clone(), self.id);
+            let discovery = self.discovery.clone();
+            let lease = self.id;
+            Ok(Guard::new(move || discovery.lock().detach(&key, lease)))
         };
         Box::pin(future::ready(result))
     }

@@ -49,6 +49,13 @@ pub struct InstanceRecord {
     pub instance_id: InstanceId,
     /// How to reach it.
     pub transport: TransportAddress,
+    /// A fingerprint of the description the instance published beside its
+    /// records ([`fingerprint`](crate::describe::fingerprint)): equal
+    /// descriptions have equal fingerprints, so that a client reads one
+    /// description per kind, not one per instance. Absent in records of
+    /// servers that publish none, and of releases before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub descriptor: Option<String>,
 }
 
 /// How to reach an instance.
@@ -85,9 +92,18 @@ pub trait Lease: Send + Sync + 'static {
     /// new one. Dropping the guard deletes it.
     fn register(&self, record: InstanceRecord) -> BoxFuture<'_, Result<Guard, Error>>;
 
+    /// Writes `value` at `key(id)` under this lease, and keeps it there
+    /// like a registration: after a lost lease is replaced, it is written
+    /// again at the key of the new id. Dropping the guard deletes it. For
+    /// what an instance publishes beside its records (its descriptor).
+    fn attach(&self, key: KeyFor, value: Bytes) -> BoxFuture<'_, Result<Guard, Error>>;
+
     /// Revokes the lease now, which deletes its keys.
     fn revoke(&self) -> BoxFuture<'_, Result<(), Error>>;
 }
+
+/// The key of a value attached to a lease, for the lease's id.
+pub type KeyFor = Arc<dyn Fn(InstanceId) -> String + Send + Sync>;
 
 /// What a lease is doing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -191,4 +207,40 @@ pub(crate) fn reservation(service: String, owner: String, holder: String) -> Res
 /// The etcd key of a record.
 pub(crate) fn key_of(record: &InstanceRecord) -> String {
     rotor_names::instance_key(&record.namespace, &record.component, &record.endpoint, record.instance_id.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record of the release before descriptor fingerprints.
+    const EARLIER: &str = r#"{"namespace":"hello","component":"greeter","endpoint":"greeted","instance_id":7587891245693098539,"transport":{"nats_tcp":"hello_greeter.greeted-694d8e8f7e0c1a2b"}}"#;
+
+    #[test]
+    fn a_record_of_an_earlier_release_reads_without_a_fingerprint() {
+        let record: InstanceRecord = serde_json::from_str(EARLIER).unwrap();
+        assert_eq!(record.instance_id, InstanceId(7587891245693098539));
+        assert_eq!(record.descriptor, None);
+        assert_eq!(serde_json::to_string(&record).unwrap(), EARLIER, "and is written as it was");
+    }
+
+    #[test]
+    fn an_earlier_release_reads_a_record_with_a_fingerprint() {
+        /// The record as the earlier release declares it.
+        #[derive(Deserialize)]
+        #[allow(dead_code)]
+        struct Earlier {
+            namespace: String,
+            component: String,
+            endpoint: String,
+            instance_id: i64,
+            transport: TransportAddress,
+        }
+        let mut record: InstanceRecord = serde_json::from_str(EARLIER).unwrap();
+        record.descriptor = Some("5f0c1e9a27b4d863".into());
+        let text = serde_json::to_string(&record).unwrap();
+        assert!(text.contains(r#""descriptor":"5f0c1e9a27b4d863""#), "{text}");
+        let earlier: Earlier = serde_json::from_str(&text).unwrap();
+        assert_eq!(earlier.transport.subject(), "hello_greeter.greeted-694d8e8f7e0c1a2b");
+    }
 }

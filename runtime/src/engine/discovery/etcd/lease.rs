@@ -7,14 +7,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use etcd_client::Client;
+use bytes::Bytes;
+use etcd_client::{Client, PutOptions};
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::calls::{etcd_error, is_lease_not_found, retried, timed};
 use super::{RETRY_PAUSE, put_create};
-use crate::engine::discovery::{InstanceRecord, Lease, LeaseState, key_of};
+use crate::engine::discovery::{InstanceRecord, KeyFor, Lease, LeaseState, key_of};
 use crate::{Error, Guard, InstanceId};
 
 pub(super) async fn grant(client: &Client, ttl: Duration) -> Result<InstanceId, Error> {
@@ -37,7 +38,7 @@ struct LeaseInner {
     ttl: Duration,
     state: watch::Sender<LeaseState>,
     /// What to write again under a new lease, by registration number.
-    registrations: Mutex<HashMap<u64, InstanceRecord>>,
+    registrations: Mutex<HashMap<u64, Registration>>,
     next: AtomicU64,
     /// Serializes registering, deregistering and renewing, so that none of
     /// them sees the others half done (a key written under a lease that is
@@ -50,9 +51,92 @@ impl LeaseInner {
         self.state.borrow().id
     }
 
-    fn registrations(&self) -> std::sync::MutexGuard<'_, HashMap<u64, InstanceRecord>> {
+    fn registrations(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Registration>> {
         self.registrations.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Writes `registration`, remembered first so that a lost lease's
+    /// replacement writes it again; the guard deletes it.
+    async fn add(self: &Arc<Self>, registration: Registration) -> Result<Guard, Error> {
+        let _ops = self.ops.lock().await;
+        let registration = registration.under(self.id());
+        // Remembered before the write: a write that lands after a
+        // timeout is still renewed and deleted like any other.
+        let number = self.next.fetch_add(1, Ordering::Relaxed);
+        self.registrations().insert(number, registration.clone());
+        if let Err(e) = registration.write(&self.client).await {
+            self.registrations().remove(&number);
+            if !matches!(e, Error::AlreadyRegistered { .. }) {
+                // It may have landed all the same.
+                let _ = delete(&self.client, registration.key()).await;
+            }
+            return Err(e);
+        }
+        let inner = Arc::downgrade(self);
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        Ok(Guard::new(move || {
+            let (Some(inner), Some(runtime)) = (inner.upgrade(), runtime) else { return };
+            runtime.spawn(async move {
+                let _ops = inner.ops.lock().await;
+                let Some(registration) = inner.registrations().remove(&number) else { return };
+                if let Err(e) = delete(&inner.client, registration.key()).await {
+                    tracing::warn!(error = %e, "could not delete a registration; it goes with the lease");
+                }
+            });
+        }))
+    }
+}
+
+/// What a lease keeps written: an instance record (create-only) or a value
+/// attached to it.
+#[derive(Clone)]
+enum Registration {
+    Record(InstanceRecord),
+    Attached { key: KeyFor, value: Bytes, id: InstanceId },
+}
+
+impl Registration {
+    /// The same registration under the lease `id`.
+    fn under(&self, id: InstanceId) -> Registration {
+        match self {
+            Registration::Record(r) => Registration::Record(InstanceRecord { instance_id: id, ..r.clone() }),
+            Registration::Attached { key, value, .. } => {
+                Registration::Attached { key: key.clone(), value: value.clone(), id }
+            }
+        }
+    }
+
+    fn key(&self) -> String {
+        match self {
+            Registration::Record(r) => key_of(r),
+            Registration::Attached { key, id, .. } => key(*id),
+        }
+    }
+
+    async fn write(&self, client: &Client) -> Result<(), Error> {
+        match self {
+            Registration::Record(r) => put_create(client, r).await,
+            Registration::Attached { value, id, .. } => {
+                let key = self.key();
+                retried("put under the lease", || {
+                    let (mut client, key, value) = (client.clone(), key.clone(), value.clone());
+                    let options = PutOptions::new().with_lease(id.0);
+                    async move { client.put(key, value.to_vec(), Some(options)).await }
+                })
+                .await
+                .map(drop)
+            }
+        }
+    }
+}
+
+async fn delete(client: &Client, key: String) -> Result<(), Error> {
+    retried("delete", || {
+        let (mut client, key) = (client.clone(), key.clone());
+        async move { client.delete(key, None).await }
+    })
+    .await
+    .map(drop)
 }
 
 impl EtcdLease {
@@ -83,45 +167,12 @@ impl Lease for EtcdLease {
         self.inner.state.subscribe()
     }
 
-    fn register(&self, mut record: InstanceRecord) -> BoxFuture<'_, Result<Guard, Error>> {
-        Box::pin(async move {
-            let _ops = self.inner.ops.lock().await;
-            record.instance_id = self.inner.id();
-            // Remembered before the write: a write that lands after a
-            // timeout is still renewed and deleted like any other.
-            let number = self.inner.next.fetch_add(1, Ordering::Relaxed);
-            self.inner.registrations().insert(number, record.clone());
-            if let Err(e) = put_create(&self.inner.client, &record).await {
-                self.inner.registrations().remove(&number);
-                if !matches!(e, Error::AlreadyRegistered { .. }) {
-                    // It may have landed all the same.
-                    let key = key_of(&record);
-                    let _ = retried("delete", || {
-                        let (mut client, key) = (self.inner.client.clone(), key.clone());
-                        async move { client.delete(key, None).await }
-                    })
-                    .await;
-                }
-                return Err(e);
-            }
-            let inner = Arc::downgrade(&self.inner);
-            let runtime = tokio::runtime::Handle::try_current().ok();
-            Ok(Guard::new(move || {
-                let (Some(inner), Some(runtime)) = (inner.upgrade(), runtime) else { return };
-                runtime.spawn(async move {
-                    let _ops = inner.ops.lock().await;
-                    let Some(record) = inner.registrations().remove(&number) else { return };
-                    let key = key_of(&record);
-                    let delete = retried("delete", || {
-                        let (mut client, key) = (inner.client.clone(), key.clone());
-                        async move { client.delete(key, None).await }
-                    });
-                    if let Err(e) = delete.await {
-                        tracing::warn!(error = %e, "could not delete a registration; it goes with the lease");
-                    }
-                });
-            }))
-        })
+    fn register(&self, record: InstanceRecord) -> BoxFuture<'_, Result<Guard, Error>> {
+        Box::pin(self.inner.add(Registration::Record(record)))
+    }
+
+    fn attach(&self, key: KeyFor, value: Bytes) -> BoxFuture<'_, Result<Guard, Error>> {
+        Box::pin(self.inner.add(Registration::Attached { key, value, id: self.inner.id() }))
     }
 
     fn revoke(&self) -> BoxFuture<'_, Result<(), Error>> {
@@ -177,7 +228,7 @@ async fn keep(inner: std::sync::Weak<LeaseInner>) {
             let Some(lease) = inner.upgrade() else { return };
             match renew(&lease).await {
                 Ok(count) => {
-                    tracing::warn!(old = %id, new = %lease.id(), endpoints = count, "re-registered under a new etcd lease");
+                    tracing::warn!(old = %id, new = %lease.id(), registrations = count, "re-registered under a new etcd lease");
                     // An etcd that was down longer than the TTL, rather than
                     // wiped, still holds the old lease when it returns, and
                     // restarts its TTL: its keys would list this instance
@@ -218,13 +269,10 @@ async fn revoke_replaced(client: &Client, old: InstanceId) {
 async fn renew(lease: &LeaseInner) -> Result<usize, Error> {
     let _ops = lease.ops.lock().await;
     let new = grant(&lease.client, lease.ttl).await?;
-    let records: Vec<(u64, InstanceRecord)> = lease
-        .registrations()
-        .iter()
-        .map(|(n, r)| (*n, InstanceRecord { instance_id: new, ..r.clone() }))
-        .collect();
+    let records: Vec<(u64, Registration)> =
+        lease.registrations().iter().map(|(n, r)| (*n, r.under(new))).collect();
     for (_, record) in &records {
-        if let Err(e) = put_create(&lease.client, record).await {
+        if let Err(e) = record.write(&lease.client).await {
             // Start again from scratch next time; this lease takes its keys along.
             let _ = retried("lease revoke", || {
                 let mut client = lease.client.clone();

@@ -341,6 +341,24 @@ impl EtcdDiscovery {
             if resp.canceled() || resp.compact_revision() > 0 {
                 return Err(etcd_error("watch", "cancelled by the server"));
             }
+            // The watch may have been opened on an etcd other than the one
+            // read from: restarted without its data between the read and
+            // the watch. Its revisions started again below ours, and a
+            // watch from ours would wait for a revision it has not reached,
+            // missing every write meanwhile. Read it again instead.
+            if let Some(header) = resp.header()
+                && resp.created()
+                && header.revision() < *revision
+            {
+                return Err(etcd_error(
+                    "watch",
+                    format!(
+                        "etcd is at revision {} below the {} read before: it lost its data",
+                        header.revision(),
+                        *revision
+                    ),
+                ));
+            }
             for event in resp.events() {
                 let Some(kv) = event.kv() else { continue };
                 let key = String::from_utf8_lossy(kv.key()).into_owned();
