@@ -85,7 +85,9 @@ impl Endpoint {
 
     fn wire(&self) -> String {
         match self.kind {
-            Kind::Search => self.method().replace('_', "-"),
+            // Renamed on the wire, and not ending in '-' and hex digits
+            // (the shape the name rules keep for instance subjects).
+            Kind::Search => format!("lookup-{:02}-by-name", self.index),
             _ => self.method(),
         }
     }
@@ -238,7 +240,7 @@ impl Endpoint {
 
     fn codecs(&self) -> String {
         format!(
-            "(request_codec::<{}>(), response_codec::<{}>(), error_codec::<{}>())",
+            "(request_codec::<{}>(Format::Json), response_codec::<{}>(Format::Json), error_codec::<{}>())",
             self.request().unwrap_or("()"),
             self.ok(),
             self.err()
@@ -466,7 +468,7 @@ fn hand_source(endpoints: &[Endpoint]) -> String {
 
 use futures::Stream;
 use rotor::__private_0_1::{
-    Arc, BoxFuture, ClientCore, Outcome, Registered, Request, call, call_stream, error_codec, request_codec,
+    Arc, BoxFuture, ClientCore, Format, Outcome, Registered, Request, call, call_stream, error_codec, request_codec,
     response_codec, streaming, unary, unknown_endpoint,
 };
 use rotor::{
@@ -534,6 +536,7 @@ static CATALOG: ComponentDescriptor = ComponentDescriptor {
     labels: &[],
     is_static: false,
     endpoints: &CATALOG_ENDPOINTS,
+    codec: Format::Json,
 };
 
 impl Endpoints for Catalog {

@@ -3,7 +3,8 @@
 //! the async-nats service API, side by side in one run, interleaved.
 //!
 //! Rows: sequential calls with 64-byte, 1 KiB and 64 KiB payloads (p50,
-//! p99, calls/s), and 64 calls in flight (calls/s). Ratios are Rotor/raw.
+//! p99, calls/s); 64 KiB of token ids through a JSON and a MessagePack
+//! component; and 64 calls in flight (calls/s). Ratios are Rotor/raw.
 //!
 //! `cargo bench --features etcd --bench unary` (add `-- --quick` for fewer calls,
 //! `-- --in-flight-only` for the last row alone, `-- --profile rotor` or
@@ -45,6 +46,32 @@ impl Echo {
     #[endpoint]
     async fn echo(&self, data: String) -> Result<String, Never> {
         Ok(data)
+    }
+}
+
+/// Token ids, the structured payload of the codec rows.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct Tokens {
+    ids: Vec<u32>,
+}
+
+struct Ids;
+
+#[rotor::component(namespace = "bench.unary")]
+impl Ids {
+    #[endpoint]
+    async fn echo(&self, tokens: Tokens) -> Result<Tokens, Never> {
+        Ok(tokens)
+    }
+}
+
+struct PackedIds;
+
+#[rotor::component(namespace = "bench.unary", codec = "msgpack")]
+impl PackedIds {
+    #[endpoint]
+    async fn echo(&self, tokens: Tokens) -> Result<Tokens, Never> {
+        Ok(tokens)
     }
 }
 
@@ -161,6 +188,10 @@ async fn main() {
         println!("  JSON encode + decode of request and response, in one thread: {json:.1?} per call");
     }
 
+    if !in_flight_only {
+        codec_rows(&rt, &nats, calls / 4).await;
+    }
+
     let text = "x".repeat(62);
     let raw = Bytes::from(vec![b'x'; 64]);
     let n = calls * 2;
@@ -232,6 +263,75 @@ async fn main() {
         paired.2,
         svc.per_sec / raw_f.per_sec
     );
+}
+
+/// The same 64 KiB of token ids echoed by a JSON and a MessagePack
+/// component, beside raw async-nats carrying the MessagePack bytes.
+async fn codec_rows(rt: &rotor::Runtime, nats: &async_nats::Client, n: usize) {
+    use rotor::codec::Format;
+    let _json = rt.serve(Ids).await.unwrap();
+    let _packed = rt.serve(PackedIds).await.unwrap();
+    let json = Ids::client(rt).await.unwrap();
+    let packed = PackedIds::client(rt).await.unwrap();
+    json.core().wait_for_instances().await.unwrap();
+    packed.core().wait_for_instances().await.unwrap();
+    // Ids of 256..65,536 take 3 bytes each in MessagePack: 64 KiB in all.
+    let tokens = Tokens { ids: (0..64 * 1024 / 3).map(|i| 256 + (i * 7919) % 65_000).collect() };
+    let sizes = [Format::Json, Format::MessagePack].map(|f| f.encode(&tokens).unwrap().len());
+    let raw = Bytes::from(vec![b'x'; sizes[1]]);
+    let figures = [
+        measure::sequential(n, || {
+            let (client, tokens) = (json.clone(), tokens.clone());
+            async move {
+                client.echo(tokens).await.unwrap();
+            }
+        })
+        .await,
+        measure::sequential(n, || {
+            let (client, tokens) = (packed.clone(), tokens.clone());
+            async move {
+                client.echo(tokens).await.unwrap();
+            }
+        })
+        .await,
+    ];
+    let raw_f = measure::sequential(n, || {
+        let (nats, raw) = (nats.clone(), raw.clone());
+        async move {
+            nats.request(floor::ECHO_SUBJECT, raw).await.unwrap();
+        }
+    })
+    .await;
+    println!(
+        "unary, {} token ids (JSON {} B, MessagePack {} B), sequential, {n} calls:      p50        p99    calls/s",
+        tokens.ids.len(),
+        sizes[0],
+        sizes[1]
+    );
+    row("rotor, codec json", &figures[0]);
+    row("rotor, codec msgpack", &figures[1]);
+    row("raw async-nats, same bytes", &raw_f);
+    let ratio = |f: &measure::Figures| f.p50.as_secs_f64() / raw_f.p50.as_secs_f64();
+    println!(
+        "  ratio p50 to raw: json {:.2}x, msgpack {:.2}x; msgpack/json {:.2}x",
+        ratio(&figures[0]),
+        ratio(&figures[1]),
+        figures[1].p50.as_secs_f64() / figures[0].p50.as_secs_f64()
+    );
+    for format in [Format::Json, Format::MessagePack] {
+        let rounds = 200;
+        let start = Instant::now();
+        for _ in 0..rounds {
+            let bytes = format.encode(&tokens).unwrap();
+            let back: Tokens = format.decoder()(&bytes).unwrap();
+            assert_eq!(back.ids.len(), tokens.ids.len());
+        }
+        let cost = start.elapsed() * 2 / rounds;
+        println!(
+            "  {} encode + decode of request and response, in one thread: {cost:.1?} per call",
+            format.name()
+        );
+    }
 }
 
 /// The round with the median rate.

@@ -474,9 +474,13 @@ async fn a_stream_failed_by_the_caller_cancels_the_server() {
     let _server = rt.serve(numbers).await.unwrap();
     let core = rt.namespace("test.stream").unwrap().component("numbers").unwrap();
     let endless = core.endpoint("endless").unwrap().client().await.unwrap();
-    use rotor::__private_0_1::{call_stream, error_codec, request_codec, response_codec};
+    use rotor::__private_0_1::{Format, call_stream, error_codec, request_codec, response_codec};
     // `endless` yields numbers; this caller expects strings.
-    let codecs = (request_codec::<()>(), response_codec::<String>(), error_codec::<StreamError>());
+    let codecs = (
+        request_codec::<()>(Format::Json),
+        response_codec::<String>(Format::Json),
+        error_codec::<StreamError>(),
+    );
     let mut stream = call_stream(&endless, 0, &(), codecs).await.unwrap();
     let failed = Instant::now();
     let err = stream.next().await.unwrap().unwrap_err();

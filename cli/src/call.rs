@@ -1,10 +1,12 @@
-//! `rotor call`: one request to an endpoint, with JSON in and out; a stream
-//! is printed item by item as it arrives.
+//! `rotor call`: one request to an endpoint, with JSON in and out (carried
+//! in the codec the endpoint declares); a stream is printed item by item as
+//! it arrives.
 
 use std::io::{IsTerminal, Read};
 
 use clap::Args;
 use futures::StreamExt;
+use rotor_runtime::codec::Format;
 use rotor_runtime::{CallError, ClientCore, ErrorKind, InstanceId, TransportError};
 use serde_json::{Value, json};
 
@@ -73,6 +75,7 @@ pub async fn run(global: &Global, args: CallArgs) -> Outcome {
     if let Some(id) = target {
         client = client.direct(id);
     }
+    client = client.with_codec(codec(&conn, &name, &endpoint).await?);
     let outcome = call(global, &client, &endpoint, &req, args.stream).await;
     // A stream dropped on Ctrl-C has its cancel handed to a task of the
     // runtime: let that task run, then push what it sent out of the NATS
@@ -83,6 +86,26 @@ pub async fn run(global: &Global, args: CallArgs) -> Outcome {
     // Nothing was served, but a lease taken all the same goes at once.
     let _ = tokio::time::timeout(global.timeout, rt.shutdown()).await;
     outcome
+}
+
+/// The codec the endpoint's instances declare in their records (JSON
+/// without etcd, or for a record that names none): the request is written
+/// as JSON on the command line and carried in that codec.
+async fn codec(
+    conn: &connect::Connections,
+    name: &target::ComponentName,
+    endpoint: &str,
+) -> Result<Format, Failure> {
+    let records = conn.list(name.key_prefix()).await?.unwrap_or_default();
+    let declared = records.iter().filter(|r| r.endpoint == endpoint).find_map(|r| r.codec.as_deref());
+    match declared {
+        None => Ok(Format::Json),
+        Some(codec) => Format::from_name(codec).ok_or_else(|| {
+            Failure::new(format!(
+                "{name}/{endpoint} declares the codec {codec:?}, which this rotor does not speak; use a rotor of the release that serves it"
+            ))
+        }),
+    }
 }
 
 async fn call(global: &Global, client: &ClientCore, endpoint: &str, req: &Value, stream: bool) -> Outcome {

@@ -340,6 +340,50 @@ fn call_of_hello_prints_the_greeting_from_an_argument_or_stdin() {
     assert_eq!(hex(&run.json()), server.id);
 }
 
+#[derive(Debug, serde::Serialize, serde::Deserialize, thiserror::Error)]
+pub enum Refused {
+    #[error("nothing to scale")]
+    Empty,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Scale {
+    values: Vec<f32>,
+    by: f32,
+}
+
+pub struct Scaler;
+
+#[rotor::component(namespace = "test.cli", codec = "msgpack")]
+impl Scaler {
+    #[endpoint]
+    async fn scale(&self, req: Scale) -> Result<Vec<f32>, Refused> {
+        if req.values.is_empty() {
+            return Err(Refused::Empty);
+        }
+        Ok(req.values.iter().map(|v| v * req.by).collect())
+    }
+}
+
+#[test]
+fn call_of_a_message_pack_endpoint_takes_json_sends_message_pack_and_prints_json() {
+    let servers = Servers::start();
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    let _served = tokio.block_on(async {
+        let rt = servers.runtime().await;
+        let handle = rt.serve(Scaler).await.unwrap();
+        (rt, handle)
+    });
+
+    let run =
+        rotor(&servers, &["call", "test.cli/scaler/scale", r#"{"values": [1, 2.5], "by": 2}"#, "--json"]);
+    assert_eq!(run.succeeded().json(), serde_json::json!([2.0, 5.0]));
+    // The typed error is JSON in its header whatever the payload codec.
+    let run = rotor(&servers, &["call", "test.cli/scaler/scale", r#"{"values": [], "by": 2}"#]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(run.stderr.contains("code 422") && run.stderr.contains(r#""Empty""#), "{}", run.stderr);
+}
+
 #[test]
 fn call_with_an_empty_name_prints_the_application_error_with_code_422_and_exits_1() {
     let servers = Servers::start();

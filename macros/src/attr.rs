@@ -24,6 +24,8 @@ pub struct ComponentAttr {
     /// `capabilities = "method"`: a method whose value the component's
     /// description publishes.
     pub capabilities: Option<LitStr>,
+    /// `codec = "json" | "msgpack"`: the payload codec.
+    pub codec: Option<LitStr>,
     /// `crate = "path"`: where the runtime is, when not at `::rotor`.
     pub krate: Option<LitStr>,
 }
@@ -38,7 +40,8 @@ pub struct EndpointAttr {
     pub stats: Option<LitStr>,
 }
 
-const COMPONENT_KEYS: &str = "`namespace`, `name`, `labels`, `static`, `stats`, `capabilities` or `crate`";
+const COMPONENT_KEYS: &str =
+    "`namespace`, `name`, `labels`, `static`, `stats`, `capabilities`, `codec` or `crate`";
 const ENDPOINT_KEYS: &str = "`name`, `idempotent` or `stats`";
 
 /// Sets `slot` once; a second occurrence is an error on the key.
@@ -98,6 +101,10 @@ pub fn parse_component(cx: &Ctxt, args: TokenStream) -> ComponentAttr {
         } else if meta.path.is_ident("capabilities") {
             if let Some(v) = string_value(cx, &meta, &key)? {
                 set_once(cx, &mut attr.capabilities, &key, v, "component");
+            }
+        } else if meta.path.is_ident("codec") {
+            if let Some(v) = string_value(cx, &meta, &key)? {
+                set_once(cx, &mut attr.codec, &key, v, "component");
             }
         } else if meta.path.is_ident("crate") {
             if let Some(v) = string_value(cx, &meta, &key)? {

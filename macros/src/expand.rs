@@ -230,6 +230,10 @@ fn generate(c: &Component, fallback: bool) -> TokenStream {
     };
     // A contract's server holds the implementation in its field.
     let receiver = if contract { quote!(self.0) } else { quote!(self) };
+    let format = match c.attr.codec.as_ref().map(LitStr::value).as_deref() {
+        Some("msgpack") => quote!(#private::Format::MessagePack),
+        _ => quote!(#private::Format::Json),
+    };
     let free = |name: &str| !fallback || !user_items.iter().any(|u| u == name);
     let endpoints: Vec<EndpointGen> = c
         .endpoints
@@ -241,7 +245,7 @@ fn generate(c: &Component, fallback: bool) -> TokenStream {
                     && ep.sig.generics.params.is_empty()
                     && !reserved(&ep.sig.ident.to_string()))
         })
-        .map(|(i, ep)| EndpointGen::new(i, ep, &service, (&krate, &private, &receiver), fallback))
+        .map(|(i, ep)| EndpointGen::new(i, ep, &service, (&krate, &private, &receiver, &format), fallback))
         .collect();
     let descriptors = endpoints.iter().map(EndpointGen::descriptor);
     let subject_consts =
@@ -330,6 +334,7 @@ fn generate(c: &Component, fallback: bool) -> TokenStream {
             type_name: #type_name,
             labels: &[#(#labels),*],
             is_static: #is_static,
+            codec: #format,
             endpoints: &[#(#descriptors),*],
         }
     };
@@ -533,6 +538,8 @@ struct EndpointGen<'a> {
     /// What the handler's method is called on: `self`, or a contract
     /// server's `self.0`.
     receiver: &'a TokenStream,
+    /// The component's payload codec, a `Format` expression.
+    format: &'a TokenStream,
     /// Only signatures: the component has errors.
     fallback: bool,
     index: usize,
@@ -552,7 +559,12 @@ impl<'a> EndpointGen<'a> {
         index: usize,
         ep: &'a Endpoint<'a>,
         service: &str,
-        (krate, private, receiver): (&'a TokenStream, &'a TokenStream, &'a TokenStream),
+        (krate, private, receiver, format): (
+            &'a TokenStream,
+            &'a TokenStream,
+            &'a TokenStream,
+            &'a TokenStream,
+        ),
         fallback: bool,
     ) -> Self {
         let wire = ep.wire_name();
@@ -566,6 +578,7 @@ impl<'a> EndpointGen<'a> {
             krate,
             private,
             receiver,
+            format,
             fallback,
             index,
             ep,
@@ -630,18 +643,18 @@ impl<'a> EndpointGen<'a> {
     /// The three codecs, each built by a call spanned on the user's type, so
     /// that a type that is not a serde type is reported there, once.
     fn codecs(&self) -> TokenStream {
-        let private = self.private;
+        let (private, format) = (self.private, self.format);
         let req = match self.request {
             Some(ty) => {
                 let private = respanned(private, ty.span());
-                quote_spanned!(ty.span()=> #private::request_codec::<#ty>())
+                quote_spanned!(ty.span()=> #private::request_codec::<#ty>(#format))
             }
-            None => quote!(#private::request_codec::<()>()),
+            None => quote!(#private::request_codec::<()>(#format)),
         };
         let (ok, err) = (self.ok, self.err);
         let ok = {
             let private = respanned(private, ok.span());
-            quote_spanned!(ok.span()=> #private::response_codec::<#ok>())
+            quote_spanned!(ok.span()=> #private::response_codec::<#ok>(#format))
         };
         let err = {
             let private = respanned(private, err.span());

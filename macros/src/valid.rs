@@ -191,6 +191,18 @@ fn check_component_attr(cx: &Ctxt, c: &Component, args_span: Span) {
     if let Some(stats) = &attr.stats {
         check_stats_method(cx, stats, "the endpoint figures of `$SRV.STATS`");
     }
+    if let Some(codec) = &attr.codec
+        && !matches!(codec.value().as_str(), "json" | "msgpack")
+    {
+        cx.error_spanned_by(
+            codec,
+            format!(
+                "unknown codec `{}`: `codec` is \"json\" (the default, readable by any tool) or \"msgpack\" \
+                 (MessagePack)",
+                codec.value()
+            ),
+        );
+    }
     if let Some(capabilities) = &attr.capabilities
         && syn::parse_str::<syn::Ident>(&capabilities.value()).is_err()
     {

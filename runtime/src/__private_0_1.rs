@@ -25,7 +25,8 @@ pub use serde_json;
 pub use crate::client::ClientCore;
 use crate::client::RouteSpec;
 pub use crate::component::Request;
-use crate::exchange::codec::{Codec as _, Decode, Encode, Json};
+pub use crate::exchange::codec::Format;
+use crate::exchange::codec::{Decode, Encode};
 use crate::exchange::outcome::{app_error, internal, undecodable};
 pub use crate::exchange::sink::Outcome;
 use crate::exchange::stream::{self, ItemCodecs, Served};
@@ -49,23 +50,24 @@ pub struct ErrorCodec<E> {
     describe: fn(&E) -> String,
 }
 
-fn json<T: Serialize + DeserializeOwned>() -> Codec<T> {
-    Codec { encode: |v| Json::encode(v), decode: Json::decode::<T> }
+fn codec<T: Serialize + DeserializeOwned>(format: Format) -> Codec<T> {
+    Codec { encode: format.encoder(), decode: format.decoder() }
 }
 
 /// The codec of a request type; the bound is the compile-time check.
-pub fn request_codec<T: WireRequest>() -> Codec<T> {
-    json()
+pub fn request_codec<T: WireRequest>(format: Format) -> Codec<T> {
+    codec(format)
 }
 
 /// The codec of a response type; the bound is the compile-time check.
-pub fn response_codec<T: WireResponse>() -> Codec<T> {
-    json()
+pub fn response_codec<T: WireResponse>(format: Format) -> Codec<T> {
+    codec(format)
 }
 
-/// The codec of an application error type; the bound is the compile-time check.
+/// The codec of an application error type, whatever the component's
+/// ([`Format::ERRORS`]); the bound is the compile-time check.
 pub fn error_codec<E: WireError>() -> ErrorCodec<E> {
-    ErrorCodec { codec: json(), describe: E::to_string }
+    ErrorCodec { codec: codec(Format::ERRORS), describe: E::to_string }
 }
 
 /// Decodes the request, or says why it does not decode.

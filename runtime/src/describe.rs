@@ -99,7 +99,7 @@ impl Description {
             namespace: desc.namespace.into(),
             component: desc.name.into(),
             version: desc.version.into(),
-            codec: "json".into(),
+            codec: desc.codec.name().into(),
             labels: desc.labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             endpoints: desc
                 .endpoints

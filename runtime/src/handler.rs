@@ -36,6 +36,9 @@ use crate::wire::{ErrorKind, Message};
 use crate::{Context, Error, Runtime, ServeHandle, Serving};
 use rotor_names::{validate_endpoint, validate_label};
 
+/// Handlers speak JSON, as the typed calls of [`ClientCore`](crate::ClientCore) do.
+const JSON: crate::codec::Format = crate::codec::Format::Json;
+
 /// Runs one request of one endpoint.
 type Run = Arc<dyn Fn(Request) -> BoxFuture<'static, Outcome> + Send + Sync>;
 
@@ -83,7 +86,8 @@ impl Handler {
         let handler = Arc::new(handler);
         let run: Run = Arc::new(move |request| {
             let handler = handler.clone();
-            let codecs = (support::request_codec(), support::response_codec(), support::error_codec());
+            let codecs =
+                (support::request_codec(JSON), support::response_codec(JSON), support::error_codec());
             support::unary(request, codecs, move |ctx, req| handler(ctx, req))
         });
         let (request, response, error) = (type_name::<Req>(), type_name::<Resp>(), type_name::<E>());
@@ -106,7 +110,8 @@ impl Handler {
         let handler = Arc::new(handler);
         let run: Run = Arc::new(move |request| {
             let handler = handler.clone();
-            let codecs = (support::request_codec(), support::response_codec(), support::error_codec());
+            let codecs =
+                (support::request_codec(JSON), support::response_codec(JSON), support::error_codec());
             support::streaming(request, codecs, move |ctx, req, sink| async move {
                 match handler(ctx, req).await {
                     Ok(stream) => sink.send(stream).await,

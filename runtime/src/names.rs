@@ -335,7 +335,9 @@ impl Endpoint {
     ///
     /// It routes to the instances discovery lists, unless the runtime has
     /// no discovery or a `#[component(static)]` of these names is linked
-    /// into this binary: then to the queue group. For a static component
+    /// into this binary: then to the queue group. Its typed calls use the
+    /// linked component's codec, JSON otherwise
+    /// ([`with_codec`](ClientCore::with_codec) chooses). For a static component
     /// that is not linked in, use [`static_client`](Self::static_client).
     pub async fn client(&self) -> Result<ClientCore, Error> {
         let linked = self.component.linked();
@@ -343,7 +345,9 @@ impl Endpoint {
         let idempotent = linked
             .and_then(|desc| desc.endpoints.iter().find(|ep| ep.name == self.name))
             .is_none_or(|ep| ep.idempotent);
-        self.client_with(is_static, idempotent).await
+        // A component linked into this binary says which codec it speaks.
+        let format = linked.map(|desc| desc.codec).unwrap_or_default();
+        Ok(self.client_with(is_static, idempotent).await?.with_codec(format))
     }
 
     /// An untyped client of a static component's endpoint: it sends every

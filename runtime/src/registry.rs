@@ -23,6 +23,8 @@ pub struct ComponentDescriptor {
     pub labels: &'static [(&'static str, &'static str)],
     /// `true` for a static component: no discovery registration.
     pub is_static: bool,
+    /// The payload codec, from `#[component(codec = "..")]`.
+    pub codec: crate::codec::Format,
     /// The endpoints, in declaration order.
     pub endpoints: &'static [EndpointDescriptor],
 }
@@ -111,6 +113,7 @@ mod tests {
         labels: &[],
         is_static: false,
         endpoints: &[],
+        codec: crate::codec::Format::Json,
     };
     static B: ComponentDescriptor = ComponentDescriptor {
         namespace: "a",
@@ -121,6 +124,7 @@ mod tests {
         labels: &[],
         is_static: false,
         endpoints: &[],
+        codec: crate::codec::Format::Json,
     };
 
     #[test]

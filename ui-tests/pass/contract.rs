@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 pub struct Failed;
 
 /// A contract with every kind of endpoint.
-#[component(namespace = "llm", name = "tok", labels(model = "bytes"))]
+#[component(namespace = "llm", name = "tok", labels(model = "bytes"), codec = "msgpack")]
 pub trait Tokenizer {
     #[endpoint]
     async fn encode(&self, ctx: &Context, text: String) -> Result<Vec<u32>, Failed>;

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use super::ClientCore;
 use super::health::{PROBE_TIMEOUT, Why};
 use crate::engine::transport::message::Message;
-use crate::exchange::codec::{self as codec, CodecError, Decode};
+use crate::exchange::codec::{CodecError, Decode};
 use crate::{CallError, InstanceId, TransportError};
 
 /// How a fan-out runs: its overall deadline and how many instances are
@@ -117,7 +117,14 @@ impl ClientCore {
         E: serde::de::DeserializeOwned + Send + 'static,
     {
         let number = self.number(endpoint)?;
-        self.fan_out_with(number, codec::encode(request), codec::decode::<T>, codec::decode::<E>, options)
+        let format = self.format;
+        self.fan_out_with(
+            number,
+            format.encode(request),
+            format.decoder::<T>(),
+            crate::codec::Format::ERRORS.decoder::<E>(),
+            options,
+        )
     }
 
     pub(crate) fn fan_out_with<T, E>(

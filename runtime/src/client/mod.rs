@@ -60,6 +60,9 @@ pub struct ClientCore {
     retries: Option<u32>,
     /// Stops the check of what instances publish when the last clone goes.
     checker: Option<Arc<tokio_util::sync::DropGuard>>,
+    /// The codec of the typed calls by wire name ([`unary`](Self::unary),
+    /// [`stream`](Self::stream), [`fan_out`](Self::fan_out)).
+    format: codec::Format,
 }
 
 struct Shared {
@@ -148,7 +151,16 @@ impl ClientCore {
             timeout: None,
             retries: None,
             checker: None,
+            format: codec::Format::Json,
         })
+    }
+
+    /// The same client, encoding the typed calls by wire name with
+    /// `format`: the codec the component was declared with (its
+    /// description and instance records say which). Generated clients need
+    /// nothing of the kind; they encode with their component's codec.
+    pub fn with_codec(&self, format: codec::Format) -> Self {
+        ClientCore { format, ..self.clone() }
     }
 
     /// The same client, sending every call to `instance`.
@@ -263,7 +275,14 @@ impl ClientCore {
         E: DeserializeOwned,
     {
         let number = self.number(endpoint)?;
-        self.unary_with(number, codec::encode(request), codec::decode::<Resp>, codec::decode::<E>).await
+        let format = self.format;
+        self.unary_with(
+            number,
+            format.encode(request),
+            format.decoder::<Resp>(),
+            codec::Format::ERRORS.decoder::<E>(),
+        )
+        .await
     }
 
     /// Opens a stream from `endpoint` (its wire name) with a typed request;
@@ -280,7 +299,14 @@ impl ClientCore {
         E: DeserializeOwned,
     {
         let number = self.number(endpoint)?;
-        self.stream_with(number, codec::encode(request), codec::decode::<T>, codec::decode::<E>).await
+        let format = self.format;
+        self.stream_with(
+            number,
+            format.encode(request),
+            format.decoder::<T>(),
+            codec::Format::ERRORS.decoder::<E>(),
+        )
+        .await
     }
 
     /// [`unary`](Self::unary) with the codec chosen by the caller; the

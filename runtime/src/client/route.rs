@@ -468,6 +468,7 @@ mod tests {
                 instance_id: InstanceId(id),
                 transport: TransportAddress::NatsTcp(names::instance_subject("ns_c", "e", id)),
                 descriptor: None,
+                codec: None,
             })
             .collect();
         let (_, watch) = watch::channel(list);

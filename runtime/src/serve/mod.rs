@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use dispatch::{Dispatcher, Work};
 
+use crate::codec::Format;
 use crate::context::ServedEndpoint;
 use crate::engine::discovery::{InstanceRecord, KeyFor, Lease, LeaseState, TransportAddress};
 use crate::engine::metrics::EndpointMetrics;
@@ -260,6 +261,8 @@ pub(crate) async fn serve<S: Send + Sync + 'static>(
                 instance_id: instance,
                 transport: TransportAddress::NatsTcp(subject),
                 descriptor: fingerprint.clone(),
+                codec: (desc.description.codec != Format::Json.name())
+                    .then(|| desc.description.codec.clone()),
             };
             registrations.push(lease.register(record).await?);
         }

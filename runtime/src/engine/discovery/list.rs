@@ -137,6 +137,7 @@ mod tests {
             instance_id: InstanceId(id),
             transport: TransportAddress::NatsTcp(format!("ns_c.{endpoint}-{id:x}")),
             descriptor: None,
+            codec: None,
         }
     }
 

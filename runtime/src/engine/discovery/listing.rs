@@ -118,6 +118,7 @@ mod tests {
             instance_id: InstanceId(id),
             transport: TransportAddress::NatsTcp(subject.into()),
             descriptor: None,
+            codec: None,
         };
         (format!("instances/ns/c/e:{id:x}"), record)
     }

@@ -56,6 +56,11 @@ pub struct InstanceRecord {
     /// servers that publish none, and of releases before it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub descriptor: Option<String>,
+    /// The payload codec when it is not JSON (`msgpack`): what a caller
+    /// that knows only the record must encode with. Absent for JSON, so
+    /// that JSON records read as they always did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codec: Option<String>,
 }
 
 /// How to reach an instance.
