@@ -485,3 +485,71 @@ async fn a_request_of_another_wire_version_is_refused_clearly() {
     let reply = rt.transport().request(Counter::ADD_SUBJECT, ok, Duration::from_secs(5)).await.unwrap();
     assert_eq!(reply.error_kind(), None);
 }
+
+/// Reports where its handlers run, and holds one call until released.
+struct Tasks {
+    release: std::sync::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+    events: mpsc::UnboundedSender<&'static str>,
+}
+
+#[rotor::component(namespace = "test.fast")]
+impl Tasks {
+    #[endpoint]
+    async fn task_id(&self) -> Result<Option<String>, MathError> {
+        Ok(tokio::task::try_id().map(|id| id.to_string()))
+    }
+
+    #[endpoint]
+    async fn hold(&self) -> Result<(), MathError> {
+        let release = self.release.lock().unwrap().take().expect("one call to hold");
+        self.events.send("started").unwrap();
+        let _ = release.await;
+        self.events.send("finished").unwrap();
+        Ok(())
+    }
+}
+
+fn tasks() -> (Tasks, tokio::sync::oneshot::Sender<()>, mpsc::UnboundedReceiver<&'static str>) {
+    let (release_tx, release) = tokio::sync::oneshot::channel();
+    let (events, events_rx) = mpsc::unbounded_channel();
+    (Tasks { release: std::sync::Mutex::new(Some(release)), events }, release_tx, events_rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_handler_that_answers_at_its_first_poll_runs_in_the_callers_task() {
+    let rt = Runtime::embedded().await.unwrap();
+    let (served, _release, _events) = tasks();
+    let _server = rt.serve(served).await.unwrap();
+    let client = Tasks::client(&rt).await.unwrap();
+    client.core().wait_for_instances().await.unwrap();
+    // The test's body is not a task: the caller is one.
+    let (caller, handler) = tokio::spawn(async move {
+        let caller = tokio::task::id().to_string();
+        (caller, client.task_id().await.unwrap())
+    })
+    .await
+    .unwrap();
+    assert_eq!(handler.as_deref(), Some(caller.as_str()), "no task of its own, no hop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_call_dropped_while_its_handler_waits_leaves_the_handler_to_finish() {
+    let rt = Runtime::embedded().await.unwrap();
+    let (served, release, mut events) = tasks();
+    let server = rt.serve(served).await.unwrap();
+    let client = Tasks::client(&rt).await.unwrap();
+    client.core().wait_for_instances().await.unwrap();
+    {
+        let call = client.hold();
+        tokio::pin!(call);
+        tokio::select! {
+            _ = &mut call => panic!("answered before it was released"),
+            event = events.recv() => assert_eq!(event, Some("started")),
+        }
+        // The caller gives up here, as a NATS caller may.
+    }
+    release.send(()).unwrap();
+    let finished = tokio::time::timeout(Duration::from_secs(20), events.recv()).await.unwrap();
+    assert_eq!(finished, Some("finished"), "the handler went on on a task of its own");
+    assert!(server.shutdown().await.drained);
+}

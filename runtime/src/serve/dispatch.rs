@@ -1,6 +1,6 @@
 //! From a request the transport delivered to the handler's outcome on its
-//! way back: one task per request, with its deadline, its cancellation, its
-//! panic guard and its metrics.
+//! way back: one future per request, with its deadline, its cancellation,
+//! its panic guard and its metrics, which the transport runs.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use super::Handle;
 use crate::component::Request;
 use crate::context::{Parts, ServedEndpoint};
 use crate::engine::discovery::LeaseState;
-use crate::engine::transport::{Incoming, Transport};
+use crate::engine::transport::{Incoming, Transport, Work as Answering};
 use crate::exchange::sink::{Answer, Outcome, ReplySink, StreamSlot};
 use crate::exchange::stream::StreamSetup;
 use crate::exchange::trace::with_trace;
@@ -73,8 +73,8 @@ impl Dispatcher {
         }
     }
 
-    /// Starts a task for one request.
-    pub(super) fn dispatch(&self, incoming: Incoming) {
+    /// The work of answering one request, for the transport to run.
+    pub(super) fn dispatch(&self, incoming: Incoming) -> Answering {
         let Incoming { endpoint, addressed, mut message, responder } = incoming;
         let instance = self.lease.borrow().id;
         let answer = Answer::new(responder, instance, addressed, self.transport.max_payload());
@@ -82,19 +82,16 @@ impl Dispatcher {
             // A probe too: a draining instance is not back in rotation.
             let reply =
                 Message::error(ErrorKind::Refused, "the instance is shutting down; the request did not run");
-            tokio::spawn(ReplySink::Unary(answer).finish(Outcome::Reply(reply)));
-            return;
+            return Box::pin(ReplySink::Unary(answer).finish(Outcome::Reply(reply)));
         }
         if message.is_probe() {
             // The answer is the evidence: this instance listens and its
             // runtime runs. Nothing else is read from a probe.
-            tokio::spawn(ReplySink::Unary(answer).finish(Outcome::Reply(Message::default())));
-            return;
+            return Box::pin(ReplySink::Unary(answer).finish(Outcome::Reply(Message::default())));
         }
         let Some(served) = self.endpoints.get(endpoint) else {
             let reply = Message::error(ErrorKind::UnknownEndpoint, "no such endpoint");
-            tokio::spawn(ReplySink::Unary(answer).finish(Outcome::Reply(reply)));
-            return;
+            return Box::pin(ReplySink::Unary(answer).finish(Outcome::Reply(reply)));
         };
         let timeout = match message.check_version().and_then(|()| message.open_envelope()) {
             Ok(timeout) => timeout,
@@ -102,8 +99,7 @@ impl Dispatcher {
                 let text =
                     format!("wire format version {version} is not supported; this server speaks version 1");
                 let reply = Message::error(ErrorKind::Decode, &text);
-                tokio::spawn(ReplySink::Unary(answer).finish(Outcome::Reply(reply)));
-                return;
+                return Box::pin(ReplySink::Unary(answer).finish(Outcome::Reply(reply)));
             }
         };
         // Only a streaming endpoint reads the stream headers.
@@ -113,8 +109,7 @@ impl Dispatcher {
                 Some(Ok(Some(setup))) => Some(setup),
                 Some(Err(text)) => {
                     let reply = Message::error(ErrorKind::Decode, &text);
-                    tokio::spawn(ReplySink::Unary(answer).finish(Outcome::Reply(reply)));
-                    return;
+                    return Box::pin(ReplySink::Unary(answer).finish(Outcome::Reply(reply)));
                 }
             };
         let arrived = Instant::now();
@@ -168,7 +163,7 @@ impl Dispatcher {
             sink.finish(outcome).await;
             in_flight.fetch_sub(1, Ordering::SeqCst);
         };
-        self.work.tracker.spawn(work.instrument(span));
+        Box::pin(self.work.tracker.track_future(work.instrument(span)))
     }
 }
 

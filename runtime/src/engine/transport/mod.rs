@@ -47,10 +47,17 @@ pub trait Respond: Send + 'static {
     fn respond(self: Box<Self>, reply: Message) -> BoxFuture<'static, Result<(), TransportError>>;
 }
 
-/// Takes each request as the transport receives it. It is called on the
-/// transport's own task, so it must return at once (it hands the request to
-/// a task of its own). The transport drops it when it stops listening.
-pub type Dispatch = Arc<dyn Fn(Incoming) + Send + Sync>;
+/// Takes each request as the transport receives it and gives back the work
+/// of answering it, which the transport runs: NATS on a task of its own;
+/// the in-process transport first in the caller's task, on a task only if
+/// the work is not done at its first poll. It is called on the transport's
+/// own task, so it must return at once. The transport drops it when it
+/// stops listening.
+pub type Dispatch = Arc<dyn Fn(Incoming) -> Work + Send + Sync>;
+
+/// The work of answering one request, tracked by the served component
+/// (its shutdown waits for it) wherever it runs.
+pub type Work = BoxFuture<'static, ()>;
 
 /// `Err(Oversize)` when `message` is larger than `limit`; both transports
 /// refuse on the side that sends.

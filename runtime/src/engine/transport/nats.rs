@@ -216,7 +216,7 @@ fn listen(
             arrived: Instant::now(),
         });
         let message = Message { headers: from_nats(request.headers.as_ref()), payload: request.payload };
-        dispatch(Incoming { endpoint, addressed, message, responder });
+        tokio::spawn(dispatch(Incoming { endpoint, addressed, message, responder }));
     };
     listeners.run(async move {
         let stopped = stop.cancelled();
