@@ -1,8 +1,10 @@
 //! From a request the transport delivered to the handler's outcome on its
-//! way back: one future per request, with its deadline, its cancellation,
-//! its panic guard and its metrics, which the transport runs.
+//! way back: the work of one request, with its deadline, its cancellation,
+//! its panic guard and its metrics, started where the transport says.
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
@@ -18,7 +20,7 @@ use super::Handle;
 use crate::component::Request;
 use crate::context::{Parts, ServedEndpoint};
 use crate::engine::discovery::LeaseState;
-use crate::engine::transport::{Incoming, Transport, Work as Answering};
+use crate::engine::transport::{Incoming, Start, Transport};
 use crate::exchange::sink::{Answer, Outcome, ReplySink, StreamSlot};
 use crate::exchange::stream::StreamSetup;
 use crate::exchange::trace::with_trace;
@@ -73,8 +75,8 @@ impl Dispatcher {
         }
     }
 
-    /// The work of answering one request, for the transport to run.
-    pub(super) fn dispatch(&self, incoming: Incoming) -> Answering {
+    /// Starts the work of answering one request where `start` says.
+    pub(super) fn dispatch(&self, incoming: Incoming, start: Start) {
         let Incoming { endpoint, addressed, mut message, responder } = incoming;
         let instance = self.lease.borrow().id;
         let answer = Answer::new(responder, instance, addressed, self.transport.max_payload());
@@ -82,16 +84,19 @@ impl Dispatcher {
             // A probe too: a draining instance is not back in rotation.
             let reply =
                 Message::error(ErrorKind::Refused, "the instance is shutting down; the request did not run");
-            return Box::pin(ReplySink::Unary(answer).finish(Outcome::Reply(reply)));
+            return start_untracked(start, ReplySink::Unary(answer).finish(Outcome::Reply(reply)));
         }
         if message.is_probe() {
             // The answer is the evidence: this instance listens and its
             // runtime runs. Nothing else is read from a probe.
-            return Box::pin(ReplySink::Unary(answer).finish(Outcome::Reply(Message::default())));
+            return start_untracked(
+                start,
+                ReplySink::Unary(answer).finish(Outcome::Reply(Message::default())),
+            );
         }
         let Some(served) = self.endpoints.get(endpoint) else {
             let reply = Message::error(ErrorKind::UnknownEndpoint, "no such endpoint");
-            return Box::pin(ReplySink::Unary(answer).finish(Outcome::Reply(reply)));
+            return start_untracked(start, ReplySink::Unary(answer).finish(Outcome::Reply(reply)));
         };
         let timeout = match message.check_version().and_then(|()| message.open_envelope()) {
             Ok(timeout) => timeout,
@@ -99,7 +104,7 @@ impl Dispatcher {
                 let text =
                     format!("wire format version {version} is not supported; this server speaks version 1");
                 let reply = Message::error(ErrorKind::Decode, &text);
-                return Box::pin(ReplySink::Unary(answer).finish(Outcome::Reply(reply)));
+                return start_untracked(start, ReplySink::Unary(answer).finish(Outcome::Reply(reply)));
             }
         };
         // Only a streaming endpoint reads the stream headers.
@@ -109,7 +114,7 @@ impl Dispatcher {
                 Some(Ok(Some(setup))) => Some(setup),
                 Some(Err(text)) => {
                     let reply = Message::error(ErrorKind::Decode, &text);
-                    return Box::pin(ReplySink::Unary(answer).finish(Outcome::Reply(reply)));
+                    return start_untracked(start, ReplySink::Unary(answer).finish(Outcome::Reply(reply)));
                 }
             };
         let arrived = Instant::now();
@@ -163,7 +168,34 @@ impl Dispatcher {
             sink.finish(outcome).await;
             in_flight.fetch_sub(1, Ordering::SeqCst);
         };
-        Box::pin(self.work.tracker.track_future(work.instrument(span)))
+        let work = work.instrument(span);
+        match start {
+            Start::OnTask => drop(self.work.tracker.spawn(work)),
+            Start::HereFirst => here_first(Box::pin(self.work.tracker.track_future(work))),
+        }
+    }
+}
+
+/// Starts an answer that runs no handler (a refusal, a probe's answer, an
+/// error before the handler), which shutdown does not wait for.
+fn start_untracked(start: Start, work: impl Future<Output = ()> + Send + 'static) {
+    match start {
+        Start::OnTask => drop(tokio::spawn(work)),
+        Start::HereFirst => here_first(Box::pin(work)),
+    }
+}
+
+/// Polls `work` once here, in the caller's task, and gives it a task of its
+/// own only if it is not done: a handler that answers at its first poll
+/// costs no task, no wake-up and no timer. Safe, because a caller cannot
+/// give up within a poll: a call dropped later leaves the work running on
+/// its task, as a NATS caller that gives up leaves its server running.
+/// Polled with a waker that does nothing; the task polls it again at its
+/// start, which registers its own.
+fn here_first(mut work: Pin<Box<dyn Future<Output = ()> + Send + 'static>>) {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    if work.as_mut().poll(&mut cx).is_pending() {
+        tokio::spawn(work);
     }
 }
 

@@ -220,7 +220,7 @@ pub(crate) async fn serve<S: Send + Sync + 'static>(
         engines.transport.clone(),
         tracing::info_span!("serve", namespace = &desc.namespace, component = &desc.name, instance = %instance),
     );
-    let dispatch: Dispatch = Arc::new(move |incoming| dispatcher.dispatch(incoming));
+    let dispatch: Dispatch = Arc::new(move |incoming, start| dispatcher.dispatch(incoming, start));
 
     // The service name is this pair's before anything listens on its
     // subjects: another process may hold it under another pair.

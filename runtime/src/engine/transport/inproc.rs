@@ -11,7 +11,7 @@ use futures::stream::BoxStream;
 use tokio::sync::{mpsc, oneshot};
 
 use super::message::Message;
-use super::{Dispatch, Incoming, Respond, ServiceSpec, Transport, Work, within_limit};
+use super::{Dispatch, Incoming, Respond, ServiceSpec, Start, Transport, within_limit};
 use crate::engine::micro::stats::ServiceStats;
 use crate::engine::micro::{Counters, MicroService};
 use crate::{Error, Guard, TransportError};
@@ -108,20 +108,6 @@ impl Respond for ChannelResponder {
     }
 }
 
-/// Polls `work` once in the caller's task, and gives it a task of its own
-/// only if it is not done: a handler that answers at its first poll costs
-/// no task, no wake-up and no timer. Safe, because the caller cannot give
-/// up within a poll: a call dropped later leaves the work running on its
-/// task, as a NATS caller that gives up leaves its server running. Polled
-/// with a waker that does nothing; the task polls it again at its start,
-/// which registers its own.
-fn run_here_first(mut work: Work) {
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    if work.as_mut().poll(&mut cx).is_pending() {
-        tokio::spawn(work);
-    }
-}
-
 impl Transport for InProcess {
     fn bind(&self, spec: ServiceSpec, dispatch: Dispatch) -> BoxFuture<'_, Result<Guard, Error>> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
@@ -174,16 +160,12 @@ impl Transport for InProcess {
                 counters: sub.counters.clone(),
                 started: Instant::now(),
             });
-            let work = (sub.dispatch)(Incoming {
-                endpoint: sub.endpoint,
-                addressed: sub.addressed,
-                message,
-                responder,
-            });
+            let incoming = Incoming { endpoint: sub.endpoint, addressed: sub.addressed, message, responder };
+            (sub.dispatch)(incoming, Start::HereFirst);
             // Dropped now: a served component that is shutting down must not
             // wait for this request to finish before it stops listening.
             drop(sub);
-            run_here_first(work);
+            // A handler that answered at once has replied by now.
             let mut reply_rx = reply_rx;
             match reply_rx.try_recv() {
                 Ok(reply) => return Ok(reply),

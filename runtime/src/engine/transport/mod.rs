@@ -47,17 +47,23 @@ pub trait Respond: Send + 'static {
     fn respond(self: Box<Self>, reply: Message) -> BoxFuture<'static, Result<(), TransportError>>;
 }
 
-/// Takes each request as the transport receives it and gives back the work
-/// of answering it, which the transport runs: NATS on a task of its own;
-/// the in-process transport first in the caller's task, on a task only if
-/// the work is not done at its first poll. It is called on the transport's
-/// own task, so it must return at once. The transport drops it when it
-/// stops listening.
-pub type Dispatch = Arc<dyn Fn(Incoming) -> Work + Send + Sync>;
+/// Takes each request as the transport receives it, and starts the work of
+/// answering it where the transport says. It is called on the transport's
+/// own task (or the caller's), so it must return at once. The transport
+/// drops it when it stops listening.
+pub type Dispatch = Arc<dyn Fn(Incoming, Start) + Send + Sync>;
 
-/// The work of answering one request, tracked by the served component
-/// (its shutdown waits for it) wherever it runs.
-pub type Work = BoxFuture<'static, ()>;
+/// Where the work of answering a request starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// On a task of its own: the transport's task must go on receiving.
+    OnTask,
+    /// Polled once where the request is dispatched, the caller's own task,
+    /// and on a task of its own only if it is not done then: a handler that
+    /// answers at once costs no task and no wake-up. For a transport whose
+    /// caller waits in the task that dispatches (in-process).
+    HereFirst,
+}
 
 /// `Err(Oversize)` when `message` is larger than `limit`; both transports
 /// refuse on the side that sends.

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::listeners::Listeners;
 use super::message::{Headers, Message, header};
 use super::verbs::{self, SharedVerbs};
-use super::{Dispatch, Incoming, Respond, ServiceSpec, Transport, within_limit};
+use super::{Dispatch, Incoming, Respond, ServiceSpec, Start, Transport, within_limit};
 use crate::engine::config::NatsConfig;
 use crate::engine::micro::stats::ServiceStats;
 use crate::engine::micro::{Counters, MicroEndpoint, MicroService, QUEUE_GROUP};
@@ -216,7 +216,7 @@ fn listen(
             arrived: Instant::now(),
         });
         let message = Message { headers: from_nats(request.headers.as_ref()), payload: request.payload };
-        tokio::spawn(dispatch(Incoming { endpoint, addressed, message, responder }));
+        dispatch(Incoming { endpoint, addressed, message, responder }, Start::OnTask);
     };
     listeners.run(async move {
         let stopped = stop.cancelled();
