@@ -26,9 +26,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rt = Runtime::from_env().await?;
     let greeting = std::env::var("GREETING").unwrap_or_else(|_| "Hello".into());
     let server = rt.serve(Greeter { greeting, greeted: AtomicU64::new(0) }).await?;
+    // Listening for Ctrl-C and SIGTERM before the line that says it serves,
+    // so that a signal sent on that line drains rather than kills.
+    let stop = rotor::shutdown_signal();
     // A line for scripts and tests that wait for the server to be up.
     println!("serving {} as instance {} ({:?} mode)", Greeter::SERVICE, server.instance_id(), rt.mode());
-    rotor::shutdown_signal().await;
+    stop.await;
     let report = server.shutdown().await;
     rt.shutdown().await?;
     println!("stopped; drained: {}", report.drained);

@@ -55,8 +55,9 @@ fn flag(args: &[String], name: &str) -> Option<u64> {
 async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let rt = Runtime::from_env().await?;
     let server = rt.serve(Worker).await?;
+    let stop = rotor::shutdown_signal();
     println!("serving {} as instance {}", Worker::SERVICE, server.instance_id());
-    rotor::shutdown_signal().await;
+    stop.await;
     server.shutdown().await;
     rt.shutdown().await?;
     Ok(())

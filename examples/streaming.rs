@@ -75,8 +75,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     match std::env::args().nth(1).as_deref() {
         Some("serve") => {
             let server = rt.serve(Generator).await?;
+            let stop = rotor::shutdown_signal();
             println!("serving {} as instance {}", Generator::SERVICE, server.instance_id());
-            rotor::shutdown_signal().await;
+            stop.await;
             server.shutdown().await;
             rt.shutdown().await?;
         }

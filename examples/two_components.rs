@@ -68,8 +68,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let serving = rt.serving().serve(Tokenizer).await?.serve(Summarizer { tokenizer }).await?;
 
     if std::env::args().any(|a| a == "serve") {
+        // Listening before saying so: a SIGTERM sent on that line drains.
+        let stop = rotor::shutdown_signal();
         println!("serving {} components; Ctrl-C stops them", serving.len());
-        let report = serving.until_signal().await?;
+        let report = serving.until(stop).await?;
         println!("stopped; drained: {}", report.drained);
         return Ok(());
     }

@@ -64,6 +64,9 @@ async fn a_message_pack_component_is_called_by_its_client_and_by_plain_nats_and_
     assert_eq!(err.into_app().unwrap(), Refused::Empty, "the typed error crosses in MessagePack too");
     let items: Vec<u32> = client.count(3).await.unwrap().map(Result::unwrap).collect().await;
     assert_eq!(items, [1, 2, 3]);
+    // Its core, called by endpoint name, speaks the component's codec too.
+    let by_name: Vec<f32> = client.core().unary::<_, _, Refused>("scale", &request()).await.unwrap();
+    assert_eq!(by_name, [2.0, 5.0]);
 
     // On the wire: MessagePack, both ways.
     let nats = async_nats::connect(servers.nats.url()).await.unwrap();

@@ -490,6 +490,8 @@ async fn a_request_of_another_wire_version_is_refused_clearly() {
 struct Tasks {
     release: std::sync::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
     events: mpsc::UnboundedSender<&'static str>,
+    /// Its own client, for calls that nest.
+    me: Arc<std::sync::OnceLock<<Tasks as rotor::Endpoints>::Client>>,
 }
 
 #[rotor::component(namespace = "test.fast")]
@@ -497,6 +499,19 @@ impl Tasks {
     #[endpoint]
     async fn task_id(&self) -> Result<Option<String>, MathError> {
         Ok(tokio::task::try_id().map(|id| id.to_string()))
+    }
+
+    #[endpoint]
+    async fn nest(&self, depth: u32) -> Result<u32, MathError> {
+        if depth == 0 {
+            return Ok(0);
+        }
+        let me = self.me.get().expect("the client is set").clone();
+        let below = me
+            .nest(depth - 1)
+            .await
+            .map_err(|e| MathError::Overflow(depth.into(), e.to_string().len() as i64))?;
+        Ok(below + 1)
     }
 
     #[endpoint]
@@ -512,7 +527,8 @@ impl Tasks {
 fn tasks() -> (Tasks, tokio::sync::oneshot::Sender<()>, mpsc::UnboundedReceiver<&'static str>) {
     let (release_tx, release) = tokio::sync::oneshot::channel();
     let (events, events_rx) = mpsc::unbounded_channel();
-    (Tasks { release: std::sync::Mutex::new(Some(release)), events }, release_tx, events_rx)
+    let me = Arc::default();
+    (Tasks { release: std::sync::Mutex::new(Some(release)), events, me }, release_tx, events_rx)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -552,4 +568,18 @@ async fn an_embedded_call_dropped_while_its_handler_waits_leaves_the_handler_to_
     let finished = tokio::time::timeout(Duration::from_secs(20), events.recv()).await.unwrap();
     assert_eq!(finished, Some("finished"), "the handler went on on a task of its own");
     assert!(server.shutdown().await.drained);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_calls_nested_five_hundred_deep_answer_without_growing_one_stack_to_overflow() {
+    let rt = Runtime::embedded().await.unwrap();
+    let (served, _release, _events) = tasks();
+    let me = served.me.clone();
+    let _server = rt.serve(served).await.unwrap();
+    let client = Tasks::client(&rt).await.unwrap();
+    client.core().wait_for_instances().await.unwrap();
+    me.set(client.clone()).ok().unwrap();
+    // On a worker thread (2 MiB of stack), as a served caller would be.
+    let depth = tokio::spawn(async move { client.nest(500).await.unwrap() }).await.unwrap();
+    assert_eq!(depth, 500);
 }

@@ -75,7 +75,7 @@ pub async fn run(global: &Global, args: CallArgs) -> Outcome {
     if let Some(id) = target {
         client = client.direct(id);
     }
-    client = client.with_codec(codec(&conn, &name, &endpoint).await?);
+    client = client.with_codec(codec(&conn, &name, &endpoint, target).await?);
     let outcome = call(global, &client, &endpoint, &req, args.stream).await;
     // A stream dropped on Ctrl-C has its cancel handed to a task of the
     // runtime: let that task run, then push what it sent out of the NATS
@@ -88,16 +88,20 @@ pub async fn run(global: &Global, args: CallArgs) -> Outcome {
     outcome
 }
 
-/// The codec the endpoint's instances declare in their records (JSON
-/// without etcd, or for a record that names none): the request is written
-/// as JSON on the command line and carried in that codec.
+/// The codec the endpoint's instances (or the one `target`) declare in
+/// their records (JSON without etcd, or for a record that names none): the
+/// request is written as JSON on the command line and carried in that codec.
 async fn codec(
     conn: &connect::Connections,
     name: &target::ComponentName,
     endpoint: &str,
+    target: Option<InstanceId>,
 ) -> Result<Format, Failure> {
     let records = conn.list(name.key_prefix()).await?.unwrap_or_default();
-    let declared = records.iter().filter(|r| r.endpoint == endpoint).find_map(|r| r.codec.as_deref());
+    let declared = records
+        .iter()
+        .filter(|r| r.endpoint == endpoint && target.is_none_or(|id| r.instance_id == id))
+        .find_map(|r| r.codec.as_deref());
     match declared {
         None => Ok(Format::Json),
         Some(codec) => Format::from_name(codec).ok_or_else(|| {

@@ -292,7 +292,7 @@ pub async fn client_for(
         })
         .collect();
     let expected = crate::describe::Description::of(desc, &schemas(), None);
-    Ok(ClientCore::new(rt.engines(), &specs).await?.expecting(expected))
+    Ok(ClientCore::new(rt.engines(), &specs).await?.with_codec(desc.codec).expecting(expected))
 }
 
 /// A type that can be an endpoint's request.

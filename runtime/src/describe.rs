@@ -24,7 +24,7 @@ pub struct Description {
     pub component: String,
     /// The version it was built as.
     pub version: String,
-    /// The payload codec (`json`).
+    /// The payload codec: `json` or `msgpack`.
     pub codec: String,
     /// Its constant metric labels.
     #[serde(default)]
@@ -127,6 +127,12 @@ impl Description {
     /// kind only.
     pub fn differences(&self, published: &Description) -> Vec<String> {
         let mut out = Vec::new();
+        if self.codec != published.codec {
+            out.push(format!(
+                "every endpoint: this client encodes payloads as {}, the instance as {}",
+                self.codec, published.codec
+            ));
+        }
         for ours in &self.endpoints {
             let Some(theirs) = published.endpoints.iter().find(|e| e.name == ours.name) else {
                 out.push(format!("endpoint `{}`: the instance does not serve it", ours.name));
@@ -159,7 +165,26 @@ impl Description {
 
 #[cfg(test)]
 mod tests {
-    use super::fingerprint;
+    use super::{Description, fingerprint};
+
+    #[test]
+    fn a_codec_that_differs_is_a_difference() {
+        let ours = Description {
+            namespace: "llm".into(),
+            component: "tok".into(),
+            version: "0.1.0".into(),
+            codec: "json".into(),
+            labels: Default::default(),
+            endpoints: vec![],
+            capabilities: None,
+        };
+        let theirs = Description { codec: "msgpack".into(), ..ours.clone() };
+        assert_eq!(ours.differences(&ours), Vec::<String>::new());
+        assert_eq!(
+            ours.differences(&theirs),
+            ["every endpoint: this client encodes payloads as json, the instance as msgpack"]
+        );
+    }
 
     #[test]
     fn the_fingerprint_is_fnv_1a_and_the_same_on_every_build() {

@@ -339,9 +339,23 @@ impl Serving {
     }
 
     /// Serves until Ctrl-C or SIGTERM, then [`shutdown`](Self::shutdown).
+    /// It listens for them from its first poll; a program that announces
+    /// that it serves before it calls this should listen first, with
+    /// `serving.until(rotor::shutdown_signal())` called before the
+    /// announcement, or the [`shutdown_signal`](crate::shutdown_signal)
+    /// made before it.
     pub async fn until_signal(self) -> Result<crate::ShutdownReport, Error> {
-        crate::signal::shutdown_signal().await;
-        tracing::info!(components = self.handles.len(), "shutdown signal received; draining");
+        self.until(crate::signal::shutdown_signal()).await
+    }
+
+    /// Serves until `stop` completes (a signal, a message, a test's
+    /// trigger), then [`shutdown`](Self::shutdown).
+    pub async fn until(
+        self,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<crate::ShutdownReport, Error> {
+        stop.await;
+        tracing::info!(components = self.handles.len(), "stopping; draining");
         self.shutdown().await
     }
 }

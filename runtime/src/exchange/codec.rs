@@ -85,15 +85,17 @@ impl Codec for MessagePack {
     fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, CodecError> {
         const NIL: &[u8] = &[0xc0];
         let payload = if payload.is_empty() { NIL } else { payload };
-        // `from_slice` stops after the first value; bytes after it mean
-        // the payload was something else (JSON's `{}` starts with a
-        // MessagePack integer).
-        let mut rest = payload;
-        let decoded = rmp_serde::from_read(&mut rest).map_err(|e| e.to_string());
-        let trailing = || format!("{} bytes after the value", rest.len());
+        // Decoding stops after the first value; bytes after it mean the
+        // payload was something else (JSON's `{}` starts with a MessagePack
+        // integer). Nesting is bounded as serde_json bounds it (128), not
+        // at rmp-serde's 1,024.
+        let mut de = rmp_serde::Deserializer::new(std::io::Cursor::new(payload));
+        de.set_max_depth(128);
+        let decoded = serde::Deserialize::deserialize(&mut de).map_err(|e| e.to_string());
+        let rest = payload.len() as u64 - de.position();
         let failure = match decoded {
-            Ok(value) if rest.is_empty() => return Ok(value),
-            Ok(_) => trailing(),
+            Ok(value) if rest == 0 => return Ok(value),
+            Ok(_) => format!("{rest} bytes after the value"),
             Err(e) => e,
         };
         let hint = match payload.first() {
@@ -250,6 +252,13 @@ mod tests {
         assert_eq!(MessagePack::decode::<Old>(&new).unwrap(), old, "the old side skips the new field");
         MessagePack::decode::<()>(b"").unwrap();
         assert!(MessagePack::decode::<u32>(b"{}").is_err());
+        let err = MessagePack::decode::<Vec<u32>>(br#"[1, 2]"#).unwrap_err().to_string();
+        assert!(err.contains("looks like JSON"), "{err}");
+        // 200 nested one-element arrays: past the bound of 128.
+        let mut deep = vec![0x91; 200];
+        deep.push(0xc0);
+        assert!(MessagePack::decode::<serde_json::Value>(&deep).is_err(), "nesting is bounded");
+        assert!(MessagePack::decode::<serde_json::Value>(&deep[100..]).is_ok());
         assert_eq!(Format::from_name(Format::MessagePack.name()), Some(Format::MessagePack));
     }
 

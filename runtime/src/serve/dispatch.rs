@@ -169,9 +169,11 @@ impl Dispatcher {
             in_flight.fetch_sub(1, Ordering::SeqCst);
         };
         let work = work.instrument(span);
+        // A stream's first poll would encode and send its whole first
+        // window of items in the caller's task: it starts on a task.
         match start {
-            Start::OnTask => drop(self.work.tracker.spawn(work)),
-            Start::HereFirst => here_first(Box::pin(self.work.tracker.track_future(work))),
+            Start::HereFirst if !streaming => here_first(Box::pin(self.work.tracker.track_future(work))),
+            _ => drop(self.work.tracker.spawn(work)),
         }
     }
 }
@@ -192,11 +194,36 @@ fn start_untracked(start: Start, work: impl Future<Output = ()> + Send + 'static
 /// its task, as a NATS caller that gives up leaves its server running.
 /// Polled with a waker that does nothing; the task polls it again at its
 /// start, which registers its own.
+///
+/// Calls made from a handler polled here nest on this thread's stack, so
+/// past [`NESTED_MAX`] levels the work goes to a task at once. A panic that
+/// escapes the handler's own guard (a `Drop` of its state, say) ends this
+/// request's work, as it would end its task, not the caller.
 fn here_first(mut work: Pin<Box<dyn Future<Output = ()> + Send + 'static>>) {
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    if work.as_mut().poll(&mut cx).is_pending() {
+    let depth = NESTED.get();
+    if depth >= NESTED_MAX {
         tokio::spawn(work);
+        return;
     }
+    NESTED.set(depth + 1);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let polled = std::panic::catch_unwind(AssertUnwindSafe(|| work.as_mut().poll(&mut cx)));
+    NESTED.set(depth);
+    match polled {
+        Ok(std::task::Poll::Pending) => drop(tokio::spawn(work)),
+        Ok(std::task::Poll::Ready(())) => {}
+        Err(_) => {
+            tracing::error!("a request's work panicked outside its handler; the request is not answered")
+        }
+    }
+}
+
+/// How deep in-process calls polled in their caller's task may nest.
+const NESTED_MAX: u32 = 8;
+
+thread_local! {
+    /// How many [`here_first`] polls this thread is inside.
+    static NESTED: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
 /// Runs a handler until it finishes, panics, passes its deadline, or is

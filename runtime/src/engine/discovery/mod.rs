@@ -226,11 +226,12 @@ mod tests {
         let record: InstanceRecord = serde_json::from_str(EARLIER).unwrap();
         assert_eq!(record.instance_id, InstanceId(7587891245693098539));
         assert_eq!(record.descriptor, None);
+        assert_eq!(record.codec, None, "an earlier server's payloads are JSON");
         assert_eq!(serde_json::to_string(&record).unwrap(), EARLIER, "and is written as it was");
     }
 
     #[test]
-    fn an_earlier_release_reads_a_record_with_a_fingerprint() {
+    fn an_earlier_release_reads_a_record_with_a_fingerprint_and_a_codec() {
         /// The record as the earlier release declares it.
         #[derive(Deserialize)]
         #[allow(dead_code)]
@@ -243,8 +244,10 @@ mod tests {
         }
         let mut record: InstanceRecord = serde_json::from_str(EARLIER).unwrap();
         record.descriptor = Some("5f0c1e9a27b4d863".into());
+        record.codec = Some("msgpack".into());
         let text = serde_json::to_string(&record).unwrap();
         assert!(text.contains(r#""descriptor":"5f0c1e9a27b4d863""#), "{text}");
+        assert!(text.contains(r#""codec":"msgpack""#), "{text}");
         let earlier: Earlier = serde_json::from_str(&text).unwrap();
         assert_eq!(earlier.transport.subject(), "hello_greeter.greeted-694d8e8f7e0c1a2b");
     }

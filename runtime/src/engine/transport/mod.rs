@@ -48,9 +48,10 @@ pub trait Respond: Send + 'static {
 }
 
 /// Takes each request as the transport receives it, and starts the work of
-/// answering it where the transport says. It is called on the transport's
-/// own task (or the caller's), so it must return at once. The transport
-/// drops it when it stops listening.
+/// answering it where the transport says. With [`Start::OnTask`] it returns
+/// at once (it is called on the transport's own task); with
+/// [`Start::HereFirst`] it returns after the handler's first poll. The
+/// transport drops it when it stops listening.
 pub type Dispatch = Arc<dyn Fn(Incoming, Start) + Send + Sync>;
 
 /// Where the work of answering a request starts.
@@ -61,7 +62,9 @@ pub enum Start {
     /// Polled once where the request is dispatched, the caller's own task,
     /// and on a task of its own only if it is not done then: a handler that
     /// answers at once costs no task and no wake-up. For a transport whose
-    /// caller waits in the task that dispatches (in-process).
+    /// caller waits in the task that dispatches (in-process). Unary
+    /// requests only, and not nested deeper than a few calls; the rest
+    /// start on a task.
     HereFirst,
 }
 
