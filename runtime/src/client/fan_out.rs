@@ -117,14 +117,8 @@ impl ClientCore {
         E: serde::de::DeserializeOwned + Send + 'static,
     {
         let number = self.number(endpoint)?;
-        let format = self.format;
-        self.fan_out_with(
-            number,
-            format.encode(request),
-            format.decoder::<T>(),
-            crate::codec::Format::ERRORS.decoder::<E>(),
-            options,
-        )
+        let (payload, ok, err) = self.typed(request);
+        self.fan_out_with(number, payload, ok, err, options)
     }
 
     pub(crate) fn fan_out_with<T, E>(

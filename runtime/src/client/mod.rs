@@ -275,14 +275,8 @@ impl ClientCore {
         E: DeserializeOwned,
     {
         let number = self.number(endpoint)?;
-        let format = self.format;
-        self.unary_with(
-            number,
-            format.encode(request),
-            format.decoder::<Resp>(),
-            codec::Format::ERRORS.decoder::<E>(),
-        )
-        .await
+        let (payload, ok, err) = self.typed(request);
+        self.unary_with(number, payload, ok, err).await
     }
 
     /// Opens a stream from `endpoint` (its wire name) with a typed request;
@@ -299,14 +293,19 @@ impl ClientCore {
         E: DeserializeOwned,
     {
         let number = self.number(endpoint)?;
-        let format = self.format;
-        self.stream_with(
-            number,
-            format.encode(request),
-            format.decoder::<T>(),
-            codec::Format::ERRORS.decoder::<E>(),
-        )
-        .await
+        let (payload, ok, err) = self.typed(request);
+        self.stream_with(number, payload, ok, err).await
+    }
+
+    /// A typed call by wire name: its request encoded with this client's
+    /// codec, the decoder of its answers, and that of its errors (JSON).
+    fn typed<Req, T, E>(&self, request: &Req) -> (Result<Bytes, CodecError>, Decode<T>, Decode<E>)
+    where
+        Req: Serialize + ?Sized,
+        T: DeserializeOwned,
+        E: DeserializeOwned,
+    {
+        (self.format.encode(request), self.format.decoder(), codec::Format::ERRORS.decoder())
     }
 
     /// [`unary`](Self::unary) with the codec chosen by the caller; the
