@@ -9,6 +9,7 @@ use crate::engine::config::Config;
 use crate::engine::discovery::Discovery;
 use crate::engine::metrics::Metrics;
 use crate::engine::transport::Transport;
+use crate::engine::transport::direct::{DirectPool, DirectServer};
 use crate::status::HealthRegistry;
 use crate::{Error, Guard};
 
@@ -33,6 +34,11 @@ pub(crate) struct Engines {
     pub mode: Mode,
     /// Where the status server listens, and what stops it with the engines.
     pub status: Option<(std::net::SocketAddr, Guard)>,
+    /// The direct plane's listener, when the config names one.
+    pub direct: Option<Arc<DirectServer>>,
+    /// Connections to instances that advertise a direct address; `None`
+    /// when calls go over NATS alone.
+    pub pool: Option<Arc<DirectPool>>,
     /// The connections and watches, shared with the other runtimes of the
     /// process built with the same server settings.
     connections: Arc<Connections>,
@@ -48,6 +54,8 @@ impl Engines {
             health: Arc::default(),
             mode,
             status: None,
+            direct: None,
+            pool: None,
             connections,
         }
     }

@@ -198,6 +198,13 @@ impl Runtime {
         self.inner.engines.status.as_ref().map(|(addr, _)| *addr)
     }
 
+    /// Where the direct plane listens, when `ROTOR_TCP_ADDR` (or
+    /// [`RuntimeBuilder::direct`]) asked for it: the port, when it asked
+    /// for port 0.
+    pub fn direct_addr(&self) -> Option<std::net::SocketAddr> {
+        self.inner.engines.direct.as_ref().map(|d| d.local_addr())
+    }
+
     /// The discovery, if this runtime has one.
     pub fn discovery(&self) -> Option<&Arc<dyn Discovery>> {
         self.inner.engines.discovery.as_ref()
@@ -428,6 +435,26 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Listens on the direct plane as `direct` says, and advertises it in
+    /// every instance record (like `ROTOR_TCP_ADDR`).
+    pub fn direct(mut self, direct: crate::config::DirectConfig) -> Self {
+        self.config.direct = Some(direct);
+        self
+    }
+
+    /// Mutual TLS on the direct plane, for listening and calling (like
+    /// `ROTOR_TCP_TLS_*`).
+    pub fn direct_tls(mut self, tls: crate::config::DirectTls) -> Self {
+        self.config.direct_tls = Some(tls);
+        self
+    }
+
+    /// The plane calls go over (like `ROTOR_PLANE`).
+    pub fn plane(mut self, plane: crate::config::Plane) -> Self {
+        self.config.plane = plane;
+        self
+    }
+
     /// Scrapes `$SRV.STATS` of every served component into the
     /// `rotor_nats_service_*` gauges at this interval.
     pub fn stats_scrape_interval(mut self, interval: Duration) -> Self {
@@ -508,12 +535,42 @@ impl RuntimeBuilder {
             (Some(_), false) => Mode::Embedded,
             (Some(_), true) => Mode::Distributed,
         };
+        crate::engine::config::check_secured(&config)?;
         let mut engines = Engines::new(connections, config, mode);
+        if mode == Mode::Distributed {
+            direct::start(&mut engines).await?;
+        }
         if let Some(addr) = engines.config.status_addr {
             engines.status =
                 Some(crate::status::start(addr, engines.metrics.clone(), engines.health.clone()).await?);
         }
         Runtime::start(Arc::new(engines)).await
+    }
+}
+
+mod direct {
+    use std::sync::Arc;
+
+    use crate::Error;
+    use crate::engine::config::Plane;
+    use crate::engine::transport::direct::{Acceptor, Connector, DirectPool, DirectServer};
+    use crate::engines::Engines;
+
+    /// The direct plane's listener, when the config names one, and the
+    /// pool of connections calls use, unless they go over NATS alone.
+    pub(super) async fn start(engines: &mut Engines) -> Result<(), Error> {
+        let config = &engines.config;
+        let max = config.direct_max_payload;
+        if let Some(direct) = &config.direct {
+            let acceptor = config.direct_tls.as_ref().map(Acceptor::new).transpose()?;
+            engines.direct =
+                Some(DirectServer::start(direct.bind, direct.advertise.clone(), acceptor, max).await?);
+        }
+        if config.plane == Plane::Direct {
+            let connector = config.direct_tls.as_ref().map(Connector::new).transpose()?;
+            engines.pool = Some(Arc::new(DirectPool::new(connector, max, config.connect_timeout)));
+        }
+        Ok(())
     }
 }
 

@@ -329,6 +329,14 @@ impl Nats {
         json["subscriptions"].as_u64().expect("subscriptions")
     }
 
+    /// Messages the server has received from its clients so far (from its
+    /// monitoring port).
+    pub fn in_msgs(&self) -> u64 {
+        let (_, body) = http_get(self.monitor_port, "/varz").expect("nats-server monitoring answers");
+        let json: serde_json::Value = serde_json::from_str(&body).expect("/varz is JSON");
+        json["in_msgs"].as_u64().expect("in_msgs")
+    }
+
     /// Client connections the server holds now (from its monitoring port).
     pub fn connections(&self) -> usize {
         let (_, body) = http_get(self.monitor_port, "/connz").expect("nats-server monitoring answers");

@@ -81,6 +81,16 @@ impl Ca {
         )
     }
 
+    /// A certificate for 127.0.0.1 and localhost that serves and calls
+    /// alike: a direct-plane process's.
+    pub fn peer(&self, name: &str) -> Signed {
+        self.sign(
+            name,
+            vec!["127.0.0.1".into(), "localhost".into()],
+            vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth],
+        )
+    }
+
     /// A client certificate whose common name is `name`.
     pub fn client(&self, name: &str) -> Signed {
         self.sign(name, Vec::new(), vec![ExtendedKeyUsagePurpose::ClientAuth])

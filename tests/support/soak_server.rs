@@ -19,7 +19,18 @@ pub struct Server {
 
 impl Server {
     pub fn start(servers: &support::Servers) -> Server {
-        let (child, out, line) = support::start_example("soak", &["serve"], servers);
+        Server::start_with(&servers.env())
+    }
+
+    /// A server that also listens on the direct plane, on a free loopback port.
+    pub fn start_direct(servers: &support::Servers) -> Server {
+        let mut env = servers.env();
+        env.push(("ROTOR_TCP_ADDR", "127.0.0.1:0".to_string()));
+        Server::start_with(&env)
+    }
+
+    fn start_with(env: &[(&str, String)]) -> Server {
+        let (child, out, line) = support::start_example_with_env("soak", &["serve"], env);
         let id = line
             .strip_prefix("serving soak_worker as instance ")
             .and_then(|rest| rest.split_whitespace().next())

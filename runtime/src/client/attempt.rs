@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::health::{self, Why};
-use super::route::{Picked, Route, Settled};
+use super::plane;
+use super::route::{CallSubject, Picked, Route, Settled};
 use super::{CallMode, ClientCore, server_time};
 use crate::engine::transport::Transport;
 use crate::engine::transport::message::Message;
@@ -123,39 +124,56 @@ impl ClientCore {
             if let Some(trace) = trace {
                 trace.write(&mut message.headers);
             }
-            if let CallMode::Stream(open) = mode {
-                for (name, value) in open.iter() {
-                    message.headers.insert(name.to_string(), value);
-                }
-            }
             // A stream's items go to one inbox: a second server may be
             // asked to open it only when the first surely is not streaming
             // (it stopped listening or left), not when it may be alive.
             let unary = matches!(mode, CallMode::Unary);
             let watch_hung = resendable && self.target.is_none() && unary;
-            let losses = engines.transport.connection_loss_count();
-            let request = engines.transport.request(subject.as_str(), message, left);
-            tokio::pin!(request);
-            // Most calls end well within WATCH_AFTER; only a call that takes
-            // longer watches for its instance's loss, and first looks at
-            // what happened meanwhile (watching every call would register
-            // it on receivers every call in flight shares).
-            let result = match tokio::time::timeout(WATCH_AFTER.min(left), &mut request).await {
-                Ok(result) => Ok(result),
-                Err(_) => {
-                    let watch = Watchers::new(route, !fallback, &*engines.transport);
-                    let lost = watch.lost(
-                        route,
-                        instance,
-                        subject.as_str(),
-                        watch_hung,
-                        &*engines.transport,
-                        losses,
-                    );
-                    tokio::select! {
-                        biased;
-                        result = &mut request => Ok(result),
-                        lost = lost => Err(lost),
+            let record = match &subject {
+                CallSubject::Listed(record) => Some(&**record),
+                _ => None,
+            };
+            let mut direct = false;
+            let result = match plane::plane(engines, record).await {
+                // Nothing listens at its direct address: as "no responders".
+                Err(()) => {
+                    Ok(Err(TransportError::NoResponders { subject: subject.as_str().to_string(), instance }))
+                }
+                Ok(plane) => {
+                    direct = plane.direct;
+                    if let CallMode::Stream(open) = mode {
+                        let headers = match open.headers(&plane.transport).await {
+                            Ok(headers) => headers,
+                            Err(e) => {
+                                in_flight.settle(Settled::Other);
+                                return Err(e);
+                            }
+                        };
+                        for (name, value) in headers {
+                            message.headers.insert(name, value);
+                        }
+                    }
+                    let transport = &*plane.transport;
+                    let losses = transport.connection_loss_count();
+                    let request = transport.request(subject.as_str(), message, left);
+                    tokio::pin!(request);
+                    // Most calls end well within WATCH_AFTER; only a call that
+                    // takes longer watches for its instance's loss, and first
+                    // looks at what happened meanwhile (watching every call
+                    // would register it on receivers every call in flight
+                    // shares).
+                    match tokio::time::timeout(WATCH_AFTER.min(left), &mut request).await {
+                        Ok(result) => Ok(result),
+                        Err(_) => {
+                            let watch = Watchers::new(route, !fallback, transport);
+                            let lost =
+                                watch.lost(route, instance, subject.as_str(), watch_hung, transport, losses);
+                            tokio::select! {
+                                biased;
+                                result = &mut request => Ok(result),
+                                lost = lost => Err(lost),
+                            }
+                        }
                     }
                 }
             };
@@ -194,6 +212,26 @@ impl ClientCore {
                     retried += 1;
                     route.metrics.retries.inc();
                     last = Some(e.at(id));
+                }
+                Ok(Err(TransportError::Disconnected(_))) if direct => {
+                    // The instance's own connection closed under the call:
+                    // it is gone, as far as this client can tell.
+                    in_flight.settle(Settled::Other);
+                    if let Some(id) = instance {
+                        self.take_out(number, route, id, Why::Gone, subject.as_str());
+                    }
+                    let lost = TransportError::InstanceLost {
+                        endpoint: route.label.clone(),
+                        why: "the direct connection to the instance closed",
+                        instance,
+                    };
+                    if !(resendable && unary && self.target.is_none()) || retried >= retries {
+                        return Err(lost);
+                    }
+                    tracing::debug!(endpoint = %route.label, "direct connection closed; sending again");
+                    retried += 1;
+                    route.metrics.retries.inc();
+                    last = Some(lost);
                 }
                 Ok(Err(e @ TransportError::Timeout { .. })) => {
                     if in_flight.settle(Settled::TimedOut)

@@ -194,14 +194,20 @@ pub(super) async fn probe(shared: Weak<Shared>, route: usize, id: InstanceId, su
             strong.health.readmit(id);
             return;
         }
-        let transport = strong.engines.transport.clone();
+        let engines = strong.engines.clone();
+        let record = r.record(id);
         // Not held across the probe: a client dropped meanwhile goes.
         drop(strong);
-        // A refusal is no evidence: a draining instance refuses probes.
-        let answered = matches!(
-            transport.request(&subject, Message::probe(), PROBE_TIMEOUT).await,
-            Ok(reply) if reply.error_kind() != Some(crate::ErrorKind::Refused)
-        );
+        // Over the plane calls would take: over NATS, a live instance whose
+        // direct address refuses would come back only to fail each call.
+        let answered = match super::plane::plane(&engines, record.as_deref()).await {
+            Err(()) => false,
+            // A refusal is no evidence: a draining instance refuses probes.
+            Ok(plane) => matches!(
+                plane.transport.request(&subject, Message::probe(), PROBE_TIMEOUT).await,
+                Ok(reply) if reply.error_kind() != Some(crate::ErrorKind::Refused)
+            ),
+        };
         let Some(strong) = shared.upgrade() else { return };
         let r = &strong.routes[route];
         if answered {

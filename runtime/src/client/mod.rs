@@ -5,6 +5,7 @@ mod attempt;
 mod describe;
 mod fan_out;
 mod health;
+mod plane;
 mod route;
 
 use std::fmt;
@@ -16,7 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
-use crate::engine::transport::message::{Headers, Message};
+use crate::engine::transport::message::Message;
 use crate::engines::Engines;
 use crate::exchange::codec::{self, CodecError, Decode};
 use crate::exchange::outcome;
@@ -98,10 +99,11 @@ pub(crate) struct RouteSpec<'a> {
 }
 
 /// What a call is: one reply, or the reply that opens a stream.
+#[derive(Clone, Copy)]
 enum CallMode<'a> {
     Unary,
-    /// With the headers that ask for the stream.
-    Stream(&'a Headers),
+    /// With the inbox each attempt asks the stream to go to.
+    Stream(&'a plane::Opening),
 }
 
 impl fmt::Debug for ClientCore {
@@ -336,17 +338,17 @@ impl ClientCore {
         let route = self.route(endpoint)?;
         let payload = encoded(route, payload)?;
         let config = &self.shared.engines.config;
-        let transport = self.shared.engines.transport.clone();
-        let inbox = transport.inbox();
-        // Subscribed before the request goes out, so no item can be missed.
-        let messages = transport.subscribe(inbox.clone()).await?;
         let window = (config.stream_window, config.stream_window_bytes);
-        let open = stream::open_headers(inbox, window, config.stream_heartbeat);
+        let open = plane::Opening::new(window, config.stream_heartbeat);
         let (reply, instance) = self.round_trip(endpoint, route, payload, CallMode::Stream(&open)).await?;
+        let subscribed = open.take().ok_or_else(|| TransportError::Protocol {
+            detail: "a stream answered before it was asked for".into(),
+            instance,
+        })?;
         let opened = |control| Opened {
-            messages,
+            messages: subscribed.messages,
             control,
-            transport,
+            transport: subscribed.transport,
             instance,
             label: route.label.clone(),
             window: (u64::from(window.0), window.1),

@@ -230,6 +230,12 @@ impl Route {
     }
 
     /// `true` while discovery lists `id` (always, without discovery).
+    /// The record of `id`, when discovery lists it.
+    pub(super) fn record(&self, id: InstanceId) -> Option<Arc<InstanceRecord>> {
+        let list = self.instances.as_ref()?.borrow().clone();
+        list.position(id).and_then(|at| list.shared(at))
+    }
+
     pub(super) fn listed(&self, id: InstanceId) -> bool {
         self.instances.as_ref().is_none_or(|list| list.borrow().contains(id))
     }
@@ -469,6 +475,7 @@ mod tests {
                 transport: TransportAddress::NatsTcp(names::instance_subject("ns_c", "e", id)),
                 descriptor: None,
                 codec: None,
+                direct: None,
             })
             .collect();
         let (_, watch) = watch::channel(list);

@@ -77,9 +77,10 @@ impl Dispatcher {
 
     /// Starts the work of answering one request where `start` says.
     pub(super) fn dispatch(&self, incoming: Incoming, start: Start) {
-        let Incoming { endpoint, addressed, mut message, responder } = incoming;
+        let Incoming { endpoint, addressed, mut message, responder, peer } = incoming;
         let instance = self.lease.borrow().id;
-        let answer = Answer::new(responder, instance, addressed, self.transport.max_payload());
+        let transport = peer.as_ref().unwrap_or(&self.transport);
+        let answer = Answer::new(responder, instance, addressed, transport.max_payload());
         if self.work.draining.load(Ordering::Relaxed) {
             // A probe too: a draining instance is not back in rotation.
             let reply =
@@ -108,15 +109,14 @@ impl Dispatcher {
             }
         };
         // Only a streaming endpoint reads the stream headers.
-        let setup =
-            match served.streaming.then(|| StreamSetup::from_headers(&message.headers, &self.transport)) {
-                None | Some(Ok(None)) => None,
-                Some(Ok(Some(setup))) => Some(setup),
-                Some(Err(text)) => {
-                    let reply = Message::error(ErrorKind::Decode, &text);
-                    return start_untracked(start, ReplySink::Unary(answer).finish(Outcome::Reply(reply)));
-                }
-            };
+        let setup = match served.streaming.then(|| StreamSetup::from_headers(&message.headers, transport)) {
+            None | Some(Ok(None)) => None,
+            Some(Ok(Some(setup))) => Some(setup),
+            Some(Err(text)) => {
+                let reply = Message::error(ErrorKind::Decode, &text);
+                return start_untracked(start, ReplySink::Unary(answer).finish(Outcome::Reply(reply)));
+            }
+        };
         let arrived = Instant::now();
         let metrics = &served.metrics;
         metrics.inflight.inc();

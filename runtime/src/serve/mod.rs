@@ -184,6 +184,7 @@ pub(crate) async fn serve<S: Send + Sync + 'static>(
                     .then(|| rotor_names::instance_subject(&desc.service, &ep.name, instance.0)),
                 request_type: ep.request.clone(),
                 response_type: ep.response.clone(),
+                counters: Arc::default(),
             })
             .collect(),
         metadata: std::collections::HashMap::from([(
@@ -230,7 +231,17 @@ pub(crate) async fn serve<S: Send + Sync + 'static>(
     }
     // Listen first, register second: a client must never find an instance
     // that cannot answer yet.
-    let guard = engines.transport.bind(spec.clone(), dispatch).await?;
+    let guard = engines.transport.bind(spec.clone(), dispatch.clone()).await?;
+    // A static component is reached through its queue group alone.
+    let direct = match (&engines.direct, discovered) {
+        (Some(direct), true) => Some((direct.bind(&spec, &dispatch)?, direct.advertised().to_string())),
+        _ => None,
+    };
+    let (direct_guard, direct_address) = direct.unzip();
+    let guard = Guard::new(move || {
+        drop(direct_guard);
+        drop(guard);
+    });
 
     let mut registrations = Vec::new();
     if let Some(lease) = &registering {
@@ -263,6 +274,7 @@ pub(crate) async fn serve<S: Send + Sync + 'static>(
                 descriptor: fingerprint.clone(),
                 codec: (desc.description.codec != Format::Json.name())
                     .then(|| desc.description.codec.clone()),
+                direct: direct_address.clone(),
             };
             registrations.push(lease.register(record).await?);
         }

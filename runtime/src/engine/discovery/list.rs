@@ -138,6 +138,7 @@ mod tests {
             transport: TransportAddress::NatsTcp(format!("ns_c.{endpoint}-{id:x}")),
             descriptor: None,
             codec: None,
+            direct: None,
         }
     }
 

@@ -119,6 +119,7 @@ mod tests {
             transport: TransportAddress::NatsTcp(subject.into()),
             descriptor: None,
             codec: None,
+            direct: None,
         };
         (format!("instances/ns/c/e:{id:x}"), record)
     }

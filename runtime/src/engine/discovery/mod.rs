@@ -61,6 +61,13 @@ pub struct InstanceRecord {
     /// that JSON records read as they always did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub codec: Option<String>,
+    /// The instance's direct-plane address (`tcp://host:port`, or
+    /// `tls://host:port` for mutual TLS), beside the subject: a client may
+    /// call it there instead of through NATS. Absent when the instance does
+    /// not listen directly, and in records of releases before it, whose
+    /// readers ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct: Option<String>,
 }
 
 /// How to reach an instance.
@@ -227,6 +234,7 @@ mod tests {
         assert_eq!(record.instance_id, InstanceId(7587891245693098539));
         assert_eq!(record.descriptor, None);
         assert_eq!(record.codec, None, "an earlier server's payloads are JSON");
+        assert_eq!(record.direct, None, "an earlier server is reached over NATS");
         assert_eq!(serde_json::to_string(&record).unwrap(), EARLIER, "and is written as it was");
     }
 
@@ -250,5 +258,29 @@ mod tests {
         assert!(text.contains(r#""codec":"msgpack""#), "{text}");
         let earlier: Earlier = serde_json::from_str(&text).unwrap();
         assert_eq!(earlier.transport.subject(), "hello_greeter.greeted-694d8e8f7e0c1a2b");
+    }
+
+    #[test]
+    fn an_earlier_release_reads_a_record_that_advertises_a_direct_address_and_calls_its_subject() {
+        /// The record as the release before the direct plane declares it.
+        #[derive(Deserialize)]
+        #[allow(dead_code)]
+        struct Earlier {
+            namespace: String,
+            component: String,
+            endpoint: String,
+            instance_id: i64,
+            transport: TransportAddress,
+            descriptor: Option<String>,
+            codec: Option<String>,
+        }
+        let mut record: InstanceRecord = serde_json::from_str(EARLIER).unwrap();
+        record.direct = Some("tls://10.0.0.5:7000".into());
+        let text = serde_json::to_string(&record).unwrap();
+        assert!(text.ends_with(r#","direct":"tls://10.0.0.5:7000"}"#), "{text}");
+        let earlier: Earlier = serde_json::from_str(&text).unwrap();
+        assert_eq!(earlier.transport.subject(), "hello_greeter.greeted-694d8e8f7e0c1a2b");
+        let read: InstanceRecord = serde_json::from_str(&text).unwrap();
+        assert_eq!(read, record, "and this release reads it back whole");
     }
 }

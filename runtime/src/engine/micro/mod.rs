@@ -74,6 +74,9 @@ pub struct EndpointSpec {
     pub request_type: String,
     /// Response type name, for service metadata.
     pub response_type: String,
+    /// What the instance subject answered, counted by every plane that
+    /// serves it: `$SRV.STATS` reports direct-plane calls with the NATS ones.
+    pub counters: Arc<Counters>,
 }
 
 impl EndpointSpec {
@@ -94,8 +97,8 @@ fn failure_of(reply: &Message) -> Option<(usize, String)> {
 }
 
 /// What one micro endpoint (one subject) has answered.
-#[derive(Default)]
-pub(crate) struct Counters {
+#[derive(Default, Debug)]
+pub struct Counters {
     requests: AtomicU64,
     errors: AtomicU64,
     nanos: AtomicU64,
@@ -159,7 +162,8 @@ impl MicroService {
                         ("rotor.request".to_string(), ep.request_type.clone()),
                         ("rotor.response".to_string(), ep.response_type.clone()),
                     ]),
-                    counters: Arc::default(),
+                    // The queue group's subject is NATS's alone.
+                    counters: if addressed { ep.counters.clone() } else { Arc::default() },
                 });
             }
         }

@@ -160,7 +160,8 @@ impl Transport for InProcess {
                 counters: sub.counters.clone(),
                 started: Instant::now(),
             });
-            let incoming = Incoming { endpoint: sub.endpoint, addressed: sub.addressed, message, responder };
+            let incoming =
+                Incoming { endpoint: sub.endpoint, addressed: sub.addressed, message, responder, peer: None };
             (sub.dispatch)(incoming, Start::HereFirst);
             // Dropped now: a served component that is shutting down must not
             // wait for this request to finish before it stops listening.

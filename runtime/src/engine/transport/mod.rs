@@ -3,8 +3,11 @@
 //! Two implementations: NATS for real deployments, and [`InProcess`] for the
 //! embedded mode. Both give queue-group delivery (one subscriber of a subject
 //! gets each request), a "no responders" answer when nobody listens, and the
-//! same payload limit semantics.
+//! same payload limit semantics. Beside NATS, the [`direct`] plane carries
+//! calls to an instance over a connection of its own; each such connection
+//! is a transport too, for the streams that run over it.
 
+pub mod direct;
 mod inproc;
 mod listeners;
 pub mod message;
@@ -18,7 +21,7 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use tokio::sync::watch;
 
-pub use crate::engine::micro::{EndpointSpec, ServiceSpec, StatsData};
+pub use crate::engine::micro::{Counters, EndpointSpec, ServiceSpec, StatsData};
 /// What undoes a binding or a registration when dropped.
 pub use crate::guard::Guard;
 pub use inproc::InProcess;
@@ -39,6 +42,9 @@ pub struct Incoming {
     pub message: Message,
     /// Sends the reply.
     pub responder: Box<dyn Respond>,
+    /// Where the request's stream goes, and the size limit of its reply,
+    /// when not the bound transport's: the direct connection it came on.
+    pub peer: Option<Arc<dyn Transport>>,
 }
 
 /// Sends one reply to one request.

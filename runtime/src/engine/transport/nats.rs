@@ -216,7 +216,7 @@ fn listen(
             arrived: Instant::now(),
         });
         let message = Message { headers: from_nats(request.headers.as_ref()), payload: request.payload };
-        dispatch(Incoming { endpoint, addressed, message, responder }, Start::OnTask);
+        dispatch(Incoming { endpoint, addressed, message, responder, peer: None }, Start::OnTask);
     };
     listeners.run(async move {
         let stopped = stop.cancelled();

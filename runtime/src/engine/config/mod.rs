@@ -18,6 +18,10 @@
 //! | `ROTOR_REQUEST_TIMEOUT_SECS` | default call timeout | 30 |
 //! | `ROTOR_STATUS_ADDR` | address of the status server (`/metrics`, `/health`, `/live`) | none |
 //! | `ROTOR_STATS_SCRAPE_SECS` | interval of the `$SRV.STATS` scrape into `rotor_nats_service_*` | off |
+//! | `ROTOR_TCP_ADDR` | where a serving runtime's direct plane listens (`10.0.0.5:7000`) | not listening |
+//! | `ROTOR_TCP_ADVERTISE` | the host (or `host:port`) its records advertise | the bound address |
+//! | `ROTOR_TCP_TLS_CA`, `ROTOR_TCP_TLS_CERT`, `ROTOR_TCP_TLS_KEY` | mutual TLS of the direct plane | the NATS CA; off |
+//! | `ROTOR_PLANE` | `direct`: straight to instances that advertise an address; `nats`: always over NATS | `direct` |
 //!
 //! At most one of the NATS token, user, nkey and credentials is set; a
 //! client certificate comes with its key. Secrets (token, passwords) never
@@ -28,8 +32,13 @@
 //! NATS without etcd is the static mode: calls go to queue groups, with no
 //! discovery. etcd without NATS is an error: nothing would carry requests.
 
+mod direct;
+
 use std::path::PathBuf;
 use std::time::Duration;
+
+pub(crate) use direct::check_secured;
+pub use direct::{DirectConfig, DirectTls, Plane};
 
 use crate::Error;
 
@@ -71,6 +80,14 @@ pub struct Config {
     pub nats: Option<NatsConfig>,
     /// etcd discovery; `None`: in-memory discovery (embedded) or none (static).
     pub etcd: Option<EtcdConfig>,
+    /// Where a serving runtime's direct plane listens; `None`: it does not.
+    pub direct: Option<DirectConfig>,
+    /// Mutual TLS of the direct plane, listening and calling.
+    pub direct_tls: Option<DirectTls>,
+    /// The plane calls go over.
+    pub plane: Plane,
+    /// The largest message of the direct plane.
+    pub direct_max_payload: usize,
 }
 
 impl Default for Config {
@@ -88,6 +105,10 @@ impl Default for Config {
             stats_scrape_interval: None,
             nats: None,
             etcd: None,
+            direct: None,
+            direct_tls: None,
+            plane: Plane::Direct,
+            direct_max_payload: crate::engine::transport::direct::DEFAULT_MAX_PAYLOAD,
         }
     }
 }
@@ -540,6 +561,7 @@ impl Config {
                 source: Source::Env("ROTOR_ETCD_ENDPOINTS"),
             });
         }
+        direct::from_vars(&var, &mut config)?;
         if config.etcd.is_some() && config.nats.is_none() {
             return Err(Error::Config(
                 "ROTOR_ETCD_ENDPOINTS is set but ROTOR_NATS_URL is not: discovery without a transport \
