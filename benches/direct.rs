@@ -113,7 +113,7 @@ impl TcpEcho {
                 while let Ok(frame) = queued.try_recv() {
                     sink.feed(frame).await.unwrap();
                 }
-                sink.flush().await.unwrap();
+                SinkExt::<Bytes>::flush(&mut sink).await.unwrap();
             }
         });
         let replies = waiting.clone();
@@ -186,7 +186,13 @@ async fn main() {
     for size in [64usize, 1024, 64 * 1024, 1_000_000] {
         let text = "x".repeat(size - 2);
         let raw = Bytes::from(vec![b'x'; size]);
-        let n = if size > 100_000 { calls / 20 } else if size > 4096 { calls / 4 } else { calls };
+        let n = if size > 100_000 {
+            calls / 20
+        } else if size > 4096 {
+            calls / 4
+        } else {
+            calls
+        };
         let call = |client: &EchoClient| {
             let (client, text) = (client.clone(), text.clone());
             async move {
@@ -195,7 +201,8 @@ async fn main() {
         };
         let d = measure::sequential(n, || call(&direct)).await;
         // A 1,000,000-byte JSON string with its headers is over NATS's 1 MiB.
-        let over = if size < 1_000_000 { Some(measure::sequential(n, || call(&over_nats)).await) } else { None };
+        let over =
+            if size < 1_000_000 { Some(measure::sequential(n, || call(&over_nats)).await) } else { None };
         let raw_nats = measure::sequential(n, || {
             let (nats, raw) = (nats.clone(), raw.clone());
             async move {
@@ -264,22 +271,24 @@ async fn main() {
         };
         rates[0].push(in_flight(n, || call(&direct)).await);
         rates[1].push(in_flight(n, || call(&over_nats)).await);
-        rates[2]
-            .push(in_flight(n, || {
+        rates[2].push(
+            in_flight(n, || {
                 let (nats, raw) = (nats.clone(), raw.clone());
                 async move {
                     nats.request(floor::ECHO_SUBJECT, raw).await.unwrap();
                 }
             })
-            .await);
-        rates[3]
-            .push(in_flight(n, || {
+            .await,
+        );
+        rates[3].push(
+            in_flight(n, || {
                 let (tcp, raw) = (tcp.clone(), raw.clone());
                 async move {
                     tcp.call(&raw).await;
                 }
             })
-            .await);
+            .await,
+        );
     }
     let medians: Vec<f64> = rates
         .iter_mut()
@@ -289,9 +298,10 @@ async fn main() {
         })
         .collect();
     println!("unary, 64-byte payload, 64 in flight, {n} calls, median of {rounds} rounds:   calls/s");
-    for (name, rate) in ["rotor, direct plane", "rotor, NATS plane", "raw async-nats request", "raw tokio TCP echo"]
-        .iter()
-        .zip(&medians)
+    for (name, rate) in
+        ["rotor, direct plane", "rotor, NATS plane", "raw async-nats request", "raw tokio TCP echo"]
+            .iter()
+            .zip(&medians)
     {
         println!("  {name:<28} {rate:>10.0}");
     }

@@ -72,7 +72,9 @@ pub(super) fn from_vars(var: &impl Fn(&str) -> Option<String>, config: &mut Conf
             ));
         }
         _ => {
-            return Err(Error::Config("set both ROTOR_TCP_TLS_CERT and ROTOR_TCP_TLS_KEY, or neither".into()));
+            return Err(Error::Config(
+                "set both ROTOR_TCP_TLS_CERT and ROTOR_TCP_TLS_KEY, or neither".into(),
+            ));
         }
     };
     config.plane = match var("ROTOR_PLANE").as_deref() {
