@@ -456,9 +456,10 @@ pub fn example(name: &str) -> PathBuf {
     let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
     let release = profile_dir.file_name().is_some_and(|n| n == "release");
     BUILT.get_or_init(|| {
-        // `-p rotor`: the examples are the facade's, whichever member's
-        // tests ask for them.
-        let mut args = vec!["build", "--quiet", "-p", "rotor", "--examples", "--features", "etcd"];
+        // `--workspace`, as `cargo test --workspace` resolves features: with
+        // `-p rotor` the runtime and its dependents would be built a second
+        // time, with a second copy on disk.
+        let mut args = vec!["build", "--quiet", "--workspace", "--examples", "--features", "etcd"];
         if release {
             args.push("--release");
         }
