@@ -197,7 +197,8 @@ async fn a_connection_that_sends_garbage_an_oversize_frame_or_a_stray_reply_is_c
     let server_rt = servers.builder().direct(loopback()).build().await.unwrap();
     let addr = server_rt.direct_addr().unwrap();
     let _served = server_rt.serve(Adder).await.unwrap();
-    let preamble = b"ROTOR\0\0\x01";
+    // The preamble, version 2, and the largest message this side takes (64 KiB).
+    let preamble = b"ROTOR\0\0\x02\0\x01\0\0";
     let mut stray_reply = preamble.to_vec();
     stray_reply.extend_from_slice(&13u32.to_be_bytes());
     stray_reply.extend_from_slice(&[2, 0, 0, 0, 0, 0, 0, 0, 42, 0, 0, 0, 0]);
@@ -208,6 +209,7 @@ async fn a_connection_that_sends_garbage_an_oversize_frame_or_a_stray_reply_is_c
     unknown_kind.extend_from_slice(&[99, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]);
     for (what, bytes) in [
         ("garbage", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()),
+        ("an earlier version's preamble", b"ROTOR\0\0\x01\0\x01\0\0".to_vec()),
         ("a stray reply", stray_reply),
         ("an oversize frame", oversize),
         ("a frame of an unknown kind", unknown_kind),
@@ -276,6 +278,52 @@ async fn mutual_tls_guards_the_direct_plane_and_a_caller_without_a_certificate_f
     }
     let stream: Vec<_> = trusted.count((1_000, None)).await.unwrap().collect().await;
     assert_eq!(stream.len(), 1_000);
+}
+
+#[tokio::test]
+async fn a_caller_with_tls_calls_a_plain_tcp_address_over_nats_rather_than_in_plain_text() {
+    let servers = Servers::start();
+    let ca = support::secure::Ca::new("direct-ca");
+    let signed = ca.peer("caller");
+    let server_rt = servers.builder().direct(loopback()).build().await.unwrap();
+    let _served = server_rt.serve(Adder).await.unwrap();
+    let rt = servers
+        .builder()
+        .direct_tls(DirectTls { ca: ca.cert.clone(), cert: signed.cert, key: signed.key })
+        .build()
+        .await
+        .unwrap();
+    let client = Adder::client(&rt).await.unwrap();
+    within("the instance", client.core().wait_for_instances()).await.unwrap();
+    let before = servers.nats.in_msgs();
+    for n in 0..20u64 {
+        assert_eq!(client.sum(vec![n, 1]).await.unwrap(), n + 1);
+    }
+    assert!(servers.nats.in_msgs() - before >= 40, "each call and its reply crossed nats-server");
+}
+
+#[tokio::test]
+async fn a_request_over_the_servers_smaller_limit_fails_with_oversize_and_the_connection_goes_on() {
+    let servers = Servers::start();
+    let server_rt = servers.builder().direct(loopback()).direct_max_payload(64 * 1024).build().await.unwrap();
+    let _served = server_rt.serve(Adder).await.unwrap();
+    let rt = servers.runtime().await;
+    let client = Adder::client(&rt).await.unwrap();
+    within("the instance", client.core().wait_for_instances()).await.unwrap();
+    let before = servers.nats.in_msgs();
+    // A stream under way on the same connection, to see that the refusal
+    // did not close it.
+    let mut stream = client.count((1_000, None)).await.unwrap();
+    assert_eq!(stream.next().await.unwrap().unwrap(), 1);
+
+    let e = client.sum(vec![u64::MAX; 10_000]).await.unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("limit of 65536 bytes"), "the server's limit, which its hello announced: {text}");
+    assert_eq!(client.sum(vec![2, 3]).await.unwrap(), 5);
+    let rest: Vec<_> = stream.collect().await;
+    assert_eq!(rest.len(), 999, "the stream on the connection went on");
+    assert!(rest.iter().all(Result::is_ok));
+    assert!(servers.nats.in_msgs() - before < 20, "over the direct plane, not NATS");
 }
 
 #[tokio::test]

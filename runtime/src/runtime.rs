@@ -449,6 +449,13 @@ impl RuntimeBuilder {
         self
     }
 
+    /// The largest message this process takes over the direct plane (like
+    /// `ROTOR_TCP_MAX_PAYLOAD`; 64 MiB by default).
+    pub fn direct_max_payload(mut self, bytes: usize) -> Self {
+        self.config.direct_max_payload = bytes;
+        self
+    }
+
     /// The plane calls go over (like `ROTOR_PLANE`).
     pub fn plane(mut self, plane: crate::config::Plane) -> Self {
         self.config.plane = plane;

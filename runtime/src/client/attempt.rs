@@ -134,25 +134,39 @@ impl ClientCore {
                 _ => None,
             };
             let mut direct = false;
-            let result = match plane::plane(engines, record).await {
+            // Reaching the instance (a first connection to it, a stream's
+            // inbox) is part of the call, within its timeout.
+            let reach = async {
+                let Ok(plane) = plane::plane(engines, record).await else { return Ok(None) };
+                if let CallMode::Stream(open) = mode {
+                    for (name, value) in open.headers(&plane.transport).await? {
+                        message.headers.insert(name, value);
+                    }
+                }
+                Ok(Some(plane))
+            };
+            let reached = tokio::time::timeout(left, reach).await.unwrap_or_else(|_| {
+                Err(TransportError::Timeout {
+                    subject: subject.as_str().to_string(),
+                    after: timeout,
+                    instance,
+                })
+            });
+            let reached = match reached {
+                Ok(reached) => reached,
+                Err(e) => {
+                    in_flight.settle(Settled::Other);
+                    return Err(e);
+                }
+            };
+            let result = match reached {
                 // Nothing listens at its direct address: as "no responders".
-                Err(()) => {
+                None => {
                     Ok(Err(TransportError::NoResponders { subject: subject.as_str().to_string(), instance }))
                 }
-                Ok(plane) => {
+                Some(plane) => {
                     direct = plane.direct;
-                    if let CallMode::Stream(open) = mode {
-                        let headers = match open.headers(&plane.transport).await {
-                            Ok(headers) => headers,
-                            Err(e) => {
-                                in_flight.settle(Settled::Other);
-                                return Err(e);
-                            }
-                        };
-                        for (name, value) in headers {
-                            message.headers.insert(name, value);
-                        }
-                    }
+                    let left = timeout.saturating_sub(started.elapsed());
                     let transport = &*plane.transport;
                     let losses = transport.connection_loss_count();
                     let request = transport.request(subject.as_str(), message, left);

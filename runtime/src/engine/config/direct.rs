@@ -58,6 +58,11 @@ pub(super) fn from_vars(var: &impl Fn(&str) -> Option<String>, config: &mut Conf
     } else if var("ROTOR_TCP_ADVERTISE").is_some() {
         return Err(Error::Config("ROTOR_TCP_ADVERTISE is set but ROTOR_TCP_ADDR is not".into()));
     }
+    if let Some(bytes) = var("ROTOR_TCP_MAX_PAYLOAD") {
+        config.direct_max_payload = bytes.parse().ok().filter(|b| *b > 0).ok_or_else(|| {
+            Error::Config(format!("ROTOR_TCP_MAX_PAYLOAD={bytes} is not a size in bytes such as 67108864"))
+        })?;
+    }
     let ca = var("ROTOR_TCP_TLS_CA").or_else(|| var("ROTOR_NATS_TLS_CA"));
     config.direct_tls = match (var("ROTOR_TCP_TLS_CERT"), var("ROTOR_TCP_TLS_KEY"), ca) {
         (Some(cert), Some(key), Some(ca)) => {
@@ -129,8 +134,10 @@ mod tests {
             ("ROTOR_TCP_TLS_KEY", "/k.pem"),
             ("ROTOR_NATS_TLS_CA", "/ca.pem"),
             ("ROTOR_PLANE", "nats"),
+            ("ROTOR_TCP_MAX_PAYLOAD", "1048576"),
         ])
         .unwrap();
+        assert_eq!(c.direct_max_payload, 1 << 20);
         let direct = c.direct.unwrap();
         assert_eq!(direct.bind, "0.0.0.0:7000".parse().unwrap());
         assert_eq!(direct.advertise.as_deref(), Some("worker-3"));
@@ -143,6 +150,8 @@ mod tests {
             &[("ROTOR_TCP_TLS_CERT", "/c.pem")],
             &[("ROTOR_TCP_TLS_CERT", "/c.pem"), ("ROTOR_TCP_TLS_KEY", "/k.pem")],
             &[("ROTOR_PLANE", "carrier-pigeon")],
+            &[("ROTOR_TCP_MAX_PAYLOAD", "64MiB")],
+            &[("ROTOR_TCP_MAX_PAYLOAD", "0")],
         ] {
             assert!(matches!(config(bad), Err(Error::Config(_))), "{bad:?}");
         }

@@ -86,7 +86,11 @@ pub struct Config {
     pub direct_tls: Option<DirectTls>,
     /// The plane calls go over.
     pub plane: Plane,
-    /// The largest message of the direct plane.
+    /// The largest message this process takes over the direct plane
+    /// (`ROTOR_TCP_MAX_PAYLOAD`; 64 MiB). Each connection sends at most the
+    /// smaller of its two sides' limits, which their hellos announce, so a
+    /// message one side would refuse fails its call with `Oversize` before
+    /// it is sent.
     pub direct_max_payload: usize,
 }
 

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::frame::{Frame, FrameCodec, FrameError};
 use super::server::Routes;
+use super::stall::{Stall, WRITE_STALL};
 use crate::engine::micro::Counters;
 use crate::engine::micro::stats::ServiceStats;
 use crate::engine::transport::{Dispatch, message::Message};
@@ -42,6 +43,17 @@ pub(crate) enum Side {
 
 type Waiting = oneshot::Sender<Result<Message, TransportError>>;
 
+/// The sizes a connection takes and sends, each side's hello having
+/// announced what it takes.
+#[derive(Clone, Copy)]
+pub(crate) struct Limits {
+    /// The largest message this side takes.
+    pub receive: usize,
+    /// The largest message the other side takes, or this side's limit
+    /// when that is smaller.
+    pub send: usize,
+}
+
 /// One connection.
 pub(crate) struct Conn {
     /// The other side's address, for errors and logs.
@@ -52,7 +64,10 @@ pub(crate) struct Conn {
     next_id: AtomicU64,
     closed: CancellationToken,
     losses: watch::Sender<u64>,
+    /// The largest message sent.
     max_payload: usize,
+    /// Checks a frame before it is queued: the writer must never refuse one.
+    sendable: FrameCodec,
 }
 
 impl Conn {
@@ -62,7 +77,7 @@ impl Conn {
         io: S,
         peer: String,
         side: Side,
-        max_payload: usize,
+        limits: Limits,
         stop: CancellationToken,
     ) -> Arc<Conn>
     where
@@ -78,14 +93,16 @@ impl Conn {
             next_id: AtomicU64::new(1),
             closed: stop,
             losses: watch::Sender::new(0),
-            max_payload,
+            max_payload: limits.send,
+            sendable: FrameCodec::new(limits.send),
         });
         tokio::spawn(write_frames(
-            FramedWrite::new(write, FrameCodec::new(max_payload)),
+            FramedWrite::new(Stall::new(write, WRITE_STALL), FrameCodec::new(limits.send)),
             queued,
             conn.closed.clone(),
         ));
-        tokio::spawn(read_frames(FramedRead::new(read, FrameCodec::new(max_payload)), conn.clone(), side));
+        let frames = FramedRead::new(read, FrameCodec::new(limits.receive));
+        tokio::spawn(read_frames(frames, conn.clone(), side));
         conn
     }
 
@@ -113,11 +130,19 @@ impl Conn {
         self.losses.send_modify(|n| *n += 1);
     }
 
+    /// Queues `frame` for the writer, waiting while the queue is full
+    /// (back-pressure) but not past the connection's end.
     async fn send(&self, frame: Frame) -> Result<(), TransportError> {
         if self.is_closed() {
             return Err(self.gone());
         }
-        self.out.send(frame).await.map_err(|_| self.gone())
+        if let Err(e) = self.sendable.body_len(&frame) {
+            return Err(TransportError::Encode { what: "direct frame".into(), detail: e.to_string() });
+        }
+        tokio::select! {
+            () = self.closed.cancelled() => Err(self.gone()),
+            queued = self.out.send(frame) => queued.map_err(|_| self.gone()),
+        }
     }
 
     fn gone(&self) -> TransportError {
@@ -130,26 +155,23 @@ async fn write_frames<W: AsyncWrite + Send + Unpin>(
     mut queued: mpsc::Receiver<Frame>,
     closed: CancellationToken,
 ) {
-    loop {
-        let frame = tokio::select! {
-            () = closed.cancelled() => break,
-            frame = queued.recv() => match frame {
-                Some(frame) => frame,
-                None => break,
-            },
-        };
-        // Everything queued meanwhile goes in the same write: one flush for
-        // a burst, not one per call.
-        let mut written = sink.feed(frame).await;
-        while written.is_ok()
-            && let Ok(frame) = queued.try_recv()
-        {
-            written = sink.feed(frame).await;
+    let write = async {
+        while let Some(frame) = queued.recv().await {
+            // Everything queued meanwhile goes in the same write: one flush
+            // for a burst, not one per call.
+            sink.feed(frame).await?;
+            while let Ok(frame) = queued.try_recv() {
+                sink.feed(frame).await?;
+            }
+            sink.flush().await?;
         }
-        if let Err(e) = written.and(sink.flush().await) {
+        Ok::<(), FrameError>(())
+    };
+    tokio::select! {
+        () = closed.cancelled() => {}
+        written = write => if let Err(e) = written {
             tracing::debug!(error = %e, "a direct connection could not write; closing it");
-            break;
-        }
+        },
     }
     closed.cancel();
 }
@@ -226,6 +248,18 @@ fn answer(conn: &Conn, id: u64, reply: Result<Message, TransportError>) {
     }
 }
 
+/// Forgets a call's entry when the call ends, whichever way.
+struct Forget<'a> {
+    conn: &'a Conn,
+    id: u64,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.conn.lock_pending().remove(&self.id);
+    }
+}
+
 /// Sends the reply to one request that came over a connection, and counts
 /// it in the endpoint's `$SRV.STATS` figures with the NATS ones.
 struct Responder {
@@ -275,30 +309,25 @@ impl Transport for Conn {
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
             let (waiting, reply) = oneshot::channel();
             self.lock_pending().insert(id, waiting);
-            // Closed after the insert: `close` has failed it, or will.
+            // Closed after the insert: `close` has failed it, or will. Ended
+            // any way (a reply, the timeout, the caller gone), the call
+            // leaves nothing behind.
+            let _forget = Forget { conn: self, id };
             let frame = Frame::Request { id, subject: subject.to_string(), message };
-            if let Err(e) = self.send(frame).await {
-                self.lock_pending().remove(&id);
-                return Err(e);
-            }
-            let not_served = |e: TransportError| match e {
-                TransportError::NoResponders { instance, .. } => {
-                    TransportError::NoResponders { subject: subject.to_string(), instance }
+            let call = async {
+                self.send(frame).await?;
+                match reply.await {
+                    Ok(Err(TransportError::NoResponders { instance, .. })) => {
+                        Err(TransportError::NoResponders { subject: subject.to_string(), instance })
+                    }
+                    Ok(reply) => reply,
+                    Err(_) => Err(self.gone()),
                 }
-                e => e,
             };
-            match tokio::time::timeout(timeout, reply).await {
-                Ok(Ok(reply)) => reply.map_err(not_served),
-                Ok(Err(_)) => Err(self.gone()),
-                Err(_) => {
-                    self.lock_pending().remove(&id);
-                    Err(TransportError::Timeout {
-                        subject: subject.to_string(),
-                        after: timeout,
-                        instance: None,
-                    })
-                }
-            }
+            // The timeout covers the wait for room in the queue as well.
+            tokio::time::timeout(timeout, call).await.unwrap_or_else(|_| {
+                Err(TransportError::Timeout { subject: subject.to_string(), after: timeout, instance: None })
+            })
         })
     }
 
@@ -307,9 +336,8 @@ impl Transport for Conn {
     }
 
     fn inbox(&self) -> String {
-        const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-        let id: String = (0..22).map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char).collect();
-        format!("_INBOX.{id}")
+        // The connection's subjects are its own: a counter keeps them apart.
+        format!("_INBOX.{}", self.next_id.fetch_add(1, Ordering::Relaxed))
     }
 
     fn connection_losses(&self) -> watch::Receiver<u64> {
@@ -331,6 +359,11 @@ impl Transport for Conn {
             let (to, messages) = mpsc::unbounded_channel();
             self.subjects.lock().unwrap_or_else(|p| p.into_inner()).insert(subject.clone(), to);
             let subscription = Subscription { messages, subjects: self.subjects.clone(), subject };
+            // Closed before the insert, `close` cleared the subjects first and
+            // this one would never end: looked at again after it.
+            if self.is_closed() {
+                return Err(self.gone());
+            }
             Ok(futures::stream::unfold(subscription, |mut s| async move {
                 let message = s.messages.recv().await?;
                 Some((message, s))
@@ -360,5 +393,35 @@ impl Transport for Conn {
         _: Duration,
     ) -> BoxFuture<'_, Result<BoxStream<'static, bytes::Bytes>, Error>> {
         Box::pin(std::future::ready(Ok(futures::stream::empty().boxed())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::FutureExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_call_dropped_before_its_reply_leaves_nothing_behind() {
+        let (io, _silent) = tokio::io::duplex(1 << 16);
+        let limits = Limits { receive: 1024, send: 1024 };
+        let conn = Conn::start(io, "peer".into(), Side::Client, limits, CancellationToken::new());
+        let mut call = conn.request("subject", Message::default(), Duration::from_secs(60));
+        assert!((&mut call).now_or_never().is_none(), "sent, and waiting for its reply");
+        assert_eq!(conn.lock_pending().len(), 1);
+        drop(call);
+        assert!(conn.lock_pending().is_empty(), "the caller gave up: its entry went with it");
+    }
+
+    #[tokio::test]
+    async fn a_frame_the_writer_would_refuse_fails_its_call_and_not_the_connection() {
+        let (io, _silent) = tokio::io::duplex(1 << 16);
+        let limits = Limits { receive: 1 << 20, send: 1 << 20 };
+        let conn = Conn::start(io, "peer".into(), Side::Client, limits, CancellationToken::new());
+        let long = "s".repeat(70_000);
+        let e = conn.request(&long, Message::default(), Duration::from_secs(5)).await.unwrap_err();
+        assert!(matches!(e, TransportError::Encode { .. }), "{e}");
+        assert!(!conn.is_closed());
     }
 }

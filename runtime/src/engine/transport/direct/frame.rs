@@ -14,10 +14,6 @@ use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 
 use crate::engine::transport::message::{Headers, Message, header};
 
-/// What each side sends first: the plane's name and its version, so that
-/// a peer of another protocol (or version) is told apart before any frame.
-pub(crate) const PREAMBLE: &[u8; 8] = b"ROTOR\0\0\x01";
-
 /// Bytes of a frame's body beside its subject, headers and payload.
 const FIXED: usize = 1 + 8 + 2 + 2;
 
@@ -60,7 +56,8 @@ impl FrameCodec {
     /// A codec for bodies of at most `max_message` bytes of subject,
     /// headers and payload.
     pub(crate) fn new(max_message: usize) -> Self {
-        let max = max_message + FIXED + u16::MAX as usize;
+        // The length field is 4 bytes: no frame is longer, whatever the limit.
+        let max = max_message.saturating_add(FIXED + u16::MAX as usize).min(u32::MAX as usize);
         FrameCodec { frames: LengthDelimitedCodec::builder().max_frame_length(max).new_codec(), max }
     }
 }
@@ -81,26 +78,46 @@ impl Decoder for FrameCodec {
     }
 }
 
+impl FrameCodec {
+    /// The length of `frame`'s body, or why it cannot be written: the
+    /// writer checks before it writes, so a frame it refuses costs its
+    /// caller an error, not the connection.
+    pub(crate) fn body_len(&self, frame: &Frame) -> Result<usize, FrameError> {
+        let (subject, message) = match frame {
+            Frame::Request { subject, message, .. } | Frame::Publish { subject, message } => {
+                (subject.as_str(), Some(message))
+            }
+            Frame::Reply { message, .. } => ("", Some(message)),
+            Frame::NoResponders { .. } => ("", None),
+        };
+        let Some(message) = message else { return Ok(FIXED) };
+        let headers: usize = message.headers.iter().map(|(n, v)| 6 + n.len() + v.len()).sum();
+        let len = FIXED + subject.len() + headers + message.payload.len();
+        let short = |n: usize| n <= u16::MAX as usize;
+        if len > self.max {
+            return Err(FrameError::Malformed("a frame over the connection's size limit"));
+        }
+        if !short(subject.len())
+            || !short(message.headers.iter().count())
+            || !message.headers.iter().all(|(name, _)| short(name.len()))
+        {
+            return Err(FrameError::Malformed("a subject, header name or header count over 65,535"));
+        }
+        Ok(len)
+    }
+}
+
 impl Encoder<Frame> for FrameCodec {
     type Error = FrameError;
 
     fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> Result<(), FrameError> {
+        let len = self.body_len(&frame)?;
         let (kind, id, subject, message) = match frame {
             Frame::Request { id, subject, message } => (REQUEST, id, subject, message),
             Frame::Reply { id, message } => (REPLY, id, String::new(), message),
             Frame::NoResponders { id } => (NO_RESPONDERS, id, String::new(), Message::default()),
             Frame::Publish { subject, message } => (PUBLISH, 0, subject, message),
         };
-        let headers: usize = message.headers.iter().map(|(n, v)| 6 + n.len() + v.len()).sum();
-        let len = FIXED + subject.len() + headers + message.payload.len();
-        let short = |n: usize| n <= u16::MAX as usize;
-        if len > self.max
-            || !short(subject.len())
-            || !short(message.headers.iter().count())
-            || !message.headers.iter().all(|(name, _)| short(name.len()))
-        {
-            return Err(FrameError::Malformed("a frame over the connection's size limit"));
-        }
         dst.reserve(4 + len);
         dst.put_u32(len as u32);
         dst.put_u8(kind);
@@ -214,6 +231,14 @@ mod tests {
             buf.put_slice(body);
             assert!(matches!(codec.decode(&mut buf), Err(FrameError::Malformed(_))), "{body:?}");
         }
+    }
+
+    #[test]
+    fn a_limit_near_the_length_field_s_width_does_not_overflow() {
+        let codec = FrameCodec::new(usize::MAX);
+        assert_eq!(codec.max, u32::MAX as usize);
+        let named = Frame::Publish { subject: "x".repeat(70_000), message: Message::default() };
+        assert!(matches!(FrameCodec::new(1 << 20).body_len(&named), Err(FrameError::Malformed(_))));
     }
 
     #[test]

@@ -11,8 +11,10 @@
 
 mod conn;
 mod frame;
+mod hello;
 mod pool;
 mod server;
+mod stall;
 mod tls;
 
 pub(crate) use pool::{DirectPool, Reach};

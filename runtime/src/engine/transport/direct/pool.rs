@@ -5,13 +5,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
-use super::conn::{Conn, Side};
-use super::frame::PREAMBLE;
+use super::conn::{Conn, Limits, Side};
+use super::hello::{self, Speaks};
 use super::tls::Connector;
 
 /// How long an address that could not be reached is called over NATS
@@ -64,22 +63,48 @@ impl DirectPool {
             match conns.get(address) {
                 Some(cell) if cell.get().is_none_or(|c| !c.is_closed()) => cell.clone(),
                 _ => {
-                    if let Some(at) = self.unreachable.lock().unwrap_or_else(|p| p.into_inner()).get(address)
-                        && at.elapsed() < UNREACHABLE_FOR
-                    {
+                    if self.unreachable_now(address) {
                         return Reach::Nats;
                     }
+                    // Instances come and go: what is closed is forgotten
+                    // here rather than kept for every address ever called.
+                    conns.retain(|_, cell| cell.get().is_none_or(|c| !c.is_closed()));
                     let cell = Arc::new(OnceCell::new());
                     conns.insert(address.to_string(), cell.clone());
                     cell
                 }
             }
         };
-        match cell.get_or_try_init(|| self.connect(address)).await {
-            Ok(conn) => Reach::Direct(conn.clone()),
-            Err(NotConnected::Refused) => Reach::Gone,
-            Err(NotConnected::Unreachable) => Reach::Nats,
+        // Calls that waited on a connect that failed look again before each
+        // dials in turn.
+        let connected = cell
+            .get_or_try_init(|| async {
+                if self.unreachable_now(address) {
+                    return Err(NotConnected::Unreachable);
+                }
+                self.connect(address).await
+            })
+            .await;
+        let not = match connected {
+            Ok(conn) => return Reach::Direct(conn.clone()),
+            Err(not) => not,
+        };
+        let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        if conns.get(address).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+            conns.remove(address);
         }
+        match not {
+            NotConnected::Refused => Reach::Gone,
+            NotConnected::Unreachable => Reach::Nats,
+        }
+    }
+
+    /// `true` while `address` is called over NATS after it could not be
+    /// reached.
+    fn unreachable_now(&self, address: &str) -> bool {
+        let mut unreachable = self.unreachable.lock().unwrap_or_else(|p| p.into_inner());
+        unreachable.retain(|_, at| at.elapsed() < UNREACHABLE_FOR);
+        unreachable.contains_key(address)
     }
 
     async fn connect(&self, address: &str) -> Result<Arc<Conn>, NotConnected> {
@@ -96,31 +121,45 @@ impl DirectPool {
             Some(("tls", rest)) => (true, rest),
             _ => return Err(unreachable("is not tcp://host:port or tls://host:port".into())),
         };
-        let connect = TcpStream::connect(host_port);
-        let socket = match tokio::time::timeout(self.connect_timeout, connect).await {
-            Ok(Ok(socket)) => socket,
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                return Err(NotConnected::Refused);
+        let connector = match (tls, &self.connector) {
+            (false, None) => None,
+            (true, Some(connector)) => Some(connector),
+            (true, None) => {
+                return Err(unreachable(
+                    "asks for TLS: set ROTOR_TCP_TLS_CA, ROTOR_TCP_TLS_CERT and ROTOR_TCP_TLS_KEY".into(),
+                ));
             }
-            Ok(Err(e)) => return Err(unreachable(format!("cannot be dialled: {e}"))),
-            Err(_) => return Err(unreachable(format!("did not answer within {:?}", self.connect_timeout))),
+            // This process guards its own calls with TLS: it does not send
+            // them in plain text because a record asks it to.
+            (false, Some(_)) => {
+                return Err(unreachable("is plain TCP, and this process calls with TLS only".into()));
+            }
         };
-        let _ = socket.set_nodelay(true);
-        let stop = self.stop.child_token();
-        if !tls {
-            return hello(socket, address, self.max_payload, stop).await.map_err(unreachable);
-        }
-        let Some(connector) = &self.connector else {
-            return Err(unreachable(
-                "asks for TLS: set ROTOR_TCP_TLS_CA, ROTOR_TCP_TLS_CERT and ROTOR_TCP_TLS_KEY".into(),
-            ));
+        // Dialling, TLS and the hellos together take at most the connect
+        // timeout: a peer that accepts and then says nothing holds no call.
+        let open = async {
+            let socket = match TcpStream::connect(host_port).await {
+                Ok(socket) => socket,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    return Err(NotConnected::Refused);
+                }
+                Err(e) => return Err(unreachable(format!("cannot be dialled: {e}"))),
+            };
+            let _ = socket.set_nodelay(true);
+            let stop = self.stop.child_token();
+            let Some(connector) = connector else {
+                return hello(socket, address, self.max_payload, stop).await.map_err(unreachable);
+            };
+            let host = host_port.rsplit_once(':').map_or(host_port, |(host, _)| host);
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            match connector.connect(host, socket).await {
+                Ok(tls) => hello(tls, address, self.max_payload, stop).await.map_err(unreachable),
+                Err(e) => Err(unreachable(format!("refused the TLS handshake: {e}"))),
+            }
         };
-        let host = host_port.rsplit_once(':').map_or(host_port, |(host, _)| host);
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        match connector.connect(host, socket).await {
-            Ok(tls) => hello(tls, address, self.max_payload, stop).await.map_err(unreachable),
-            Err(e) => Err(unreachable(format!("refused the TLS handshake: {e}"))),
-        }
+        tokio::time::timeout(self.connect_timeout, open).await.unwrap_or_else(|_| {
+            Err(unreachable(format!("did not complete a connection within {:?}", self.connect_timeout)))
+        })
     }
 }
 
@@ -141,11 +180,7 @@ async fn hello<S>(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
-    io.write_all(PREAMBLE).await.map_err(|e| format!("closed on the preamble: {e}"))?;
-    let mut hello = [0u8; PREAMBLE.len()];
-    io.read_exact(&mut hello).await.map_err(|e| format!("closed before its preamble: {e}"))?;
-    if &hello != PREAMBLE {
-        return Err("answered another protocol (or version)".into());
-    }
-    Ok(Conn::start(io, address.to_string(), Side::Client, max_payload, stop))
+    let takes = hello::exchange(&mut io, max_payload, Speaks::First).await?;
+    let limits = Limits { receive: max_payload, send: max_payload.min(takes) };
+    Ok(Conn::start(io, address.to_string(), Side::Client, limits, stop))
 }

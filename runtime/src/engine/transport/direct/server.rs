@@ -6,12 +6,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use super::conn::{Conn, Side};
-use super::frame::PREAMBLE;
+use super::conn::{Conn, Limits, Side};
+use super::hello::{self, Speaks};
 use super::tls::Acceptor;
 use crate::engine::micro::Counters;
 use crate::engine::transport::{Dispatch, ServiceSpec};
@@ -187,14 +186,8 @@ async fn greet<S>(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
-    let mut hello = [0u8; PREAMBLE.len()];
-    io.read_exact(&mut hello).await.map_err(|e| format!("no preamble: {e}"))?;
-    if &hello != PREAMBLE {
-        return Err(format!(
-            "{hello:?}, not the direct plane's preamble (another protocol, or another version)"
-        ));
-    }
-    io.write_all(PREAMBLE).await.map_err(|e| e.to_string())?;
-    Conn::start(io, peer.to_string(), Side::Server(routes), max_payload, stop);
+    let takes = hello::exchange(&mut io, max_payload, Speaks::Second).await?;
+    let limits = Limits { receive: max_payload, send: max_payload.min(takes) };
+    Conn::start(io, peer.to_string(), Side::Server(routes), limits, stop);
     Ok(())
 }
