@@ -45,6 +45,8 @@ pub(crate) struct ServedEndpoint {
     pub shutdown: CancellationToken,
     /// `true` for a streaming endpoint.
     pub streaming: bool,
+    /// The largest request payload it takes, in bytes.
+    pub max_request: usize,
 }
 
 /// What the dispatcher knows of a request when it makes its context.

@@ -449,6 +449,13 @@ impl RuntimeBuilder {
         self
     }
 
+    /// The largest request payload an endpoint this process serves takes,
+    /// in bytes (like `ROTOR_MAX_REQUEST`; 32 MiB by default).
+    pub fn max_request(mut self, bytes: usize) -> Self {
+        self.config.max_request = bytes;
+        self
+    }
+
     /// The largest message this process takes over the direct plane (like
     /// `ROTOR_TCP_MAX_PAYLOAD`; 64 MiB by default).
     pub fn direct_max_payload(mut self, bytes: usize) -> Self {

@@ -17,6 +17,7 @@
 //! side: with one header, a unary call took twice the instructions of a raw
 //! request. Callers other than Rotor's may send `Rotor-Timeout-Ms` instead.
 
+use crate::engine::transport::message::ENVELOPE_LEN;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -32,9 +33,6 @@ pub const ENVELOPE: u8 = 0;
 
 /// The envelope version this build writes and reads.
 const ENVELOPE_VERSION: u8 = 1;
-
-/// Envelope length: marker, version, milliseconds.
-const ENVELOPE_LEN: usize = 6;
 
 impl Message {
     /// A request carrying `payload`, with the time the server has before the

@@ -80,7 +80,7 @@ impl Dispatcher {
         let Incoming { endpoint, addressed, mut message, responder, peer } = incoming;
         let instance = self.lease.borrow().id;
         let transport = peer.as_ref().unwrap_or(&self.transport);
-        let answer = Answer::new(responder, instance, addressed, transport.max_payload());
+        let answer = Answer::new(responder, instance, addressed, transport.max_message());
         if self.work.draining.load(Ordering::Relaxed) {
             // A probe too: a draining instance is not back in rotation.
             let reply =
@@ -108,6 +108,15 @@ impl Dispatcher {
                 return start_untracked(start, ReplySink::Unary(answer).finish(Outcome::Reply(reply)));
             }
         };
+        // Over NATS a larger request was refused from its head; over the
+        // direct plane the frame limit bounded what was read.
+        if message.payload.len() > served.max_request {
+            let reply = Message::error(
+                ErrorKind::Oversize,
+                &crate::engine::transport::too_large(message.payload.len(), served.max_request),
+            );
+            return start_untracked(start, ReplySink::Unary(answer).finish(Outcome::Reply(reply)));
+        }
         // Only a streaming endpoint reads the stream headers.
         let setup = match served.streaming.then(|| StreamSetup::from_headers(&message.headers, transport)) {
             None | Some(Ok(None)) => None,

@@ -86,6 +86,11 @@ pub struct Config {
     pub direct_tls: Option<DirectTls>,
     /// The plane calls go over.
     pub plane: Plane,
+    /// The largest request payload an endpoint this process serves takes,
+    /// in bytes (`ROTOR_MAX_REQUEST`; 32 MiB). A larger one is refused with
+    /// `oversize` (413) naming the limit, over NATS before any of its
+    /// chunks is read.
+    pub max_request: usize,
     /// The largest message this process takes over the direct plane
     /// (`ROTOR_TCP_MAX_PAYLOAD`; 64 MiB). Each connection sends at most the
     /// smaller of its two sides' limits, which their hellos announce, so a
@@ -93,6 +98,9 @@ pub struct Config {
     /// it is sent.
     pub direct_max_payload: usize,
 }
+
+/// The largest request payload an endpoint takes by default: 32 MiB.
+pub const DEFAULT_MAX_REQUEST: usize = 32 * 1024 * 1024;
 
 impl Default for Config {
     fn default() -> Self {
@@ -113,6 +121,7 @@ impl Default for Config {
             direct_tls: None,
             plane: Plane::Direct,
             direct_max_payload: crate::engine::transport::direct::DEFAULT_MAX_PAYLOAD,
+            max_request: DEFAULT_MAX_REQUEST,
         }
     }
 }
@@ -507,6 +516,11 @@ impl Config {
             })?);
         }
         config.stats_scrape_interval = seconds(&var, "ROTOR_STATS_SCRAPE_SECS")?;
+        if let Some(bytes) = var("ROTOR_MAX_REQUEST") {
+            config.max_request = bytes.parse().ok().filter(|b| *b > 0).ok_or_else(|| {
+                Error::Config(format!("ROTOR_MAX_REQUEST={bytes} is not a size in bytes such as 33554432"))
+            })?;
+        }
         if let Some(url) = var("ROTOR_NATS_URL") {
             let token = var("ROTOR_NATS_TOKEN");
             let user = var("ROTOR_NATS_USER");

@@ -77,6 +77,9 @@ pub struct EndpointSpec {
     /// What the instance subject answered, counted by every plane that
     /// serves it: `$SRV.STATS` reports direct-plane calls with the NATS ones.
     pub counters: Arc<Counters>,
+    /// The largest request payload it takes, in bytes: a larger one is
+    /// refused (`oversize`, 413) before its chunks are read.
+    pub max_request: usize,
 }
 
 impl EndpointSpec {
@@ -129,6 +132,8 @@ pub(crate) struct MicroEndpoint {
     pub addressed: bool,
     metadata: HashMap<String, String>,
     pub counters: Arc<Counters>,
+    /// The largest request payload the endpoint takes, in bytes.
+    pub max_request: usize,
 }
 
 /// A served component as a NATS micro service.
@@ -157,6 +162,7 @@ impl MicroService {
                     subject: subject.to_string(),
                     number,
                     addressed,
+                    max_request: ep.max_request,
                     metadata: HashMap::from([
                         ("rotor.endpoint".to_string(), ep.name.clone()),
                         ("rotor.request".to_string(), ep.request_type.clone()),

@@ -10,6 +10,12 @@ use std::borrow::Cow;
 
 use bytes::Bytes;
 
+/// Bytes a request's envelope (its kind, version and deadline, written by
+/// the exchange) adds before its payload: a transport that checks a
+/// request's size against an endpoint's limit before it has the whole
+/// request allows for them.
+pub const ENVELOPE_LEN: usize = 6;
+
 /// Header names.
 pub mod header {
     /// Wire format version; absent means version 1.
@@ -56,6 +62,19 @@ pub mod header {
     /// Request: a liveness probe, answered by the instance's dispatcher at
     /// once and empty, without running a handler.
     pub const PROBE: &str = "Rotor-Probe";
+    /// Request over NATS, larger than one NATS message: its payload's size
+    /// in bytes. It carries the headers alone; the payload follows in
+    /// chunks to the inbox the answer names in [`UPLOAD_TO`].
+    pub const UPLOAD: &str = "Rotor-Upload";
+    /// Answer to an [`UPLOAD`] head: the instance's inbox for the chunks.
+    pub const UPLOAD_TO: &str = "Rotor-Upload-To";
+    /// Reply over NATS, larger than one NATS message: its payload's size in
+    /// bytes. It carries the headers alone; the caller asks for the chunks
+    /// at the inbox in [`DOWNLOAD_FROM`].
+    pub const DOWNLOAD: &str = "Rotor-Download";
+    /// Reply with [`DOWNLOAD`]: the instance's inbox that hands out the
+    /// chunks, one per request.
+    pub const DOWNLOAD_FROM: &str = "Rotor-Download-From";
 
     /// The constant for `name` when it is one of the names above.
     pub(crate) fn known(name: &str) -> Option<&'static str> {
@@ -76,6 +95,10 @@ pub mod header {
             STREAM_CONTROL,
             STREAM_CREDIT,
             PROBE,
+            UPLOAD,
+            UPLOAD_TO,
+            DOWNLOAD,
+            DOWNLOAD_FROM,
         ]
         .into_iter()
         .find(|known| *known == name)
@@ -110,6 +133,12 @@ impl Headers {
     /// The value of `name`, compared without regard to case.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// Takes `name` out, with its value.
+    pub fn remove(&mut self, name: &str) -> Option<String> {
+        let at = self.0.iter().position(|(n, _)| n.eq_ignore_ascii_case(name))?;
+        Some(self.0.remove(at).1)
     }
 
     /// `true` without any header.

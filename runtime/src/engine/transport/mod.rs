@@ -7,6 +7,7 @@
 //! calls to an instance over a connection of its own; each such connection
 //! is a transport too, for the streams that run over it.
 
+mod chunked;
 pub mod direct;
 mod inproc;
 mod listeners;
@@ -84,6 +85,18 @@ fn within_limit(what: &str, message: &Message, limit: usize) -> Result<(), Trans
     Ok(())
 }
 
+/// The largest request or reply a network transport carries by default:
+/// 64 MiB, in chunks over NATS, in one frame over the direct plane.
+pub const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+
+/// What a request over an endpoint's limit is told, on every plane.
+pub(crate) fn too_large(size: usize, limit: usize) -> String {
+    format!(
+        "the request is {size} bytes, over the endpoint's limit of {limit} bytes (max_request); send less, \
+         or raise ROTOR_MAX_REQUEST on the server"
+    )
+}
+
 /// Moves requests and replies.
 pub trait Transport: Send + Sync + 'static {
     /// Starts listening for a service's requests, handing each to
@@ -99,8 +112,15 @@ pub trait Transport: Send + Sync + 'static {
         timeout: Duration,
     ) -> BoxFuture<'a, Result<Message, TransportError>>;
 
-    /// The largest message the transport carries, in bytes.
+    /// The largest message the transport carries in one piece, in bytes:
+    /// a stream item, say.
     fn max_payload(&self) -> usize;
+
+    /// The largest request or reply the transport carries, in bytes, in
+    /// pieces where one message would be too large for it.
+    fn max_message(&self) -> usize {
+        self.max_payload()
+    }
 
     /// A fresh subject that only its subscriber will use (an inbox).
     fn inbox(&self) -> String;

@@ -14,6 +14,7 @@ use futures::stream::BoxStream;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::chunked;
 use super::listeners::Listeners;
 use super::message::{Headers, Message, header};
 use super::verbs::{self, SharedVerbs};
@@ -121,7 +122,7 @@ fn count_losses(
 }
 
 /// Consumes the headers, so that values move rather than copy.
-fn to_nats(headers: Headers) -> HeaderMap {
+pub(super) fn to_nats(headers: Headers) -> HeaderMap {
     let mut map = HeaderMap::new();
     for (name, value) in headers {
         // async-nats asserts that a value holds no line break and that a
@@ -165,18 +166,23 @@ fn from_nats(map: Option<&HeaderMap>) -> Headers {
 
 /// Sends the reply to one request and counts it in the endpoint's
 /// `$SRV.STATS` figures.
-struct NatsResponder {
+pub(super) struct NatsResponder {
     /// Shared: cloning a NATS client allocates (its sender boxes a future).
-    client: Arc<async_nats::Client>,
-    to: async_nats::Subject,
+    pub(super) client: Arc<async_nats::Client>,
+    pub(super) to: async_nats::Subject,
     counters: Arc<Counters>,
     arrived: Instant,
+    /// The largest message NATS carries: a larger reply goes in chunks.
+    max_payload: usize,
 }
 
 impl Respond for NatsResponder {
     fn respond(self: Box<Self>, reply: Message) -> BoxFuture<'static, Result<(), TransportError>> {
         Box::pin(async move {
             self.counters.record(self.arrived.elapsed(), &reply);
+            if reply.size() > self.max_payload {
+                return chunked::offer(&self.client, self.to, reply, self.max_payload).await;
+            }
             // Without headers it is a plain PUB, the cheapest message NATS has.
             let sent = if reply.headers.is_empty() {
                 self.client.publish(self.to, reply.payload).await
@@ -202,8 +208,10 @@ fn listen(
     ep: &MicroEndpoint,
     dispatch: Dispatch,
     stop: CancellationToken,
+    max_payload: usize,
 ) {
     let (endpoint, addressed, counters) = (ep.number, ep.addressed, ep.counters.clone());
+    let max_request = ep.max_request;
     let deliver = move |request: async_nats::Message| {
         let Some(to) = request.reply else {
             tracing::debug!(subject = %request.subject, "ignoring a request without a reply subject");
@@ -214,8 +222,16 @@ fn listen(
             to,
             counters: counters.clone(),
             arrived: Instant::now(),
+            max_payload,
         });
         let message = Message { headers: from_nats(request.headers.as_ref()), payload: request.payload };
+        if message.headers.get(header::UPLOAD).is_some() {
+            let dispatch = dispatch.clone();
+            return chunked::receive(message, *responder, max_request, move |message, responder| {
+                let responder = Box::new(responder);
+                dispatch(Incoming { endpoint, addressed, message, responder, peer: None }, Start::OnTask);
+            });
+        }
         dispatch(Incoming { endpoint, addressed, message, responder, peer: None }, Start::OnTask);
     };
     listeners.run(async move {
@@ -245,6 +261,42 @@ fn listen(
 }
 
 impl Nats {
+    /// One request and its one reply, each within NATS's `max_payload`.
+    pub(super) async fn request_once(
+        &self,
+        subject: &str,
+        message: Message,
+        timeout: Duration,
+    ) -> Result<Message, TransportError> {
+        let (size, limit) = (message.size(), self.max_payload);
+        let mut request = async_nats::Request::new().payload(message.payload).timeout(Some(timeout));
+        // Without headers it is a plain PUB, and the reply's parse is the cheapest.
+        if !message.headers.is_empty() {
+            request = request.headers(to_nats(message.headers));
+        }
+        // A `Subject` made here is handed over; from a `String` async-nats would copy it.
+        match self.client.send_request(async_nats::Subject::from(subject), request).await {
+            Ok(reply) => Ok(Message { headers: from_nats(reply.headers.as_ref()), payload: reply.payload }),
+            Err(e) => Err(match e.kind() {
+                RequestErrorKind::NoResponders => {
+                    TransportError::NoResponders { subject: subject.to_string(), instance: None }
+                }
+                RequestErrorKind::TimedOut => {
+                    TransportError::Timeout { subject: subject.to_string(), after: timeout, instance: None }
+                }
+                RequestErrorKind::MaxPayloadExceeded => {
+                    TransportError::Oversize { what: "request".into(), size, limit }
+                }
+                _ => TransportError::Disconnected(e.to_string()),
+            }),
+        }
+    }
+
+    /// The largest chunk of a message in pieces.
+    pub(super) fn max_payload_of_one(&self) -> usize {
+        self.max_payload
+    }
+
     /// Every reply to one request on `subject` that arrives within
     /// `timeout`: a micro verb asked of every instance at once.
     async fn gather(
@@ -291,7 +343,8 @@ impl Transport for Nats {
                 .map_err(bind_error)?;
             let client = Arc::new(self.client.clone());
             for (subscriber, ep) in subscriptions.into_iter().zip(&micro.endpoints) {
-                listen(&self.listeners, client.clone(), subscriber, ep, dispatch.clone(), stop.clone());
+                let (dispatch, stop) = (dispatch.clone(), stop.clone());
+                listen(&self.listeners, client.clone(), subscriber, ep, dispatch, stop, self.max_payload);
             }
             Ok(guard)
         })
@@ -304,38 +357,23 @@ impl Transport for Nats {
         timeout: Duration,
     ) -> BoxFuture<'a, Result<Message, TransportError>> {
         Box::pin(async move {
-            within_limit("request", &message, self.max_payload())?;
-            let (size, limit) = (message.size(), self.max_payload());
-            let mut request = async_nats::Request::new().payload(message.payload).timeout(Some(timeout));
-            // Without headers it is a plain PUB, and the reply's parse is the cheapest.
-            if !message.headers.is_empty() {
-                request = request.headers(to_nats(message.headers));
-            }
-            // A `Subject` made here is handed over; from a `String` async-nats would copy it.
-            match self.client.send_request(async_nats::Subject::from(subject), request).await {
-                Ok(reply) => {
-                    Ok(Message { headers: from_nats(reply.headers.as_ref()), payload: reply.payload })
-                }
-                Err(e) => Err(match e.kind() {
-                    RequestErrorKind::NoResponders => {
-                        TransportError::NoResponders { subject: subject.to_string(), instance: None }
-                    }
-                    RequestErrorKind::TimedOut => TransportError::Timeout {
-                        subject: subject.to_string(),
-                        after: timeout,
-                        instance: None,
-                    },
-                    RequestErrorKind::MaxPayloadExceeded => {
-                        TransportError::Oversize { what: "request".into(), size, limit }
-                    }
-                    _ => TransportError::Disconnected(e.to_string()),
-                }),
-            }
+            within_limit("request", &message, self.max_message())?;
+            let started = Instant::now();
+            let reply = if message.size() > self.max_payload {
+                chunked::upload(self, subject, message, timeout).await?
+            } else {
+                self.request_once(subject, message, timeout).await?
+            };
+            chunked::download(self, subject, reply, started + timeout, timeout).await
         })
     }
 
     fn max_payload(&self) -> usize {
         self.max_payload
+    }
+
+    fn max_message(&self) -> usize {
+        super::MAX_MESSAGE
     }
 
     fn inbox(&self) -> String {
