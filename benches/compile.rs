@@ -320,6 +320,7 @@ impl Endpoint {
         error: \"{}\",
         idempotent: {},
         streaming: {},
+        max_request: None,
     }},
 ",
             self.wire(),

@@ -30,6 +30,12 @@ impl Blob {
         Ok((text.len(), digest(&text)))
     }
 
+    /// `measure`, with a limit of its own.
+    #[endpoint(max_request = 65536)]
+    async fn measure_small(&self, text: String) -> Result<(usize, u64), Never> {
+        Ok((text.len(), digest(&text)))
+    }
+
     /// A reply of `len` bytes of text.
     #[endpoint]
     async fn make(&self, len: usize) -> Result<String, Never> {
@@ -161,4 +167,30 @@ async fn a_malformed_head_or_a_chunk_past_the_announced_size_is_refused_and_the_
     let client = Blob::client(&rt).await.unwrap();
     within("the instance", client.core().wait_for_instances()).await.unwrap();
     assert_eq!(client.measure("still".into()).await.unwrap().0, 5);
+}
+
+#[tokio::test]
+async fn an_endpoint_s_own_max_request_replaces_the_runtime_s_on_both_planes() {
+    let servers = Servers::start();
+    let server_rt = servers.builder().direct(loopback()).build().await.unwrap();
+    let _served = server_rt.serve(Blob).await.unwrap();
+    for plane in [Plane::Nats, Plane::Direct] {
+        let rt = servers.builder().plane(plane).build().await.unwrap();
+        let client = Blob::client(&rt).await.unwrap();
+        within("the instance", client.core().wait_for_instances()).await.unwrap();
+        // 65,535 characters encode to 65,537 bytes of JSON: one over.
+        let e = client.measure_small(pattern(65_535)).await.unwrap_err();
+        match e.transport() {
+            Some(TransportError::Remote { kind: ErrorKind::Oversize, code: 413, message, .. }) => {
+                assert!(message.contains("limit of 65536 bytes"), "{plane:?}: {message}");
+            }
+            other => panic!("{plane:?}: expected a 413, got {other:?}"),
+        }
+        assert_eq!(client.measure_small(pattern(65_534)).await.unwrap().0, 65_534, "{plane:?}: at the limit");
+        assert_eq!(
+            client.measure(pattern(65_535)).await.unwrap().0,
+            65_535,
+            "{plane:?}: the runtime's limit"
+        );
+    }
 }

@@ -6,7 +6,7 @@
 use proc_macro2::{Span, TokenStream};
 use syn::meta::ParseNestedMeta;
 use syn::parse::Parser;
-use syn::{Attribute, Ident, Lit, LitBool, LitStr};
+use syn::{Attribute, Ident, Lit, LitBool, LitInt, LitStr};
 
 use crate::ctxt::Ctxt;
 
@@ -38,11 +38,14 @@ pub struct EndpointAttr {
     /// `stats = "method"`: a method whose value is this endpoint's `data`
     /// in `$SRV.STATS`, in place of the component's.
     pub stats: Option<LitStr>,
+    /// `max_request = 1048576`: the largest request payload, in bytes, in
+    /// place of the runtime's `ROTOR_MAX_REQUEST`.
+    pub max_request: Option<LitInt>,
 }
 
 const COMPONENT_KEYS: &str =
     "`namespace`, `name`, `labels`, `static`, `stats`, `capabilities`, `codec` or `crate`";
-const ENDPOINT_KEYS: &str = "`name`, `idempotent` or `stats`";
+const ENDPOINT_KEYS: &str = "`name`, `idempotent`, `stats` or `max_request`";
 
 /// Sets `slot` once; a second occurrence is an error on the key.
 fn set_once<T>(cx: &Ctxt, slot: &mut Option<T>, key: &Ident, value: T, attr: &str) {
@@ -72,6 +75,17 @@ fn bool_value(cx: &Ctxt, meta: &ParseNestedMeta, key: &Ident) -> syn::Result<Opt
         Lit::Bool(b) => Ok(Some(b)),
         other => {
             cx.error_spanned_by(&other, format!("`{key}` takes `true` or `false`, as in `{key} = false`"));
+            Ok(None)
+        }
+    }
+}
+
+fn int_value(cx: &Ctxt, meta: &ParseNestedMeta, key: &Ident) -> syn::Result<Option<LitInt>> {
+    let value = meta.value()?;
+    match value.parse::<Lit>()? {
+        Lit::Int(n) => Ok(Some(n)),
+        other => {
+            cx.error_spanned_by(&other, format!("`{key}` takes a size in bytes, as in `{key} = 1_048_576`"));
             Ok(None)
         }
     }
@@ -170,6 +184,10 @@ pub fn parse_endpoint(cx: &Ctxt, attr: &Attribute) -> EndpointAttr {
         } else if meta.path.is_ident("stats") {
             if let Some(v) = string_value(cx, &meta, &key)? {
                 set_once(cx, &mut out.stats, &key, v, "endpoint");
+            }
+        } else if meta.path.is_ident("max_request") {
+            if let Some(v) = int_value(cx, &meta, &key)? {
+                set_once(cx, &mut out.max_request, &key, v, "endpoint");
             }
         } else {
             cx.error_spanned_by(

@@ -613,6 +613,12 @@ impl<'a> EndpointGen<'a> {
         let (ok, err) = (tokens_text(ok), tokens_text(err));
         let idempotent = self.ep.attr.idempotent.as_ref().is_none_or(|b| b.value);
         let streaming = self.stream.is_some();
+        // Validated: a whole number above 0, the literal as written.
+        let max_request = match self.ep.attr.max_request.as_ref().and_then(|n| n.base10_parse::<usize>().ok())
+        {
+            Some(n) => quote!(::core::option::Option::Some(#n)),
+            None => quote!(::core::option::Option::None),
+        };
         quote! {
             #krate::EndpointDescriptor {
                 name: #wire,
@@ -623,6 +629,7 @@ impl<'a> EndpointGen<'a> {
                 error: #err,
                 idempotent: #idempotent,
                 streaming: #streaming,
+                max_request: #max_request,
             }
         }
     }

@@ -68,10 +68,14 @@ pub fn component(args: TokenStream, input: TokenStream) -> TokenStream {
 
 /// Marks a method of a `#[component]` impl block as a network endpoint.
 ///
-/// Arguments, both optional: `name = "..."`, the endpoint's wire name
-/// (default: the method name), and `idempotent = false` for an endpoint
-/// whose calls must not run twice: such a call is never retried on another
-/// instance (the default, `true`, retries a call whose instance is gone).
+/// Arguments, all optional: `name = "..."`, the endpoint's wire name
+/// (default: the method name); `idempotent = false` for an endpoint whose
+/// calls must not run twice: such a call is never retried on another
+/// instance (the default, `true`, retries a call whose instance is gone);
+/// `stats = "method"`, this endpoint's `data` in `$SRV.STATS`; and
+/// `max_request = 1_048_576`, the largest request payload it takes in
+/// bytes, in place of the runtime's `ROTOR_MAX_REQUEST` (32 MiB): a larger
+/// one is refused with `oversize` (413).
 /// It has no effect on its own: `#[component]` reads and removes it. Used
 /// anywhere else, it is a compile error.
 #[proc_macro_attribute]

@@ -234,6 +234,15 @@ fn check_stats_method(cx: &Ctxt, stats: &syn::LitStr, joins: &str) {
 
 fn check_endpoint(cx: &Ctxt, ep: &Endpoint, contract: bool) {
     let sig = &ep.sig;
+    if let Some(max) = &ep.attr.max_request
+        && !max.base10_parse::<usize>().is_ok_and(|n| n > 0)
+    {
+        cx.error_spanned_by(
+            max,
+            "`max_request` is the largest request in bytes: a whole number above 0, as in \
+             `max_request = 1_048_576`",
+        );
+    }
     if let Some(stats) = &ep.attr.stats {
         check_stats_method(cx, stats, "this endpoint's figures in `$SRV.STATS`, in place of the component's");
     }

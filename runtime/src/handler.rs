@@ -321,6 +321,7 @@ impl ServiceBuilder {
                     request: h.request.into(),
                     response: h.response.into(),
                     streaming: h.streaming,
+                    max_request: None,
                 })
                 .collect(),
         };

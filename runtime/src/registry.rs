@@ -48,6 +48,9 @@ pub struct EndpointDescriptor {
     pub idempotent: bool,
     /// `true` for a streaming endpoint (its response type is the item type).
     pub streaming: bool,
+    /// `#[endpoint(max_request = ..)]`: the largest request payload in
+    /// bytes; `None`: the runtime's `max_request`.
+    pub max_request: Option<usize>,
 }
 
 impl ComponentDescriptor {

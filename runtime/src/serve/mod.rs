@@ -185,7 +185,7 @@ pub(crate) async fn serve<S: Send + Sync + 'static>(
                 request_type: ep.request.clone(),
                 response_type: ep.response.clone(),
                 counters: Arc::default(),
-                max_request: engines.config.max_request,
+                max_request: ep.max_request.unwrap_or(engines.config.max_request),
             })
             .collect(),
         metadata: std::collections::HashMap::from([(
@@ -211,7 +211,7 @@ pub(crate) async fn serve<S: Send + Sync + 'static>(
                 metrics: metrics.clone(),
                 shutdown: cancel.clone(),
                 streaming: ep.streaming,
-                max_request: engines.config.max_request,
+                max_request: ep.max_request.unwrap_or(engines.config.max_request),
             })
         })
         .collect();

@@ -34,6 +34,8 @@ pub(crate) struct EndpointModel {
     pub request: String,
     pub response: String,
     pub streaming: bool,
+    /// The largest request payload; `None`: the runtime's.
+    pub max_request: Option<usize>,
 }
 
 /// Runs endpoint number `n` of a component on one request.
@@ -62,6 +64,7 @@ impl Model {
                     request: ep.request.into(),
                     response: ep.response.into(),
                     streaming: ep.streaming,
+                    max_request: ep.max_request,
                 })
                 .collect(),
         }
