@@ -51,7 +51,7 @@ pub(super) async fn upload(
     };
     let mut sent = 0;
     loop {
-        let end = (sent + nats.max_payload_of_one()).min(payload.len());
+        let end = (sent + nats.max_payload()).min(payload.len());
         let chunk = Message { headers: Headers::new(), payload: payload.slice(sent..end) };
         let answer = nats.request_once(&to, chunk, left(deadline, subject, timeout)?).await;
         let answer = answer.map_err(|e| named(e, subject))?;

@@ -292,11 +292,6 @@ impl Nats {
         }
     }
 
-    /// The largest chunk of a message in pieces.
-    pub(super) fn max_payload_of_one(&self) -> usize {
-        self.max_payload
-    }
-
     /// Every reply to one request on `subject` that arrives within
     /// `timeout`: a micro verb asked of every instance at once.
     async fn gather(
