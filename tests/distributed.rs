@@ -119,6 +119,32 @@ async fn registration_writes_the_designed_key_and_value_under_the_lease() {
     assert!(listed.iter().all(|r| r.instance_id == id));
 }
 
+/// One write serves an instance: its descriptor and its four records land
+/// in one etcd transaction, so a client sees all or none of them and a new
+/// instance costs one round trip to etcd, not five.
+#[tokio::test]
+async fn serving_writes_the_descriptor_and_every_record_in_one_etcd_revision() {
+    let servers = Servers::start();
+    let rt = servers.runtime().await;
+    let server = rt.serve(Echo::new()).await.unwrap();
+    let id = server.instance_id();
+    let mut etcd = servers.etcd.client().await;
+    let prefix = Some(GetOptions::new().with_prefix());
+    let records = etcd.get("instances/test.dist/echo/", prefix.clone()).await.unwrap();
+    let descriptor = etcd.get(format!("components/test.dist/echo/descriptor/{id:x}"), None).await.unwrap();
+    let revisions: std::collections::BTreeSet<i64> =
+        records.kvs().iter().chain(descriptor.kvs()).map(|kv| kv.mod_revision()).collect();
+    assert_eq!(records.kvs().len() + descriptor.kvs().len(), 5, "four records and a descriptor");
+    assert_eq!(revisions.len(), 1, "written at revisions {revisions:?}");
+
+    // So does a second instance: one revision, where one write per key made five.
+    let before = etcd.get("instances/", None).await.unwrap().header().unwrap().revision();
+    let second = rt.with_new_lease().await.unwrap().serve(Echo::new()).await.unwrap();
+    let after = etcd.get("instances/", None).await.unwrap().header().unwrap().revision();
+    assert_eq!(after - before, 1, "the second instance's writes took {} revisions", after - before);
+    drop(second);
+}
+
 #[tokio::test]
 async fn shutdown_removes_the_keys_and_revokes_the_lease() {
     let servers = Servers::start();

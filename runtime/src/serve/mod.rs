@@ -247,39 +247,46 @@ pub(crate) async fn serve<S: Send + Sync + 'static>(
 
     let mut registrations = Vec::new();
     if let Some(lease) = &registering {
-        // The descriptor first: a client that finds a record finds it too.
+        let records = |descriptor: Option<String>| -> Vec<InstanceRecord> {
+            let endpoints = desc.endpoints.iter().zip(&spec.endpoints);
+            endpoints
+                .map(|(ep, ep_spec)| InstanceRecord {
+                    namespace: desc.namespace.clone(),
+                    component: desc.name.clone(),
+                    endpoint: ep.name.clone(),
+                    instance_id: instance,
+                    transport: TransportAddress::NatsTcp(
+                        ep_spec.instance_subject.clone().expect("discovered endpoints have one"),
+                    ),
+                    descriptor: descriptor.clone(),
+                    codec: (desc.description.codec != Format::Json.name())
+                        .then(|| desc.description.codec.clone()),
+                    direct: direct_address.clone(),
+                })
+                .collect()
+        };
+        // The descriptor with the records, in one write: a client that
+        // finds a record finds it too.
         let (namespace, component) = (desc.namespace.clone(), desc.name.clone());
         let key: KeyFor = Arc::new(move |id| rotor_names::descriptor_key(&namespace, &component, id.0));
-        let mut fingerprint = Some(crate::describe::fingerprint(&description));
-        match lease.attach(key, description.into()).await {
-            Ok(guard) => registrations.push(guard),
+        let fingerprint = crate::describe::fingerprint(&description);
+        registrations = match lease
+            .register_all(Some((key, description.into())), records(Some(fingerprint)))
+            .await
+        {
+            Ok(guards) => guards,
             // Serving needs no descriptor in etcd ($SRV.INFO has it too), and
             // a deployment whose etcd role predates it must keep serving.
             Err(e) if e.to_string().contains("permission denied") => {
-                fingerprint = None;
                 tracing::warn!(
                     namespace = &desc.namespace, component = &desc.name, error = %e,
                     "the descriptor is not published in etcd: grant the etcd role readwrite on the components/ \
                      prefix (`etcdctl role grant-permission ROLE --prefix=true readwrite components/`)"
                 );
+                lease.register_all(None, records(None)).await?
             }
             Err(e) => return Err(e),
-        }
-        for (ep, ep_spec) in desc.endpoints.iter().zip(&spec.endpoints) {
-            let subject = ep_spec.instance_subject.clone().expect("discovered endpoints have one");
-            let record = InstanceRecord {
-                namespace: desc.namespace.clone(),
-                component: desc.name.clone(),
-                endpoint: ep.name.clone(),
-                instance_id: instance,
-                transport: TransportAddress::NatsTcp(subject),
-                descriptor: fingerprint.clone(),
-                codec: (desc.description.codec != Format::Json.name())
-                    .then(|| desc.description.codec.clone()),
-                direct: direct_address.clone(),
-            };
-            registrations.push(lease.register(record).await?);
-        }
+        };
     }
     tracing::info!(namespace = &desc.namespace, component = &desc.name, instance = %instance,
         endpoints = desc.endpoints.len(), "serving");

@@ -110,6 +110,28 @@ pub trait Lease: Send + Sync + 'static {
     /// what an instance publishes beside its records (its descriptor).
     fn attach(&self, key: KeyFor, value: Bytes) -> BoxFuture<'_, Result<Guard, Error>>;
 
+    /// What [`attach`](Self::attach) of `attached`, then
+    /// [`register`](Self::register) of each record, would do, with a guard
+    /// for each in that order. An engine that can writes them in one step,
+    /// so that they appear together and serving costs one round trip (etcd:
+    /// one transaction). A record whose key exists fails the whole call.
+    fn register_all(
+        &self,
+        attached: Option<(KeyFor, Bytes)>,
+        records: Vec<InstanceRecord>,
+    ) -> BoxFuture<'_, Result<Vec<Guard>, Error>> {
+        Box::pin(async move {
+            let mut guards = Vec::with_capacity(records.len() + 1);
+            if let Some((key, value)) = attached {
+                guards.push(self.attach(key, value).await?);
+            }
+            for record in records {
+                guards.push(self.register(record).await?);
+            }
+            Ok(guards)
+        })
+    }
+
     /// Revokes the lease now, which deletes its keys.
     fn revoke(&self) -> BoxFuture<'_, Result<(), Error>>;
 }

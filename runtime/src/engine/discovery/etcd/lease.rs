@@ -8,13 +8,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use etcd_client::{Client, PutOptions};
+use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::RETRY_PAUSE;
 use super::calls::{etcd_error, is_lease_not_found, retried, timed};
-use super::{RETRY_PAUSE, put_create};
 use crate::engine::discovery::{InstanceRecord, KeyFor, Lease, LeaseState, key_of};
 use crate::{Error, Guard, InstanceId};
 
@@ -55,26 +55,42 @@ impl LeaseInner {
         self.registrations.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Writes `registration`, remembered first so that a lost lease's
-    /// replacement writes it again; the guard deletes it.
-    async fn add(self: &Arc<Self>, registration: Registration) -> Result<Guard, Error> {
+    /// Writes `registrations` together, each remembered first so that a
+    /// lost lease's replacement writes it again; a guard for each deletes it.
+    async fn add(self: &Arc<Self>, registrations: Vec<Registration>) -> Result<Vec<Guard>, Error> {
         let _ops = self.ops.lock().await;
-        let registration = registration.under(self.id());
+        let id = self.id();
+        let registrations: Vec<Registration> = registrations.iter().map(|r| r.under(id)).collect();
         // Remembered before the write: a write that lands after a
         // timeout is still renewed and deleted like any other.
-        let number = self.next.fetch_add(1, Ordering::Relaxed);
-        self.registrations().insert(number, registration.clone());
-        if let Err(e) = registration.write(&self.client).await {
-            self.registrations().remove(&number);
+        let numbers: Vec<u64> = registrations
+            .iter()
+            .map(|registration| {
+                let number = self.next.fetch_add(1, Ordering::Relaxed);
+                self.registrations().insert(number, registration.clone());
+                number
+            })
+            .collect();
+        if let Err(e) = write(&self.client, &registrations).await {
+            for number in &numbers {
+                self.registrations().remove(number);
+            }
             if !matches!(e, Error::AlreadyRegistered { .. }) {
                 // It may have landed all the same.
-                let _ = delete(&self.client, registration.key()).await;
+                for registration in &registrations {
+                    let _ = delete(&self.client, registration.key()).await;
+                }
             }
             return Err(e);
         }
+        Ok(numbers.into_iter().map(|number| self.guard(number)).collect())
+    }
+
+    /// Deletes registration `number` when dropped.
+    fn guard(self: &Arc<Self>, number: u64) -> Guard {
         let inner = Arc::downgrade(self);
         let runtime = tokio::runtime::Handle::try_current().ok();
-        Ok(Guard::new(move || {
+        Guard::new(move || {
             let (Some(inner), Some(runtime)) = (inner.upgrade(), runtime) else { return };
             runtime.spawn(async move {
                 let _ops = inner.ops.lock().await;
@@ -83,7 +99,7 @@ impl LeaseInner {
                     tracing::warn!(error = %e, "could not delete a registration; it goes with the lease");
                 }
             });
-        }))
+        })
     }
 }
 
@@ -113,21 +129,60 @@ impl Registration {
         }
     }
 
-    async fn write(&self, client: &Client) -> Result<(), Error> {
+    /// The lease it is written under.
+    fn id(&self) -> InstanceId {
         match self {
-            Registration::Record(r) => put_create(client, r).await,
-            Registration::Attached { value, id, .. } => {
-                let key = self.key();
-                retried("put under the lease", || {
-                    let (mut client, key, value) = (client.clone(), key.clone(), value.clone());
-                    let options = PutOptions::new().with_lease(id.0);
-                    async move { client.put(key, value.to_vec(), Some(options)).await }
-                })
-                .await
-                .map(drop)
-            }
+            Registration::Record(r) => r.instance_id,
+            Registration::Attached { id, .. } => *id,
         }
     }
+}
+
+/// The most registrations written in one transaction: etcd refuses more
+/// than 128 operations of a kind in one by default (`--max-txn-ops`).
+const WRITES_PER_TXN: usize = 64;
+
+/// Writes `registrations` in as few transactions as etcd takes: records
+/// create-only, attached values as they are, each under its lease. A record
+/// whose key exists fails its transaction, so none of that transaction is
+/// written, with [`Error::AlreadyRegistered`] naming the key.
+async fn write(client: &Client, registrations: &[Registration]) -> Result<(), Error> {
+    for batch in registrations.chunks(WRITES_PER_TXN) {
+        let (mut absent, mut taken_if, mut puts) = (Vec::new(), Vec::new(), Vec::new());
+        for registration in batch {
+            let key = registration.key();
+            let (value, lease) = match registration {
+                Registration::Record(r) => {
+                    absent.push(Compare::create_revision(key.clone(), CompareOp::Equal, 0));
+                    taken_if.push(TxnOp::get(key.clone(), None));
+                    (serde_json::to_vec(r).expect("an instance record encodes"), r.instance_id)
+                }
+                Registration::Attached { value, id, .. } => (value.to_vec(), *id),
+            };
+            puts.push(TxnOp::put(key, value, Some(PutOptions::new().with_lease(lease.0))));
+        }
+        let txn = Txn::new().when(absent).and_then(puts).or_else(taken_if);
+        let resp = retried("registration", || {
+            let (mut client, txn) = (client.clone(), txn.clone());
+            async move { client.txn(txn).await }
+        })
+        .await?;
+        if !resp.succeeded() {
+            let key = resp
+                .op_responses()
+                .into_iter()
+                .find_map(|op| match op {
+                    TxnOpResponse::Get(get) => {
+                        get.kvs().first().map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+                    }
+                    _ => None,
+                })
+                .unwrap_or_default();
+            let instance = batch[0].id();
+            return Err(Error::AlreadyRegistered { key, instance });
+        }
+    }
+    Ok(())
 }
 
 async fn delete(client: &Client, key: String) -> Result<(), Error> {
@@ -168,11 +223,25 @@ impl Lease for EtcdLease {
     }
 
     fn register(&self, record: InstanceRecord) -> BoxFuture<'_, Result<Guard, Error>> {
-        Box::pin(self.inner.add(Registration::Record(record)))
+        Box::pin(async move { Ok(self.inner.add(vec![Registration::Record(record)]).await?.remove(0)) })
     }
 
     fn attach(&self, key: KeyFor, value: Bytes) -> BoxFuture<'_, Result<Guard, Error>> {
-        Box::pin(self.inner.add(Registration::Attached { key, value, id: self.inner.id() }))
+        Box::pin(async move {
+            let attached = Registration::Attached { key, value, id: self.inner.id() };
+            Ok(self.inner.add(vec![attached]).await?.remove(0))
+        })
+    }
+
+    fn register_all(
+        &self,
+        attached: Option<(KeyFor, Bytes)>,
+        records: Vec<InstanceRecord>,
+    ) -> BoxFuture<'_, Result<Vec<Guard>, Error>> {
+        let id = self.inner.id();
+        let attached = attached.map(|(key, value)| Registration::Attached { key, value, id });
+        let all = attached.into_iter().chain(records.into_iter().map(Registration::Record)).collect();
+        Box::pin(self.inner.add(all))
     }
 
     fn revoke(&self) -> BoxFuture<'_, Result<(), Error>> {
@@ -271,16 +340,15 @@ async fn renew(lease: &LeaseInner) -> Result<usize, Error> {
     let new = grant(&lease.client, lease.ttl).await?;
     let records: Vec<(u64, Registration)> =
         lease.registrations().iter().map(|(n, r)| (*n, r.under(new))).collect();
-    for (_, record) in &records {
-        if let Err(e) = record.write(&lease.client).await {
-            // Start again from scratch next time; this lease takes its keys along.
-            let _ = retried("lease revoke", || {
-                let mut client = lease.client.clone();
-                async move { client.lease_revoke(new.0).await }
-            })
-            .await;
-            return Err(e);
-        }
+    let written: Vec<Registration> = records.iter().map(|(_, r)| r.clone()).collect();
+    if let Err(e) = write(&lease.client, &written).await {
+        // Start again from scratch next time; this lease takes its keys along.
+        let _ = retried("lease revoke", || {
+            let mut client = lease.client.clone();
+            async move { client.lease_revoke(new.0).await }
+        })
+        .await;
+        return Err(e);
     }
     let mut registrations = lease.registrations();
     for (number, record) in records.iter() {

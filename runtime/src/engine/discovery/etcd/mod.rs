@@ -10,21 +10,21 @@ mod calls;
 mod keys;
 mod lease;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity, PutOptions,
-    TlsOptions, Txn, TxnOp, WatchOptions,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity, TlsOptions,
+    Txn, TxnOp, WatchOptions,
 };
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use tokio::sync::watch;
 
 use super::listing::Listing;
-use super::{Discovery, InstanceList, InstanceRecord, KeyChange, Lease, Stored, key_of};
+use super::{Discovery, InstanceList, InstanceRecord, KeyChange, Lease, Stored};
 use crate::Error;
 use crate::engine::config::{ClientCertificate, EtcdConfig, redact_url};
 use calls::{RETRY_SOON, SENDS, connect_error, etcd_error, reached_no_member, retried, retried_read};
@@ -44,6 +44,11 @@ pub(super) const RETRY_PAUSE: Duration = Duration::from_millis(250);
 pub struct EtcdDiscovery {
     client: Client,
     ttl: Duration,
+    /// Services this process has reserved, by name, with their owner: a
+    /// reservation is never taken back, so each costs one round trip per
+    /// process, not one per instance. (An etcd that lost its data lost the
+    /// reservation too; the next process to serve the pair writes it again.)
+    reserved: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl EtcdDiscovery {
@@ -126,7 +131,7 @@ impl EtcdDiscovery {
             Ok(Err(e)) => return Err(connect_error(config, address.clone(), &e)),
             Err(_) => return Err(unreachable(format!("no answer within {connect_timeout:?}"))),
         };
-        Ok(EtcdDiscovery { client, ttl })
+        Ok(EtcdDiscovery { client, ttl, reserved: Arc::default() })
     }
 
     /// The underlying etcd client.
@@ -165,25 +170,6 @@ fn sorted(map: BTreeMap<String, InstanceRecord>) -> InstanceList {
     map.into_values().collect()
 }
 
-/// Writes `record` at its key under `lease`, only if the key is new.
-pub(super) async fn put_create(client: &Client, record: &InstanceRecord) -> Result<(), Error> {
-    let key = key_of(record);
-    let value = serde_json::to_vec(record).expect("an instance record encodes");
-    let txn = Txn::new()
-        .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-        .and_then([TxnOp::put(key.clone(), value, Some(PutOptions::new().with_lease(record.instance_id.0)))]);
-    let resp = retried("create-only put", || {
-        let (mut client, txn) = (client.clone(), txn.clone());
-        async move { client.txn(txn).await }
-    })
-    .await?;
-    if resp.succeeded() {
-        Ok(())
-    } else {
-        Err(Error::AlreadyRegistered { key, instance: record.instance_id })
-    }
-}
-
 impl Discovery for EtcdDiscovery {
     fn grant_lease(&self) -> BoxFuture<'_, Result<Arc<dyn Lease>, Error>> {
         Box::pin(
@@ -213,6 +199,10 @@ impl Discovery for EtcdDiscovery {
 
     fn reserve_service(&self, service: String, owner: String) -> BoxFuture<'_, Result<(), Error>> {
         Box::pin(async move {
+            let reserved = || self.reserved.lock().unwrap_or_else(|p| p.into_inner());
+            if reserved().get(&service) == Some(&owner) {
+                return Ok(());
+            }
             let key = rotor_names::service_key(&service);
             // Written if absent, read if not, in one transaction: of two
             // pairs racing, one writes and the other reads what it wrote.
@@ -234,6 +224,7 @@ impl Discovery for EtcdDiscovery {
                 false => e,
             })?;
             if resp.succeeded() {
+                reserved().insert(service, owner);
                 return Ok(());
             }
             let holder = resp
@@ -246,7 +237,9 @@ impl Discovery for EtcdDiscovery {
                     _ => None,
                 })
                 .unwrap_or_default();
-            super::reservation(service, owner, holder)
+            super::reservation(service.clone(), owner.clone(), holder)?;
+            reserved().insert(service, owner);
+            Ok(())
         })
     }
 
