@@ -4,10 +4,17 @@
 //! run, on a nats-server and etcd the benchmark starts itself.
 //!
 //! Rows: sequential echoes of 64 B, 1 KiB, 64 KiB and 1,000,000 B (p50,
-//! p99, calls/s); 64 KiB of token ids in MessagePack; 64 calls in flight
+//! p99, calls/s); 64 KiB of token ids in MessagePack, and as many bytes in
+//! one MessagePack value; 64 calls in flight
 //! (calls/s, median of interleaved rounds); a 100,000-item stream.
 //!
 //! `cargo bench --features etcd --bench direct` (add `-- --quick` for fewer calls).
+//!
+//! `-- --only ROW N` makes N sequential 64-byte calls of one row (`direct`,
+//! `nats-plane`, `raw-nats`, `raw-tcp`, `msgpack` for the token ids on the
+//! direct plane, `msgpack-bytes` for as many bytes in one value) and nothing else: run under an instruction counter
+//! with two values of N, the difference divided by the difference of N is
+//! that row's cost per call, with the setup taken out.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -57,11 +64,43 @@ struct Tokens {
 
 struct PackedIds;
 
+/// Bytes that MessagePack carries as one `bin` value (a copy), where a
+/// `Vec<u8>` would be an array of integers, as `serde_bytes` does.
+#[derive(Clone)]
+struct Blob(Vec<u8>);
+
+impl serde::Serialize for Blob {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Blob {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Blob;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Blob, E> {
+                Ok(Blob(v.to_vec()))
+            }
+        }
+        d.deserialize_bytes(Visit)
+    }
+}
+
 #[rotor::component(namespace = "bench.direct", codec = "msgpack")]
 impl PackedIds {
     #[endpoint]
     async fn echo(&self, tokens: Tokens) -> Result<Tokens, Never> {
         Ok(tokens)
+    }
+
+    #[endpoint]
+    async fn blob(&self, blob: Blob) -> Result<Blob, Never> {
+        Ok(blob)
     }
 }
 
@@ -182,6 +221,31 @@ async fn main() {
     let nats = async_nats::connect(&url).await.unwrap();
     nats.flush().await.unwrap();
     let tcp = TcpEcho::connect(tcp_echo_server().await).await;
+    let packed = PackedIds::client(&direct_rt).await.unwrap();
+    let packed_nats = PackedIds::client(&nats_rt).await.unwrap();
+    for c in [&packed, &packed_nats] {
+        c.core().wait_for_instances().await.unwrap();
+    }
+    let tokens = Tokens { ids: (0..64 * 1024 / 3).map(|i| 256 + (i * 7919) % 65_000).collect() };
+
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "--only") {
+        let (what, n) = (args[at + 1].as_str(), args[at + 2].parse::<usize>().expect("--only ROW N"));
+        let (text, raw) = ("x".repeat(62), Bytes::from(vec![b'x'; 64]));
+        for _ in 0..n {
+            match what {
+                "direct" => drop(direct.echo(text.clone()).await.unwrap()),
+                "nats-plane" => drop(over_nats.echo(text.clone()).await.unwrap()),
+                "raw-nats" => drop(nats.request(floor::ECHO_SUBJECT, raw.clone()).await.unwrap()),
+                "raw-tcp" => drop(tcp.call(&raw).await),
+                "msgpack" => drop(packed.echo(tokens.clone()).await.unwrap()),
+                "msgpack-bytes" => drop(packed.blob(Blob(vec![b'x'; 65_538])).await.unwrap()),
+                other => panic!("--only {other}: not a row"),
+            }
+        }
+        println!("{n} calls of {what}");
+        return;
+    }
 
     for size in [64usize, 1024, 64 * 1024, 1_000_000] {
         let text = "x".repeat(size - 2);
@@ -230,19 +294,9 @@ async fn main() {
         );
     }
 
-    let packed = PackedIds::client(&direct_rt).await.unwrap();
-    packed.core().wait_for_instances().await.unwrap();
-    let tokens = Tokens { ids: (0..64 * 1024 / 3).map(|i| 256 + (i * 7919) % 65_000).collect() };
     let size = rotor::codec::Format::MessagePack.encode(&tokens).unwrap().len();
     let raw = Bytes::from(vec![b'x'; size]);
     let n = calls / 4;
-    let d = measure::sequential(n, || {
-        let (c, t) = (packed.clone(), tokens.clone());
-        async move {
-            c.echo(t).await.unwrap();
-        }
-    })
-    .await;
     let raw_nats = measure::sequential(n, || {
         let (nats, raw) = (nats.clone(), raw.clone());
         async move {
@@ -250,10 +304,46 @@ async fn main() {
         }
     })
     .await;
+    let ids = |c: &PackedIdsClient| {
+        let (c, t) = (c.clone(), tokens.clone());
+        async move {
+            c.echo(t).await.unwrap();
+        }
+    };
+    let (d, over) =
+        (measure::sequential(n, || ids(&packed)).await, measure::sequential(n, || ids(&packed_nats)).await);
     println!("unary, {} token ids in MessagePack ({size} B), sequential, {n} calls:", tokens.ids.len());
     row("rotor msgpack, direct plane", &d);
+    row("rotor msgpack, NATS plane", &over);
     row("raw async-nats, same bytes", &raw_nats);
-    println!("  ratio p50 direct/raw-nats {:.2}x", ratio(&d, &raw_nats));
+    println!(
+        "  ratio p50: direct/raw-nats {:.2}x, nats-plane/raw-nats {:.2}x",
+        ratio(&d, &raw_nats),
+        ratio(&over, &raw_nats)
+    );
+
+    // The same size in one value: what the planes cost without the codec's
+    // work per integer.
+    let blob = Blob(vec![b'x'; size - 5]);
+    let bytes = |c: &PackedIdsClient| {
+        let (c, blob) = (c.clone(), blob.clone());
+        async move {
+            c.blob(blob).await.unwrap();
+        }
+    };
+    let (d, over) = (
+        measure::sequential(n, || bytes(&packed)).await,
+        measure::sequential(n, || bytes(&packed_nats)).await,
+    );
+    println!("unary, {size} B of bytes in MessagePack (one bin value), sequential, {n} calls:");
+    row("rotor msgpack, direct plane", &d);
+    row("rotor msgpack, NATS plane", &over);
+    row("raw async-nats, same bytes", &raw_nats);
+    println!(
+        "  ratio p50: direct/raw-nats {:.2}x, nats-plane/raw-nats {:.2}x",
+        ratio(&d, &raw_nats),
+        ratio(&over, &raw_nats)
+    );
 
     let text = "x".repeat(62);
     let raw = Bytes::from(vec![b'x'; 64]);

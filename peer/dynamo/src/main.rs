@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dynamo::Plane;
+use rotor::config::DirectConfig;
 use futures::StreamExt;
 use measure::Figures;
 use rotor_side::{Echo, Source};
@@ -55,6 +56,7 @@ fn main() {
 struct Summary {
     what: String,
     rotor: String,
+    direct: String,
     raw: String,
     nats: String,
     tcp: String,
@@ -62,6 +64,8 @@ struct Summary {
     nats_raw: f64,
     /// How many times faster Rotor is than dynamo with the NATS plane.
     rotor_vs_nats: f64,
+    /// How many times faster Rotor's direct plane is than dynamo's TCP plane.
+    direct_vs_tcp: f64,
 }
 
 /// "2.00x faster" or "2.00x slower", from how many times faster Rotor is.
@@ -169,17 +173,26 @@ async fn run(quick: bool) {
 
     println!("Rotor vs raw async-nats vs dynamo-runtime 1.6.1: one etcd and one nats-server on loopback");
     println!("  rotor: NATS micro service per component, etcd discovery (lease TTL 3 s)");
+    println!("    calls over NATS (the NATS plane) or over one persistent TCP connection (the direct plane)");
     println!("  dynamo: etcd discovery (lease TTL 3 s), responses over a TCP connection that the worker");
     println!("    dials back to the caller per request (its default response plane), msgpack payloads;");
     println!("    requests over NATS (the comparison) or over TCP (its 1.6.1 default, for reference)");
     println!();
 
-    let rt = servers.runtime().await;
+    // One serving runtime listens on both planes; one client runtime calls
+    // over NATS, the other over the direct plane, to the same instances.
+    let loopback = DirectConfig { bind: "127.0.0.1:0".parse().unwrap(), advertise: None };
+    let rt = servers.builder().direct(loopback).plane(rotor::config::Plane::Nats).build().await.unwrap();
     let _rotor_servers = (rt.serve(Echo).await.unwrap(), rt.serve(Source).await.unwrap());
     let echo = Echo::client(&rt).await.unwrap();
     echo.core().wait_for_instances().await.unwrap();
     let source = Source::client(&rt).await.unwrap();
     source.core().wait_for_instances().await.unwrap();
+    let direct_rt = servers.builder().plane(rotor::config::Plane::Direct).build().await.unwrap();
+    let direct_echo = Echo::client(&direct_rt).await.unwrap();
+    direct_echo.core().wait_for_instances().await.unwrap();
+    let direct_source = Source::client(&direct_rt).await.unwrap();
+    direct_source.core().wait_for_instances().await.unwrap();
     raw::echo_responder(&url).await;
     let nats = async_nats::connect(&url).await.unwrap();
     nats.flush().await.unwrap();
@@ -196,6 +209,13 @@ async fn run(quick: bool) {
         let n = if size > 4096 { calls / 4 } else { calls };
         let rotor = measure::sequential(n, || {
             let (echo, text) = (echo.clone(), text.clone());
+            async move {
+                echo.echo(text).await.unwrap();
+            }
+        })
+        .await;
+        let direct = measure::sequential(n, || {
+            let (echo, text) = (direct_echo.clone(), text.clone());
             async move {
                 echo.echo(text).await.unwrap();
             }
@@ -224,16 +244,19 @@ async fn run(quick: bool) {
         println!(
             "unary echo, {size}-byte payload, sequential, {n} calls:        p50         p99     calls/s"
         );
-        figures_row("rotor typed client", &rotor);
+        figures_row("rotor typed client, NATS plane", &rotor);
+        figures_row("rotor typed client, direct plane", &direct);
         figures_row("raw async-nats request/reply", &raw);
         figures_row(Plane::Nats.label(), dn);
         figures_row(Plane::Tcp.label(), dt);
         figures_ratio("ratio rotor/raw", &rotor, &raw);
+        figures_ratio("ratio rotor direct/raw", &direct, &raw);
         figures_ratio("ratio dynamo (NATS)/raw", dn, &raw);
         figures_ratio("ratio dynamo (TCP)/raw", dt, &raw);
         versus("rotor vs dynamo (NATS), p50", secs(dn.p50), secs(rotor.p50));
         versus("rotor vs dynamo (NATS), calls/s", rotor.per_sec, dn.per_sec);
         versus("rotor vs dynamo (TCP), p50", secs(dt.p50), secs(rotor.p50));
+        versus("rotor direct vs dynamo (TCP), p50", secs(dt.p50), secs(direct.p50));
         println!();
         let label = match size {
             64 => "64 B".to_string(),
@@ -243,23 +266,27 @@ async fn run(quick: bool) {
         summary.push(Summary {
             what: format!("unary {label}, sequential, p50"),
             rotor: format!("{:.1?}", rotor.p50),
+            direct: format!("{:.1?}", direct.p50),
             raw: format!("{:.1?}", raw.p50),
             nats: format!("{:.1?}", dn.p50),
             tcp: format!("{:.1?}", dt.p50),
             rotor_raw: secs(rotor.p50) / secs(raw.p50),
             nats_raw: secs(dn.p50) / secs(raw.p50),
             rotor_vs_nats: secs(dn.p50) / secs(rotor.p50),
+            direct_vs_tcp: secs(dt.p50) / secs(direct.p50),
         });
         if size == 64 {
             summary.push(Summary {
                 what: "unary 64 B, sequential, calls/s".to_string(),
                 rotor: format!("{:.0}", rotor.per_sec),
+                direct: format!("{:.0}", direct.per_sec),
                 raw: format!("{:.0}", raw.per_sec),
                 nats: format!("{:.0}", dn.per_sec),
                 tcp: format!("{:.0}", dt.per_sec),
                 rotor_raw: rotor.per_sec / raw.per_sec,
                 nats_raw: dn.per_sec / raw.per_sec,
                 rotor_vs_nats: rotor.per_sec / dn.per_sec,
+                direct_vs_tcp: direct.per_sec / dt.per_sec,
             });
         }
     }
@@ -269,6 +296,13 @@ async fn run(quick: bool) {
     let n = calls * 2;
     let rotor = in_flight(n, || {
         let (echo, text) = (echo.clone(), text.clone());
+        async move {
+            echo.echo(text).await.unwrap();
+        }
+    })
+    .await;
+    let direct = in_flight(n, || {
+        let (echo, text) = (direct_echo.clone(), text.clone());
         async move {
             echo.echo(text).await.unwrap();
         }
@@ -293,13 +327,14 @@ async fn run(quick: bool) {
             .await,
         );
     }
-    let ((rotor, rotor_cpu), (raw, raw_cpu)) = (rotor, raw);
+    let ((rotor, rotor_cpu), (direct, direct_cpu), (raw, raw_cpu)) = (rotor, direct, raw);
     let ((dn, dn_cpu), (dt, dt_cpu)) = (dynamo_rates[0], dynamo_rates[1]);
     println!(
         "unary echo, 64-byte payload, {WINDOW} in flight, {n} calls:    calls/s    CPU of this process per call"
     );
     for (name, r, cpu) in [
-        ("rotor typed client", rotor, rotor_cpu),
+        ("rotor typed client, NATS plane", rotor, rotor_cpu),
+        ("rotor typed client, direct plane", direct, direct_cpu),
         ("raw async-nats request/reply", raw, raw_cpu),
         (Plane::Nats.label(), dn, dn_cpu),
         (Plane::Tcp.label(), dt, dt_cpu),
@@ -315,39 +350,48 @@ async fn run(quick: bool) {
     );
     versus("rotor vs dynamo (NATS)", rotor, dn);
     versus("rotor vs dynamo (TCP)", rotor, dt);
+    versus("rotor direct vs dynamo (TCP)", direct, dt);
     println!();
     summary.push(Summary {
         what: format!("unary 64 B, {WINDOW} in flight, calls/s"),
         rotor: format!("{rotor:.0}"),
+        direct: format!("{direct:.0}"),
         raw: format!("{raw:.0}"),
         nats: format!("{dn:.0}"),
         tcp: format!("{dt:.0}"),
         rotor_raw: rotor / raw,
         nats_raw: dn / raw,
         rotor_vs_nats: rotor / dn,
+        direct_vs_tcp: direct / dt,
     });
 
     // Interleaved, so that every system sees the same machine.
-    let mut streams: [Vec<Duration>; 4] = Default::default();
-    let mut cpu = [Cpu::default(); 4];
+    let mut streams: [Vec<Duration>; 5] = Default::default();
+    let mut cpu = [Cpu::default(); 5];
     for _ in 0..runs {
         streams[0].push(metered(&mut cpu[0], rotor_side::stream(&source, ITEMS)).await);
         streams[1].push(metered(&mut cpu[1], raw::stream(&url, ITEMS)).await);
         streams[2].push(metered(&mut cpu[2], dynamo::stream(&nats_items, ITEMS as u64)).await);
         streams[3].push(metered(&mut cpu[3], dynamo::stream(&tcp_items, ITEMS as u64)).await);
+        streams[4].push(metered(&mut cpu[4], rotor_side::stream(&direct_source, ITEMS)).await);
     }
     println!(
         "stream of {ITEMS} items of 64 bytes, {runs} runs each, interleaved: median items/s  best items/s    CPU of this process per item"
     );
-    let names =
-        ["rotor streaming endpoint", "raw NATS publish to inbox", Plane::Nats.label(), Plane::Tcp.label()];
-    let mut medians = [0.0; 4];
+    let names = [
+        "rotor streaming, NATS plane",
+        "raw NATS publish to inbox",
+        Plane::Nats.label(),
+        Plane::Tcp.label(),
+        "rotor streaming, direct plane",
+    ];
+    let mut medians = [0.0; 5];
     for (i, name) in names.iter().enumerate() {
         medians[i] = rate(median(&mut streams[i]));
         let best = rate(*streams[i].iter().min().unwrap());
         println!("  {name:<32} {:>26.0} {:>13.0}    {}", medians[i], best, cpu[i].per(runs * ITEMS));
     }
-    let [rotor, raw, dn, dt] = medians;
+    let [rotor, raw, dn, dt, direct] = medians;
     println!(
         "  {:<32} rotor/raw {:.2}x, dynamo (NATS)/raw {:.2}x, dynamo (TCP)/raw {:.2}x",
         "ratios of medians",
@@ -357,16 +401,19 @@ async fn run(quick: bool) {
     );
     versus("rotor vs dynamo (NATS)", rotor, dn);
     versus("rotor vs dynamo (TCP)", rotor, dt);
+    versus("rotor direct vs dynamo (TCP)", direct, dt);
     println!();
     summary.push(Summary {
         what: "100,000-item stream, items/s (median)".to_string(),
         rotor: format!("{rotor:.0}"),
+        direct: format!("{direct:.0}"),
         raw: format!("{raw:.0}"),
         nats: format!("{dn:.0}"),
         tcp: format!("{dt:.0}"),
         rotor_raw: rotor / raw,
         nats_raw: dn / raw,
         rotor_vs_nats: rotor / dn,
+        direct_vs_tcp: direct / dt,
     });
 
     let mut discovery = [
@@ -405,31 +452,35 @@ async fn run(quick: bool) {
     summary.push(Summary {
         what: "serve a new instance -> first call answered, p50".to_string(),
         rotor: format!("{:.2?}", p50s[0]),
+        direct: "-".to_string(),
         raw: format!("{:.2?}", p50s[1]),
         nats: format!("{:.2?}", p50s[2]),
         tcp: format!("{:.2?}", p50s[3]),
         rotor_raw: rotor / raw,
         nats_raw: dn / raw,
         rotor_vs_nats: dn / rotor,
+        direct_vs_tcp: dt / rotor,
     });
 
     println!("summary (markdown):");
     println!();
     println!(
-        "| row | Rotor | raw async-nats | dynamo, NATS plane | dynamo, TCP plane (default) | Rotor/raw | dynamo NATS/raw | Rotor vs dynamo NATS |"
+        "| row | Rotor, NATS plane | Rotor, direct plane | raw async-nats | dynamo, NATS plane | dynamo, TCP plane (default) | Rotor/raw | dynamo NATS/raw | Rotor vs dynamo NATS | Rotor direct vs dynamo TCP |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for s in &summary {
         println!(
-            "| {} | {} | {} | {} | {} | {:.2}x | {:.2}x | {} |",
+            "| {} | {} | {} | {} | {} | {} | {:.2}x | {:.2}x | {} | {} |",
             s.what,
             s.rotor,
+            s.direct,
             s.raw,
             s.nats,
             s.tcp,
             s.rotor_raw,
             s.nats_raw,
-            faster(s.rotor_vs_nats)
+            faster(s.rotor_vs_nats),
+            faster(s.direct_vs_tcp)
         );
     }
 
@@ -437,5 +488,6 @@ async fn run(quick: bool) {
     // until the process exits; say goodbye first, then stop the servers.
     dyn_nats_rt.shutdown();
     dyn_tcp_rt.shutdown();
+    direct_rt.shutdown().await.unwrap();
     rt.shutdown().await.unwrap();
 }
