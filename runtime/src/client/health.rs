@@ -10,7 +10,7 @@
 //! each ejection, as Envoy's outlier detection does, then probed.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, Weak};
 use std::time::Duration;
 
@@ -63,11 +63,14 @@ pub(super) struct Out {
     /// Times it was ejected for timeouts since it last answered, this one
     /// included.
     pub ejections: u32,
+    /// [`Health::clock`] when it was taken out: an answer to a call sent
+    /// before then is older than the evidence that took it out.
+    taken_at: u64,
 }
 
 impl Out {
     pub(super) fn new(why: Why, ejections: u32) -> Self {
-        Out { why, failed_probes: 0, ejections }
+        Out { why, failed_probes: 0, ejections, taken_at: 0 }
     }
 
     /// How long to wait before the next probe.
@@ -93,6 +96,8 @@ pub(super) struct Health {
     /// Changes whenever an instance leaves or rejoins rotation, so that the
     /// calls in flight to it and the calls waiting for one can act.
     rotation: watch::Sender<u64>,
+    /// How many times an instance was taken out: the order of evidence.
+    taken: AtomicU64,
 }
 
 impl Health {
@@ -119,12 +124,19 @@ impl Health {
         self.lock().get(&id).copied()
     }
 
+    /// Now, in the order of evidence: a call sent at `clock()` that is
+    /// answered readmits only an instance taken out before it was sent.
+    pub(super) fn clock(&self) -> u64 {
+        self.taken.load(Ordering::SeqCst)
+    }
+
     /// Takes `id` out of rotation; `true` when it was in.
-    pub(super) fn take_out(&self, id: InstanceId, out: Out) -> bool {
+    pub(super) fn take_out(&self, id: InstanceId, mut out: Out) -> bool {
         let newly = {
             let mut all = self.lock();
             let newly = !all.contains_key(&id);
             if newly {
+                out.taken_at = self.taken.fetch_add(1, Ordering::SeqCst) + 1;
                 all.insert(id, out);
                 self.any_out.store(true, Ordering::Relaxed);
             }
@@ -138,12 +150,24 @@ impl Health {
 
     /// Puts `id` back in rotation; `true` when it was out.
     pub(super) fn readmit(&self, id: InstanceId) -> bool {
+        self.readmit_if_sent_after(id, u64::MAX)
+    }
+
+    /// Puts `id` back in rotation on the answer to a call sent at
+    /// [`clock`](Self::clock) `sent`, unless it was taken out after that:
+    /// a reply that was already on its way when the instance died says
+    /// nothing of it now. `true` when it was out.
+    pub(super) fn readmit_if_sent_after(&self, id: InstanceId, sent: u64) -> bool {
         if self.all_in() {
             return false;
         }
         let back = {
             let mut all = self.lock();
-            let back = all.remove(&id).is_some();
+            let back = match all.get(&id) {
+                Some(out) if out.taken_at > sent => false,
+                Some(_) => all.remove(&id).is_some(),
+                None => false,
+            };
             self.any_out.store(!all.is_empty(), Ordering::Relaxed);
             back
         };
@@ -233,6 +257,17 @@ mod tests {
             })
             .collect();
         assert_eq!(waits, [25, 50, 100, 200, 400, 400]);
+    }
+
+    #[test]
+    fn an_answer_to_a_call_sent_before_its_instance_was_taken_out_leaves_it_out() {
+        let health = Health::default();
+        let (id, before) = (InstanceId(7), health.clock());
+        assert!(health.take_out(id, Out::new(Why::Gone, 0)));
+        assert!(!health.readmit_if_sent_after(id, before), "the older answer readmitted it");
+        assert!(health.get(id).is_some());
+        assert!(health.readmit_if_sent_after(id, health.clock()), "an answer to a later call readmits");
+        assert!(health.get(id).is_none());
     }
 
     #[test]

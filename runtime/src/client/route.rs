@@ -320,13 +320,13 @@ impl Route {
 
     fn count_in(&self, id: InstanceId, tally: Arc<Tally>) -> InFlight<'_> {
         tally.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight { route: self, counted: Some((id, tally)) }
+        InFlight { route: self, counted: Some((id, tally)), sent: self.health.clock() }
     }
 
     fn start(&self, instance: Option<InstanceId>) -> InFlight<'_> {
         match instance {
             Some(id) => self.count_in(id, self.tally(id, None)),
-            None => InFlight { route: self, counted: None },
+            None => InFlight { route: self, counted: None, sent: 0 },
         }
     }
 }
@@ -346,6 +346,8 @@ pub(super) enum Settled {
 pub(super) struct InFlight<'a> {
     route: &'a Route,
     counted: Option<(InstanceId, Arc<Tally>)>,
+    /// [`Health::clock`] when the attempt was sent.
+    sent: u64,
 }
 
 impl InFlight<'_> {
@@ -358,7 +360,7 @@ impl InFlight<'_> {
         let (readmitted, ejected) = match how {
             Settled::Answered => {
                 tally.answered();
-                (route.health.readmit(id), false)
+                (route.health.readmit_if_sent_after(id, self.sent), false)
             }
             Settled::TimedOut => {
                 (false, tally.timed_out().is_some_and(|n| route.health.take_out(id, Out::new(Why::Hung, n))))
