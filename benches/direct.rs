@@ -185,6 +185,18 @@ fn row(name: &str, f: &measure::Figures) {
     println!("  {name:<28} {:>10.1?} {:>10.1?} {:>10.0}", f.p50, f.p99, f.per_sec);
 }
 
+/// A MessagePack row on both planes against raw NATS with the same bytes.
+fn packed_rows(direct: &measure::Figures, over_nats: &measure::Figures, raw_nats: &measure::Figures) {
+    row("rotor msgpack, direct plane", direct);
+    row("rotor msgpack, NATS plane", over_nats);
+    row("raw async-nats, same bytes", raw_nats);
+    println!(
+        "  ratio p50: direct/raw-nats {:.2}x, nats-plane/raw-nats {:.2}x",
+        ratio(direct, raw_nats),
+        ratio(over_nats, raw_nats)
+    );
+}
+
 fn ratio(a: &measure::Figures, b: &measure::Figures) -> f64 {
     a.p50.as_secs_f64() / b.p50.as_secs_f64()
 }
@@ -313,14 +325,7 @@ async fn main() {
     let (d, over) =
         (measure::sequential(n, || ids(&packed)).await, measure::sequential(n, || ids(&packed_nats)).await);
     println!("unary, {} token ids in MessagePack ({size} B), sequential, {n} calls:", tokens.ids.len());
-    row("rotor msgpack, direct plane", &d);
-    row("rotor msgpack, NATS plane", &over);
-    row("raw async-nats, same bytes", &raw_nats);
-    println!(
-        "  ratio p50: direct/raw-nats {:.2}x, nats-plane/raw-nats {:.2}x",
-        ratio(&d, &raw_nats),
-        ratio(&over, &raw_nats)
-    );
+    packed_rows(&d, &over, &raw_nats);
 
     // The same size in one value: what the planes cost without the codec's
     // work per integer.
@@ -336,14 +341,7 @@ async fn main() {
         measure::sequential(n, || bytes(&packed_nats)).await,
     );
     println!("unary, {size} B of bytes in MessagePack (one bin value), sequential, {n} calls:");
-    row("rotor msgpack, direct plane", &d);
-    row("rotor msgpack, NATS plane", &over);
-    row("raw async-nats, same bytes", &raw_nats);
-    println!(
-        "  ratio p50: direct/raw-nats {:.2}x, nats-plane/raw-nats {:.2}x",
-        ratio(&d, &raw_nats),
-        ratio(&over, &raw_nats)
-    );
+    packed_rows(&d, &over, &raw_nats);
 
     let text = "x".repeat(62);
     let raw = Bytes::from(vec![b'x'; 64]);
