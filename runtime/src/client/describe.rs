@@ -166,9 +166,21 @@ async fn check_published(
                 Err(e) => tracing::debug!(error = %e, "could not read a published description"),
             }
         }
+        // A walk is O(instances): at most one per pause, so that a cold
+        // start of N instances, a change each, costs N/pause walks and not
+        // N (a fifth of a following client's CPU at N = 1,000). A warning
+        // may come a pause later.
+        tokio::select! {
+            () = tokio::time::sleep(CHECK_PAUSE) => {}
+            () = stop.cancelled() => return,
+        }
         tokio::select! {
             changed = listed.changed() => if changed.is_err() { return },
             () = stop.cancelled() => return,
         }
     }
 }
+
+/// The least time between two walks of the instance list for descriptions
+/// not yet read.
+const CHECK_PAUSE: Duration = Duration::from_millis(100);
