@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use super::health::{self, Why};
 use super::plane;
 use super::route::{CallSubject, Picked, Route, Settled};
-use super::{CallMode, ClientCore, server_time};
+use super::{CallMode, ClientCore, Router, server_time};
 use crate::engine::transport::Transport;
 use crate::engine::transport::message::Message;
 use crate::engines::Watch;
@@ -95,7 +95,13 @@ impl ClientCore {
                     instance: None,
                 }));
             }
-            let picked = route.pick(self.router, self.target)?;
+            // A retry goes to an instance drawn at random, not the next in
+            // turn: instances that stop together were mostly started
+            // together, so their lease ids, and their places in the sorted
+            // list, are neighbours, and the next in turn after one that
+            // did not answer is likely to be another.
+            let router = if last.is_some() { Router::Random } else { self.router };
+            let picked = route.pick(router, self.target)?;
             if picked.fallback && last.is_some() {
                 // Every instance is out of rotation and the last try failed:
                 // wait a little for one to come back before trying again.
