@@ -271,7 +271,7 @@ pub(crate) async fn serve<S: Send + Sync + 'static>(
         let key: KeyFor = Arc::new(move |id| rotor_names::descriptor_key(&namespace, &component, id.0));
         let fingerprint = crate::describe::fingerprint(&description);
         registrations = match lease
-            .register_all(Some((key, description.into())), records(Some(fingerprint)))
+            .register(Some((key, description.into())), records(Some(fingerprint)))
             .await
         {
             Ok(guards) => guards,
@@ -283,7 +283,7 @@ pub(crate) async fn serve<S: Send + Sync + 'static>(
                     "the descriptor is not published in etcd: grant the etcd role readwrite on the components/ \
                      prefix (`etcdctl role grant-permission ROLE --prefix=true readwrite components/`)"
                 );
-                lease.register_all(None, records(None)).await?
+                lease.register(None, records(None)).await?
             }
             Err(e) => return Err(e),
         };

@@ -138,37 +138,42 @@ impl Lease for MemoryLease {
         self.state.subscribe()
     }
 
-    fn register(&self, mut record: InstanceRecord) -> BoxFuture<'_, Result<Guard, Error>> {
-        record.instance_id = self.id;
-        let key = key_of(&record);
+    fn register(
+        &self,
+        attached: Option<(KeyFor, Bytes)>,
+        records: Vec<InstanceRecord>,
+    ) -> BoxFuture<'_, Result<Vec<Guard>, Error>> {
+        let lease = self.id;
+        let records: Vec<InstanceRecord> =
+            records.into_iter().map(|record| InstanceRecord { instance_id: lease, ..record }).collect();
         let mut state = self.discovery.lock();
-        let result = if !state.leases.contains(&self.id) {
-            Err(Error::LeaseRevoked { instance: self.id })
-        } else if let Some(owner) = state.keys.get(&key) {
-            Err(Error::AlreadyRegistered { key, instance: owner.instance_id })
-        } else {
+        if !state.leases.contains(&lease) {
+            return Box::pin(future::ready(Err(Error::LeaseRevoked { instance: lease })));
+        }
+        // Every key checked before any is written: all or nothing, as etcd.
+        for record in &records {
+            let key = key_of(record);
+            if let Some(owner) = state.keys.get(&key) {
+                let taken = Error::AlreadyRegistered { key, instance: owner.instance_id };
+                return Box::pin(future::ready(Err(taken)));
+            }
+        }
+        let mut guards = Vec::with_capacity(records.len() + 1);
+        if let Some((key, value)) = attached {
+            let key = key(lease);
+            state.change(&key, Some(value));
+            state.attached.insert(key.clone(), lease);
+            let discovery = self.discovery.clone();
+            guards.push(Guard::new(move || discovery.lock().detach(&key, lease)));
+        }
+        for record in records {
+            let key = key_of(&record);
             state.keys.insert(key.clone(), record.clone());
             state.notify(&key, |list| list.insert(record.clone()));
             let discovery = self.discovery.clone();
-            let lease = self.id;
-            Ok(Guard::new(move || discovery.lock().remove_key(&key, lease)))
-        };
-        Box::pin(future::ready(result))
-    }
-
-    fn attach(&self, key: KeyFor, value: Bytes) -> BoxFuture<'_, Result<Guard, Error>> {
-        let key = key(self.id);
-        let mut state = self.discovery.lock();
-        let result = if !state.leases.contains(&self.id) {
-            Err(Error::LeaseRevoked { instance: self.id })
-        } else {
-            state.change(&key, Some(value));
-            state.attached.insert(key.clone(), self.id);
-            let discovery = self.discovery.clone();
-            let lease = self.id;
-            Ok(Guard::new(move || discovery.lock().detach(&key, lease)))
-        };
-        Box::pin(future::ready(result))
+            guards.push(Guard::new(move || discovery.lock().remove_key(&key, lease)));
+        }
+        Box::pin(future::ready(Ok(guards)))
     }
 
     fn revoke(&self) -> BoxFuture<'_, Result<(), Error>> {

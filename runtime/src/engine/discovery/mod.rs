@@ -98,39 +98,19 @@ pub trait Lease: Send + Sync + 'static {
     /// The lease id now and as it changes, and whether the lease is live.
     fn changes(&self) -> watch::Receiver<LeaseState>;
 
-    /// Writes `record` (its `instance_id` set to this lease's id) at its
-    /// instance key, only if the key does not exist, and keeps it there:
-    /// after a lost lease is replaced, the record is written again under the
-    /// new one. Dropping the guard deletes it.
-    fn register(&self, record: InstanceRecord) -> BoxFuture<'_, Result<Guard, Error>>;
-
-    /// Writes `value` at `key(id)` under this lease, and keeps it there
-    /// like a registration: after a lost lease is replaced, it is written
-    /// again at the key of the new id. Dropping the guard deletes it. For
-    /// what an instance publishes beside its records (its descriptor).
-    fn attach(&self, key: KeyFor, value: Bytes) -> BoxFuture<'_, Result<Guard, Error>>;
-
-    /// What [`attach`](Self::attach) of `attached`, then
-    /// [`register`](Self::register) of each record, would do, with a guard
-    /// for each in that order. An engine that can writes them in one step,
-    /// so that they appear together and serving costs one round trip (etcd:
-    /// one transaction). A record whose key exists fails the whole call.
-    fn register_all(
+    /// Writes `attached` (the value at `key(id)`: what an instance
+    /// publishes beside its records, its descriptor) and every record (its
+    /// `instance_id` set to this lease's id) at its instance key, in one
+    /// step, so that they appear together and serving costs one round trip
+    /// (etcd: one transaction). A record whose key exists fails the whole
+    /// call, and nothing is written. Each stays written: after a lost lease
+    /// is replaced, it is written again under the new id. Dropping its
+    /// guard (one for each, `attached` first) deletes it.
+    fn register(
         &self,
         attached: Option<(KeyFor, Bytes)>,
         records: Vec<InstanceRecord>,
-    ) -> BoxFuture<'_, Result<Vec<Guard>, Error>> {
-        Box::pin(async move {
-            let mut guards = Vec::with_capacity(records.len() + 1);
-            if let Some((key, value)) = attached {
-                guards.push(self.attach(key, value).await?);
-            }
-            for record in records {
-                guards.push(self.register(record).await?);
-            }
-            Ok(guards)
-        })
-    }
+    ) -> BoxFuture<'_, Result<Vec<Guard>, Error>>;
 
     /// Revokes the lease now, which deletes its keys.
     fn revoke(&self) -> BoxFuture<'_, Result<(), Error>>;

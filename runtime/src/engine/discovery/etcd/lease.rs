@@ -222,18 +222,7 @@ impl Lease for EtcdLease {
         self.inner.state.subscribe()
     }
 
-    fn register(&self, record: InstanceRecord) -> BoxFuture<'_, Result<Guard, Error>> {
-        Box::pin(async move { Ok(self.inner.add(vec![Registration::Record(record)]).await?.remove(0)) })
-    }
-
-    fn attach(&self, key: KeyFor, value: Bytes) -> BoxFuture<'_, Result<Guard, Error>> {
-        Box::pin(async move {
-            let attached = Registration::Attached { key, value, id: self.inner.id() };
-            Ok(self.inner.add(vec![attached]).await?.remove(0))
-        })
-    }
-
-    fn register_all(
+    fn register(
         &self,
         attached: Option<(KeyFor, Bytes)>,
         records: Vec<InstanceRecord>,
@@ -338,10 +327,9 @@ async fn revoke_replaced(client: &Client, old: InstanceId) {
 async fn renew(lease: &LeaseInner) -> Result<usize, Error> {
     let _ops = lease.ops.lock().await;
     let new = grant(&lease.client, lease.ttl).await?;
-    let records: Vec<(u64, Registration)> =
-        lease.registrations().iter().map(|(n, r)| (*n, r.under(new))).collect();
-    let written: Vec<Registration> = records.iter().map(|(_, r)| r.clone()).collect();
-    if let Err(e) = write(&lease.client, &written).await {
+    let (numbers, records): (Vec<u64>, Vec<Registration>) =
+        lease.registrations().iter().map(|(n, r)| (*n, r.under(new))).unzip();
+    if let Err(e) = write(&lease.client, &records).await {
         // Start again from scratch next time; this lease takes its keys along.
         let _ = retried("lease revoke", || {
             let mut client = lease.client.clone();
@@ -351,12 +339,11 @@ async fn renew(lease: &LeaseInner) -> Result<usize, Error> {
         return Err(e);
     }
     let mut registrations = lease.registrations();
-    for (number, record) in records.iter() {
-        registrations.insert(*number, record.clone());
-    }
+    let count = records.len();
+    registrations.extend(numbers.into_iter().zip(records));
     drop(registrations);
     lease.state.send_replace(LeaseState { id: new, live: true });
-    Ok(records.len())
+    Ok(count)
 }
 
 /// Keeps `id` alive until it is lost; returns why.
