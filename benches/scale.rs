@@ -201,18 +201,26 @@ async fn at_n(servers: &Servers, plan: &Plan, n: usize, s: &mut Summary) {
 
     let mut server = Proc::start("serve", &[], &env);
     server.expect("ready").await;
+    // Rotor's follower and the floor's follow the same cold start.
     let mut follower = Proc::start("follow", &[n.to_string()], &env);
-    follower.expect("watching").await;
-    follower.send("start").await;
-    follower.expect("started").await;
+    let mut floor = Proc::start("follow-raw", &[n.to_string()], &env);
+    for f in [&mut follower, &mut floor] {
+        f.expect("watching").await;
+        f.send("start").await;
+        f.expect("started").await;
+    }
     server.send(&format!("register {n}")).await;
     let registered = server.expect("registered").await;
     let seen = follower.expect("seen").await;
+    let floor_seen = floor.expect("seen").await;
     follower.finish().await;
+    floor.finish().await;
     s.set(n, "registration of all N, ms", registered.num("ms"));
     let rss = registered.num("rss_after") - registered.num("rss_before");
     s.set(n, "server RSS per instance, KiB", rss / n as f64);
     s.set(n, "cold-start client CPU until it sees N, ms", seen.num("cpu_ms"));
+    s.set(n, "cold-start raw etcd-client watch CPU (the floor), ms", floor_seen.num("cpu_ms"));
+    s.set(n, "cold-start client CPU / the floor's", seen.num("cpu_ms") / floor_seen.num("cpu_ms"));
     s.set(n, "cold-start client wall time until it sees N, ms", seen.num("ms"));
 
     settle_connections(servers, 1);

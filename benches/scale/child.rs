@@ -31,6 +31,7 @@ pub async fn run(mode: &str, args: &[String]) {
     match mode {
         "serve" => serve().await,
         "follow" => follow(number(0)).await,
+        "follow-raw" => follow_raw(number(0)).await,
         "client" => client(number(0)).await,
         "many" => many(number(0), number(1)).await,
         _ => panic!("no child mode {mode}"),
@@ -157,6 +158,41 @@ async fn follow(n: usize) {
     let (cpu, start) = (own_cpu(), Instant::now());
     println!("started");
     client.core().wait_for(|ids| ids.len() >= n).await.expect("the watch runs");
+    let (cpu, took) = (own_cpu() - cpu, start.elapsed());
+    println!("seen ms={:.3} cpu_ms={:.3}", ms(took), ms(cpu));
+    while commands.next().await.is_some() {}
+}
+
+/// The floor beside `follow`: what hand-written code pays to follow the same
+/// cold start with etcd-client alone, one watch on the component's prefix
+/// whose values it decodes, counting the instances it has seen.
+async fn follow_raw(n: usize) {
+    use rotor::discovery::etcd_client::{Client, EventType, WatchOptions};
+    let endpoints = std::env::var("ROTOR_ETCD_ENDPOINTS").expect("ROTOR_ETCD_ENDPOINTS is set");
+    let mut etcd = Client::connect(endpoints.split(',').collect::<Vec<_>>(), None).await.expect("etcd");
+    let prefix = rotor::names::endpoint_key_prefix("bench.scale", "pinger", "ping");
+    let mut stream = etcd.watch(prefix, Some(WatchOptions::new().with_prefix())).await.expect("a watch");
+    let mut commands = Commands::start();
+    println!("watching");
+    assert_eq!(commands.next().await.as_deref(), Some("start"));
+    let (cpu, start) = (own_cpu(), Instant::now());
+    println!("started");
+    let mut seen = std::collections::HashMap::new();
+    while seen.len() < n {
+        let resp = stream.message().await.expect("the watch runs").expect("the watch runs");
+        for event in resp.events() {
+            let Some(kv) = event.kv() else { continue };
+            match event.event_type() {
+                EventType::Put => {
+                    let record: serde_json::Value = serde_json::from_slice(kv.value()).expect("JSON");
+                    seen.insert(kv.key().to_vec(), record);
+                }
+                EventType::Delete => {
+                    seen.remove(kv.key());
+                }
+            }
+        }
+    }
     let (cpu, took) = (own_cpu() - cpu, start.elapsed());
     println!("seen ms={:.3} cpu_ms={:.3}", ms(took), ms(cpu));
     while commands.next().await.is_some() {}

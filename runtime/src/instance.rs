@@ -21,22 +21,41 @@ impl Serialize for InstanceId {
 
 impl<'de> Deserialize<'de> for InstanceId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Either {
-            Hex(String),
-            Number(i64),
-        }
         if !d.is_human_readable() {
             return i64::deserialize(d).map(InstanceId);
         }
-        match Either::deserialize(d)? {
-            Either::Number(n) => Ok(InstanceId(n)),
-            // As printed: the two's complement bits of a negative id.
-            Either::Hex(hex) => u64::from_str_radix(&hex, 16)
-                .map(|bits| InstanceId(bits as i64))
-                .map_err(|_| serde::de::Error::custom(format!("instance id {hex:?} is not hexadecimal"))),
-        }
+        // A visitor, not an untagged enum: that would buffer the value and
+        // build (and format) an error for the hex it tried first, at every
+        // record a watch decodes.
+        d.deserialize_any(HexOrNumber)
+    }
+}
+
+/// An instance id as a number or as the hex string it prints as.
+struct HexOrNumber;
+
+impl serde::de::Visitor<'_> for HexOrNumber {
+    type Value = InstanceId;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an instance id: a number, or hex digits")
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<InstanceId, E> {
+        Ok(InstanceId(n))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<InstanceId, E> {
+        i64::try_from(n)
+            .map(InstanceId)
+            .map_err(|_| E::custom(format!("instance id {n} is above the largest lease id")))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, hex: &str) -> Result<InstanceId, E> {
+        // As printed: the two's complement bits of a negative id.
+        u64::from_str_radix(hex, 16)
+            .map(|bits| InstanceId(bits as i64))
+            .map_err(|_| E::custom(format!("instance id {hex:?} is not hexadecimal")))
     }
 }
 

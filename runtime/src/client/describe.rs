@@ -138,14 +138,19 @@ async fn check_published(
     let mut checked = HashSet::new();
     loop {
         let mut new: Vec<(String, InstanceRecord)> = Vec::new();
+        // A fleet runs few kinds: most records have the fingerprint of the
+        // one before, which a comparison passes without hashing.
+        let mut last: Option<&str> = None;
         for record in listed.borrow_and_update().iter() {
             // Records without one come from servers that publish nothing
             // to compare.
-            if let Some(fingerprint) = &record.descriptor
-                && !checked.contains(fingerprint)
-                && !new.iter().any(|(f, _)| f == fingerprint)
-            {
-                new.push((fingerprint.clone(), record.clone()));
+            let Some(fingerprint) = record.descriptor.as_deref() else { continue };
+            if last == Some(fingerprint) {
+                continue;
+            }
+            last = Some(fingerprint);
+            if !checked.contains(fingerprint) && !new.iter().any(|(f, _)| f == fingerprint) {
+                new.push((fingerprint.to_string(), record.clone()));
             }
         }
         for (fingerprint, record) in new {

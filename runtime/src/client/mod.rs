@@ -205,13 +205,14 @@ impl ClientCore {
     pub fn instances(&self) -> Vec<InstanceId> {
         let mut lists = self.shared.routes.iter().filter_map(|r| r.instances.as_ref());
         let Some(first) = lists.next() else { return Vec::new() };
-        let mut ids: Vec<InstanceId> = first.borrow().iter().map(|r| r.instance_id).collect();
+        let mut ids = Vec::new();
+        first.borrow().ids_into(&mut ids);
         ids.dedup();
         // Every list is sorted by instance id: one merge walk per list, not
         // a search per id, since a wait reads this at every watch event.
         for list in lists {
             let list = list.borrow();
-            let mut listed = list.iter().map(|r| r.instance_id).peekable();
+            let mut listed = list.ids().peekable();
             ids.retain(|id| {
                 while listed.next_if(|l| l < id).is_some() {}
                 listed.peek() == Some(id)

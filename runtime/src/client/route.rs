@@ -294,9 +294,11 @@ impl Route {
             let out = (!self.health.all_in()).then(|| self.health.lock());
             let tallies = self.tallies();
             let load = |at: usize| {
-                tallies.get(&list[at].instance_id).map_or(0, |t| t.in_flight.load(Ordering::Relaxed))
+                list.id(at).and_then(|id| tallies.get(&id)).map_or(0, |t| t.in_flight.load(Ordering::Relaxed))
             };
-            let live = |at: usize| out.as_ref().is_none_or(|out| !out.contains_key(&list[at].instance_id));
+            let live = |at: usize| {
+                out.as_ref().is_none_or(|out| list.id(at).is_some_and(|id| !out.contains_key(&id)))
+            };
             let chosen = match &out {
                 None => choose_any(router, list.len(), load, &self.next),
                 Some(_) => choose(router, list.len(), live, load, &self.next),

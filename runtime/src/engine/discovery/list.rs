@@ -18,7 +18,22 @@ use crate::InstanceId;
 /// namespace, component and endpoint, for a prefix that spans several).
 /// Cheap to clone.
 #[derive(Clone, Default)]
-pub struct InstanceList(Arc<imbl::Vector<Arc<InstanceRecord>>>);
+pub struct InstanceList(Arc<imbl::Vector<Entry>>);
+
+/// A record and its instance id beside it, so that reading the ids in
+/// order (a wait's predicate at every change, a pick's load, a search)
+/// walks the list's own chunks and not a record behind a pointer each.
+#[derive(Clone)]
+struct Entry {
+    id: InstanceId,
+    record: Arc<InstanceRecord>,
+}
+
+impl Entry {
+    fn new(record: Arc<InstanceRecord>) -> Entry {
+        Entry { id: record.instance_id, record }
+    }
+}
 
 /// The order of the list: the instance key's parts, id first.
 fn order(a: &InstanceRecord, b: &InstanceRecord) -> Ordering {
@@ -43,23 +58,42 @@ impl InstanceList {
 
     /// The record at `at`, in O(log n).
     pub fn get(&self, at: usize) -> Option<&InstanceRecord> {
-        self.0.get(at).map(|r| &**r)
+        self.0.get(at).map(|e| &*e.record)
+    }
+
+    /// The instance id of the record at `at`, in O(log n).
+    pub fn id(&self, at: usize) -> Option<InstanceId> {
+        self.0.get(at).map(|e| e.id)
     }
 
     /// The record at `at`, shared.
     pub(crate) fn shared(&self, at: usize) -> Option<Arc<InstanceRecord>> {
-        self.0.get(at).cloned()
+        self.0.get(at).map(|e| e.record.clone())
     }
 
     /// The records in order.
     pub fn iter(&self) -> impl Iterator<Item = &InstanceRecord> + '_ {
-        self.0.iter().map(|r| &**r)
+        self.0.leaves().flat_map(|chunk| chunk.iter().map(|e| &*e.record))
+    }
+
+    /// The instance id of each record, in order: an instance with records
+    /// for several endpoints appears once for each.
+    pub fn ids(&self) -> impl Iterator<Item = InstanceId> + '_ {
+        self.0.leaves().flat_map(|chunk| chunk.iter().map(|e| e.id))
+    }
+
+    /// Appends [`ids`](Self::ids) to `out`, a chunk of the list at a time.
+    pub(crate) fn ids_into(&self, out: &mut Vec<InstanceId>) {
+        out.reserve(self.len());
+        for chunk in self.0.leaves() {
+            out.extend(chunk.iter().map(|e| e.id));
+        }
     }
 
     /// Where the first record of instance `id` is, in O(log² n).
     pub fn position(&self, id: InstanceId) -> Option<usize> {
-        let at = self.0.binary_search_by(|r| r.instance_id.cmp(&id).then(Ordering::Greater)).unwrap_err();
-        self.0.get(at).is_some_and(|r| r.instance_id == id).then_some(at)
+        let at = self.0.binary_search_by(|e| e.id.cmp(&id).then(Ordering::Greater)).unwrap_err();
+        self.0.get(at).is_some_and(|e| e.id == id).then_some(at)
     }
 
     /// `true` when it holds a record of instance `id`.
@@ -74,18 +108,27 @@ impl InstanceList {
 
     /// Adds `record` in its place; one with the same key is replaced.
     pub(crate) fn insert(&mut self, record: InstanceRecord) {
+        self.insert_shared(Arc::new(record));
+    }
+
+    /// [`insert`](Self::insert) of a record shared with its owner.
+    pub(crate) fn insert_shared(&mut self, record: Arc<InstanceRecord>) {
         let list = Arc::make_mut(&mut self.0);
-        match list.binary_search_by(|r| order(r, &record)) {
+        match list.binary_search_by(|e| e.id.cmp(&record.instance_id).then_with(|| order(&e.record, &record)))
+        {
             Ok(at) => {
-                list.set(at, Arc::new(record));
+                list.set(at, Entry::new(record));
             }
-            Err(at) => list.insert(at, Arc::new(record)),
+            Err(at) => list.insert(at, Entry::new(record)),
         }
     }
 
     /// Removes the record with `record`'s key; `true` when there was one.
     pub(crate) fn remove(&mut self, record: &InstanceRecord) -> bool {
-        match self.0.binary_search_by(|r| order(r, record)) {
+        match self
+            .0
+            .binary_search_by(|e| e.id.cmp(&record.instance_id).then_with(|| order(&e.record, record)))
+        {
             Ok(at) => {
                 Arc::make_mut(&mut self.0).remove(at);
                 true
@@ -97,10 +140,16 @@ impl InstanceList {
 
 impl FromIterator<InstanceRecord> for InstanceList {
     fn from_iter<I: IntoIterator<Item = InstanceRecord>>(records: I) -> Self {
-        let mut records: Vec<InstanceRecord> = records.into_iter().collect();
-        records.sort_by(order);
+        records.into_iter().map(Arc::new).collect()
+    }
+}
+
+impl FromIterator<Arc<InstanceRecord>> for InstanceList {
+    fn from_iter<I: IntoIterator<Item = Arc<InstanceRecord>>>(records: I) -> Self {
+        let mut records: Vec<Arc<InstanceRecord>> = records.into_iter().collect();
+        records.sort_by(|a, b| order(a, b));
         records.dedup_by(|a, b| order(a, b) == Ordering::Equal);
-        InstanceList(Arc::new(records.into_iter().map(Arc::new).collect()))
+        InstanceList(Arc::new(records.into_iter().map(Entry::new).collect()))
     }
 }
 
@@ -108,7 +157,7 @@ impl std::ops::Index<usize> for InstanceList {
     type Output = InstanceRecord;
 
     fn index(&self, at: usize) -> &InstanceRecord {
-        &self.0[at]
+        &self.0[at].record
     }
 }
 

@@ -11,6 +11,7 @@
 //! responders" and is taken out of rotation by the client.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{InstanceList, InstanceRecord};
@@ -19,9 +20,10 @@ use super::{InstanceList, InstanceRecord};
 /// up to date by each change rather than rebuilt: O(log n) per watch event.
 #[derive(Debug, Default)]
 pub(crate) struct Listing {
-    live: HashMap<String, InstanceRecord>,
+    /// Shared with the list, so that a record is decoded and stored once.
+    live: HashMap<String, Arc<InstanceRecord>>,
     /// Records a resync no longer found, and until when they stay.
-    stale: HashMap<String, (InstanceRecord, Instant)>,
+    stale: HashMap<String, (Arc<InstanceRecord>, Instant)>,
     /// The key of each stale record, by subject.
     stale_subjects: HashMap<String, String>,
     list: InstanceList,
@@ -29,8 +31,9 @@ pub(crate) struct Listing {
 
 impl Listing {
     pub(crate) fn new(live: BTreeMap<String, InstanceRecord>) -> Self {
+        let live: HashMap<_, _> = live.into_iter().map(|(key, r)| (key, Arc::new(r))).collect();
         let list = live.values().cloned().collect();
-        Listing { live: live.into_iter().collect(), list, ..Listing::default() }
+        Listing { live, list, ..Listing::default() }
     }
 
     /// Replaces the records with a fresh read; what it lacks stays for
@@ -39,7 +42,8 @@ impl Listing {
     pub(crate) fn resync(&mut self, fresh: BTreeMap<String, InstanceRecord>, grace: Duration) {
         let until = Instant::now() + grace;
         let subjects: HashSet<String> = fresh.values().map(|r| subject(r).to_string()).collect();
-        let old = std::mem::replace(&mut self.live, fresh.into_iter().collect());
+        let old =
+            std::mem::replace(&mut self.live, fresh.into_iter().map(|(key, r)| (key, Arc::new(r))).collect());
         let stale = std::mem::take(&mut self.stale);
         let lacking = old.into_iter().map(|(key, record)| (key, (record, until))).chain(stale);
         for (key, (record, until)) in lacking {
@@ -58,10 +62,11 @@ impl Listing {
         if let Some(again) = self.stale_subjects.get(subject(&record)).cloned() {
             self.unstale(&again);
         }
+        let record = Arc::new(record);
         if let Some(old) = self.live.insert(key, record.clone()) {
             self.list.remove(&old);
         }
-        self.list.insert(record);
+        self.list.insert_shared(record);
     }
 
     /// The record at `key` deleted.
