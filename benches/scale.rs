@@ -37,6 +37,9 @@ mod child;
 #[path = "scale/probe.rs"]
 mod probe;
 
+#[path = "scale/raw.rs"]
+mod raw;
+
 use std::time::Duration;
 
 use probe::{Proc, etcd_metric, nats_figure};
@@ -258,6 +261,43 @@ async fn at_n(servers: &Servers, plan: &Plan, n: usize, s: &mut Summary) {
     s.set(n, "NATS subscriptions, server and a client that called", subscriptions());
     client.finish().await;
     s.set(n, "graceful shutdown of all N, ms", shut_down(server).await);
+    floor_at_n(&env, plan, n, nats_pid, s).await;
+}
+
+/// The round-robin load again with async-nats alone: a server process with
+/// N subscriptions, a task each, and a client that requests their subjects
+/// in turn. What falls with N here falls for any code on one nats-server.
+async fn floor_at_n(env: &[(&'static str, String)], plan: &Plan, n: usize, nats_pid: u32, s: &mut Summary) {
+    let mut server = Proc::start("serve-raw", &[n.to_string()], env);
+    server.expect("ready").await;
+    let mut client = Proc::start("client-raw", &[n.to_string()], env);
+    client.expect("ready").await;
+    let load = format!("load {IN_FLIGHT}");
+    client.send(&load).await;
+    tokio::time::sleep(plan.warm_up).await;
+    client.send("stop").await;
+    client.expect("stopped").await;
+    let meter = cpu::CpuMeter::start(&[client.pid(), server.pid(), nats_pid]);
+    client.send(&load).await;
+    tokio::time::sleep(plan.calls_for).await;
+    client.send("stop").await;
+    let ran = client.expect("stopped").await;
+    let calls = ran.num("calls") + ran.num("failed");
+    let per = meter.per(calls.max(1.0) as usize);
+    let rate = calls / ran.num("secs");
+    s.set(n, "floor (async-nats alone): calls/s", rate);
+    let base = s.get(1, "floor (async-nats alone): calls/s").unwrap_or(rate);
+    s.set(n, "floor: calls/s relative to N = 1", rate / base);
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    s.set(n, "floor: client CPU per call, us", us(per[0]));
+    s.set(n, "floor: server process CPU per call, us", us(per[1]));
+    s.set(n, "floor: nats-server CPU per call, us", us(per[2]));
+    s.set(n, "floor: failed calls", ran.num("failed"));
+    if let Some(rotor) = s.get(n, "round-robin: calls/s") {
+        s.set(n, "round-robin: calls/s over the floor's", rotor / rate);
+    }
+    client.finish().await;
+    server.finish().await;
 }
 
 /// Instances stopped and started every second under load.

@@ -12,12 +12,13 @@ use rotor::{ClientStats, Config, Router, Runtime, ServeHandle};
 use tokio::task::JoinHandle;
 
 use crate::probe::own_cpu;
+use crate::raw;
 use crate::support::process::rss_kib;
 use crate::{Never, Pinger, PingerClient};
 
 /// How long a call may take before it counts as failed: far above a
 /// loopback round trip, far below the 30 s default that would stall a run.
-const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// Errors a client prints, of all it saw.
 const ERRORS_KEPT: usize = 5;
 /// How long a process waits after dropping runtimes before it is measured:
@@ -31,7 +32,9 @@ pub async fn run(mode: &str, args: &[String]) {
     match mode {
         "serve" => serve().await,
         "follow" => follow(number(0)).await,
-        "follow-raw" => follow_raw(number(0)).await,
+        "follow-raw" => raw::follow(number(0)).await,
+        "serve-raw" => raw::serve(number(0)).await,
+        "client-raw" => raw::client(number(0)).await,
         "client" => client(number(0)).await,
         "many" => many(number(0), number(1)).await,
         _ => panic!("no child mode {mode}"),
@@ -40,10 +43,10 @@ pub async fn run(mode: &str, args: &[String]) {
 
 /// The commands on stdin, read by a thread: tokio's stdin needs a feature
 /// the workspace does not enable.
-struct Commands(tokio::sync::mpsc::UnboundedReceiver<String>);
+pub struct Commands(tokio::sync::mpsc::UnboundedReceiver<String>);
 
 impl Commands {
-    fn start() -> Commands {
+    pub fn start() -> Commands {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         std::thread::spawn(move || {
             for line in std::io::stdin().lines() {
@@ -57,12 +60,12 @@ impl Commands {
     }
 
     /// The next command; `None` once the benchmark closed stdin.
-    async fn next(&mut self) -> Option<String> {
+    pub async fn next(&mut self) -> Option<String> {
         self.0.recv().await
     }
 }
 
-fn ms(d: Duration) -> f64 {
+pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
@@ -158,41 +161,6 @@ async fn follow(n: usize) {
     let (cpu, start) = (own_cpu(), Instant::now());
     println!("started");
     client.core().wait_for(|ids| ids.len() >= n).await.expect("the watch runs");
-    let (cpu, took) = (own_cpu() - cpu, start.elapsed());
-    println!("seen ms={:.3} cpu_ms={:.3}", ms(took), ms(cpu));
-    while commands.next().await.is_some() {}
-}
-
-/// The floor beside `follow`: what hand-written code pays to follow the same
-/// cold start with etcd-client alone, one watch on the component's prefix
-/// whose values it decodes, counting the instances it has seen.
-async fn follow_raw(n: usize) {
-    use rotor::discovery::etcd_client::{Client, EventType, WatchOptions};
-    let endpoints = std::env::var("ROTOR_ETCD_ENDPOINTS").expect("ROTOR_ETCD_ENDPOINTS is set");
-    let mut etcd = Client::connect(endpoints.split(',').collect::<Vec<_>>(), None).await.expect("etcd");
-    let prefix = rotor::names::endpoint_key_prefix("bench.scale", "pinger", "ping");
-    let mut stream = etcd.watch(prefix, Some(WatchOptions::new().with_prefix())).await.expect("a watch");
-    let mut commands = Commands::start();
-    println!("watching");
-    assert_eq!(commands.next().await.as_deref(), Some("start"));
-    let (cpu, start) = (own_cpu(), Instant::now());
-    println!("started");
-    let mut seen = std::collections::HashMap::new();
-    while seen.len() < n {
-        let resp = stream.message().await.expect("the watch runs").expect("the watch runs");
-        for event in resp.events() {
-            let Some(kv) = event.kv() else { continue };
-            match event.event_type() {
-                EventType::Put => {
-                    let record: serde_json::Value = serde_json::from_slice(kv.value()).expect("JSON");
-                    seen.insert(kv.key().to_vec(), record);
-                }
-                EventType::Delete => {
-                    seen.remove(kv.key());
-                }
-            }
-        }
-    }
     let (cpu, took) = (own_cpu() - cpu, start.elapsed());
     println!("seen ms={:.3} cpu_ms={:.3}", ms(took), ms(cpu));
     while commands.next().await.is_some() {}
