@@ -234,27 +234,16 @@ async fn at_n(servers: &Servers, plan: &Plan, n: usize, s: &mut Summary) {
     s.set(n, "fresh client: CPU until it sees N, ms", fresh.num("cpu_ms"));
 
     for router in ROUTERS {
-        let load = format!("load {router} {IN_FLIGHT}");
-        client.send(&load).await;
-        tokio::time::sleep(plan.warm_up).await;
-        client.send("stop").await;
-        client.expect("stopped").await;
-        let meter = cpu::CpuMeter::start(&[client.pid(), server.pid(), nats_pid]);
-        client.send(&load).await;
-        tokio::time::sleep(plan.calls_for).await;
-        client.send("stop").await;
-        let ran = client.expect("stopped").await;
-        let calls = ran.num("calls") + ran.num("failed");
-        let per = meter.per(calls.max(1.0) as usize);
-        let rate = calls / ran.num("secs");
-        s.set(n, &format!("{router}: calls/s"), rate);
-        let base = s.get(1, &format!("{router}: calls/s")).unwrap_or(rate);
-        s.set(n, &format!("{router}: calls/s relative to N = 1"), rate / base);
-        let us = |d: Duration| d.as_secs_f64() * 1e6;
-        s.set(n, &format!("{router}: client CPU per call, us"), us(per[0]));
-        s.set(n, &format!("{router}: server process CPU per call, us"), us(per[1]));
-        s.set(n, &format!("{router}: nats-server CPU per call, us"), us(per[2]));
-        s.set(n, &format!("{router}: failed calls"), ran.num("failed"));
+        measure_load(
+            &mut client,
+            [server.pid(), nats_pid],
+            &format!("load {router} {IN_FLIGHT}"),
+            plan,
+            n,
+            s,
+            router,
+        )
+        .await;
         report_errors("client", &client.errors);
         client.errors.clear();
     }
@@ -262,6 +251,42 @@ async fn at_n(servers: &Servers, plan: &Plan, n: usize, s: &mut Summary) {
     client.finish().await;
     s.set(n, "graceful shutdown of all N, ms", shut_down(server).await);
     floor_at_n(&env, plan, n, nats_pid, s).await;
+}
+
+/// Runs `load` on `client` for the plan's warm-up, then measures it for the
+/// plan's time: calls/s (and over N = 1's), each process's CPU per call
+/// and the failed calls, in rows named `{label}: ...`. Returns the calls/s.
+/// `others` are the server process's and nats-server's pids.
+async fn measure_load(
+    client: &mut Proc,
+    others: [u32; 2],
+    load: &str,
+    plan: &Plan,
+    n: usize,
+    s: &mut Summary,
+    label: &str,
+) -> f64 {
+    client.send(load).await;
+    tokio::time::sleep(plan.warm_up).await;
+    client.send("stop").await;
+    client.expect("stopped").await;
+    let meter = cpu::CpuMeter::start(&[client.pid(), others[0], others[1]]);
+    client.send(load).await;
+    tokio::time::sleep(plan.calls_for).await;
+    client.send("stop").await;
+    let ran = client.expect("stopped").await;
+    let calls = ran.num("calls") + ran.num("failed");
+    let per = meter.per(calls.max(1.0) as usize);
+    let rate = calls / ran.num("secs");
+    s.set(n, &format!("{label}: calls/s"), rate);
+    let base = s.get(1, &format!("{label}: calls/s")).unwrap_or(rate);
+    s.set(n, &format!("{label}: calls/s relative to N = 1"), rate / base);
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    s.set(n, &format!("{label}: client CPU per call, us"), us(per[0]));
+    s.set(n, &format!("{label}: server process CPU per call, us"), us(per[1]));
+    s.set(n, &format!("{label}: nats-server CPU per call, us"), us(per[2]));
+    s.set(n, &format!("{label}: failed calls"), ran.num("failed"));
+    rate
 }
 
 /// The round-robin load again with async-nats alone: a server process with
@@ -272,27 +297,16 @@ async fn floor_at_n(env: &[(&'static str, String)], plan: &Plan, n: usize, nats_
     server.expect("ready").await;
     let mut client = Proc::start("client-raw", &[n.to_string()], env);
     client.expect("ready").await;
-    let load = format!("load {IN_FLIGHT}");
-    client.send(&load).await;
-    tokio::time::sleep(plan.warm_up).await;
-    client.send("stop").await;
-    client.expect("stopped").await;
-    let meter = cpu::CpuMeter::start(&[client.pid(), server.pid(), nats_pid]);
-    client.send(&load).await;
-    tokio::time::sleep(plan.calls_for).await;
-    client.send("stop").await;
-    let ran = client.expect("stopped").await;
-    let calls = ran.num("calls") + ran.num("failed");
-    let per = meter.per(calls.max(1.0) as usize);
-    let rate = calls / ran.num("secs");
-    s.set(n, "floor (async-nats alone): calls/s", rate);
-    let base = s.get(1, "floor (async-nats alone): calls/s").unwrap_or(rate);
-    s.set(n, "floor: calls/s relative to N = 1", rate / base);
-    let us = |d: Duration| d.as_secs_f64() * 1e6;
-    s.set(n, "floor: client CPU per call, us", us(per[0]));
-    s.set(n, "floor: server process CPU per call, us", us(per[1]));
-    s.set(n, "floor: nats-server CPU per call, us", us(per[2]));
-    s.set(n, "floor: failed calls", ran.num("failed"));
+    let rate = measure_load(
+        &mut client,
+        [server.pid(), nats_pid],
+        &format!("load {IN_FLIGHT}"),
+        plan,
+        n,
+        s,
+        "floor",
+    )
+    .await;
     if let Some(rotor) = s.get(n, "round-robin: calls/s") {
         s.set(n, "round-robin: calls/s over the floor's", rotor / rate);
     }
