@@ -16,8 +16,16 @@
 //! runtimes in one process: NATS and etcd connections, leases, RSS, etcd
 //! watchers, also for 50 clients built from run-time names.
 //!
+//! Beside Rotor, at each N, two floors: etcd-client alone follows the same
+//! cold start, and async-nats alone carries the round-robin load to N
+//! subscriptions (`scale/raw.rs`). What falls with N for them falls for any
+//! code on these servers.
+//!
 //! Every process is this binary again (`serve`, `follow`, `client`, `many`
-//! modes, in `scale/child.rs`), so that each figure belongs to one process.
+//! modes, in `scale/child.rs`; `follow-raw`, `serve-raw`, `client-raw`), so
+//! that each figure belongs to one process. The `calls N K ROUTER` mode is
+//! not run here: it makes K calls and exits, for counting a process's
+//! instructions per call under callgrind (two runs, two K, by hand).
 //! Leases have the default TTL (10 s), not the test harness's 3 s, so that
 //! keep-alives cost what they do in a deployment.
 //!

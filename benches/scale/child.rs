@@ -36,6 +36,7 @@ pub async fn run(mode: &str, args: &[String]) {
         "serve-raw" => raw::serve(number(0)).await,
         "client-raw" => raw::client(number(0)).await,
         "client" => client(number(0)).await,
+        "calls" => calls(number(0), number(1), args.get(2).map_or("power-of-two", String::as_str)).await,
         "many" => many(number(0), number(1)).await,
         _ => panic!("no child mode {mode}"),
     }
@@ -273,6 +274,31 @@ async fn client(n: usize) {
             _ => panic!("client: unknown command {line:?}"),
         }
     }
+}
+
+/// `k` calls, 64 in flight, once `n` instances are seen, then exit: for
+/// counting a client's instructions per call under callgrind, where time
+/// means nothing (`calls N K ROUTER`; run it with two K, and the difference
+/// over the difference of K is one call's count, setup taken out).
+async fn calls(n: usize, k: usize, router_name: &str) {
+    let rt = env_runtime().await;
+    let client = Pinger::client(&rt).await.expect("a client").with_router(router(router_name));
+    client.core().wait_for(|ids| ids.len() >= n).await.expect("the watch runs");
+    let left = Arc::new(AtomicU64::new(k as u64));
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let (client, left) = (client.with_timeout(CALL_TIMEOUT), left.clone());
+            tokio::spawn(async move {
+                while left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| l.checked_sub(1)).is_ok() {
+                    client.ping(7).await.expect("a call");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("a call task");
+    }
+    println!("done calls={k}");
 }
 
 /// Many client-only runtimes in one process: `build`, `drop`, then many
