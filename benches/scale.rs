@@ -16,9 +16,9 @@
 //! runtimes in one process: NATS and etcd connections, leases, RSS, etcd
 //! watchers, also for 50 clients built from run-time names.
 //!
-//! Beside Rotor, at each N, two floors: etcd-client alone follows the same
-//! cold start, and async-nats alone carries the round-robin load to N
-//! subscriptions (`scale/raw.rs`). What falls with N for them falls for any
+//! Beside Rotor, at each N, two floors: etcd-client alone follows a cold
+//! start of N Rotor instances (a round of its own), and async-nats alone
+//! carries the round-robin load to N subscriptions (`scale/raw.rs`). What falls with N for them falls for any
 //! code on these servers.
 //!
 //! Every process is this binary again (`serve`, `follow`, `client`, `many`
@@ -50,7 +50,7 @@ mod raw;
 
 use std::time::Duration;
 
-use probe::{Proc, etcd_metric, nats_figure};
+use probe::{Fields, Proc, etcd_metric, nats_figure};
 use support::Servers;
 use support::process::connections_to;
 
@@ -212,26 +212,11 @@ async fn at_n(servers: &Servers, plan: &Plan, n: usize, s: &mut Summary) {
 
     let mut server = Proc::start("serve", &[], &env);
     server.expect("ready").await;
-    // Rotor's follower and the floor's follow the same cold start.
-    let mut follower = Proc::start("follow", &[n.to_string()], &env);
-    let mut floor = Proc::start("follow-raw", &[n.to_string()], &env);
-    for f in [&mut follower, &mut floor] {
-        f.expect("watching").await;
-        f.send("start").await;
-        f.expect("started").await;
-    }
-    server.send(&format!("register {n}")).await;
-    let registered = server.expect("registered").await;
-    let seen = follower.expect("seen").await;
-    let floor_seen = floor.expect("seen").await;
-    follower.finish().await;
-    floor.finish().await;
+    let (registered, seen) = cold_start(&mut server, "follow", n, &env).await;
     s.set(n, "registration of all N, ms", registered.num("ms"));
     let rss = registered.num("rss_after") - registered.num("rss_before");
     s.set(n, "server RSS per instance, KiB", rss / n as f64);
     s.set(n, "cold-start client CPU until it sees N, ms", seen.num("cpu_ms"));
-    s.set(n, "cold-start raw etcd-client watch CPU (the floor), ms", floor_seen.num("cpu_ms"));
-    s.set(n, "cold-start client CPU / the floor's", seen.num("cpu_ms") / floor_seen.num("cpu_ms"));
     s.set(n, "cold-start client wall time until it sees N, ms", seen.num("ms"));
 
     settle_connections(servers, 1);
@@ -259,6 +244,25 @@ async fn at_n(servers: &Servers, plan: &Plan, n: usize, s: &mut Summary) {
     client.finish().await;
     s.set(n, "graceful shutdown of all N, ms", shut_down(server).await);
     floor_at_n(&env, plan, n, nats_pid, s).await;
+}
+
+/// A follower (`mode`) started before `server` registers `n` instances:
+/// the server's `registered` line and the follower's `seen` line.
+async fn cold_start(
+    server: &mut Proc,
+    mode: &str,
+    n: usize,
+    env: &[(&'static str, String)],
+) -> (Fields, Fields) {
+    let mut follower = Proc::start(mode, &[n.to_string()], env);
+    follower.expect("watching").await;
+    follower.send("start").await;
+    follower.expect("started").await;
+    server.send(&format!("register {n}")).await;
+    let registered = server.expect("registered").await;
+    let seen = follower.expect("seen").await;
+    follower.finish().await;
+    (registered, seen)
 }
 
 /// Runs `load` on `client` for the plan's warm-up, then measures it for the
@@ -297,10 +301,22 @@ async fn measure_load(
     rate
 }
 
-/// The round-robin load again with async-nats alone: a server process with
-/// N subscriptions, a task each, and a client that requests their subjects
-/// in turn. What falls with N here falls for any code on one nats-server.
+/// The floors at `n`: a cold start of `n` Rotor instances followed with
+/// etcd-client alone, then the round-robin load with async-nats alone (a
+/// server process with `n` subscriptions, a task each, and a client that
+/// requests their subjects in turn). What falls with N here falls for any
+/// code on one etcd and one nats-server.
 async fn floor_at_n(env: &[(&'static str, String)], plan: &Plan, n: usize, nats_pid: u32, s: &mut Summary) {
+    // The same cold start again, followed by etcd-client alone: a round of
+    // its own, so that neither follower's wake-ups move the other's figure.
+    let mut rotor = Proc::start("serve", &[], env);
+    rotor.expect("ready").await;
+    let (_, seen) = cold_start(&mut rotor, "follow-raw", n, env).await;
+    shut_down(rotor).await;
+    s.set(n, "cold-start raw etcd-client watch CPU (the floor), ms", seen.num("cpu_ms"));
+    if let Some(client) = s.get(n, "cold-start client CPU until it sees N, ms") {
+        s.set(n, "cold-start client CPU / the floor's", client / seen.num("cpu_ms"));
+    }
     let mut server = Proc::start("serve-raw", &[n.to_string()], env);
     server.expect("ready").await;
     let mut client = Proc::start("client-raw", &[n.to_string()], env);

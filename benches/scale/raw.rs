@@ -3,14 +3,14 @@
 //! benchmark can tell what grows with N in Rotor from what grows in the
 //! servers and their client libraries.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures::StreamExt;
 use tokio::task::JoinHandle;
 
-use crate::child::{CALL_TIMEOUT, Commands, ms};
+use crate::child::{CALL_TIMEOUT, Commands, ERRORS_KEPT, ms};
 use crate::probe::own_cpu;
 
 /// The subject of raw instance `i`, laid out as Rotor's instance subjects
@@ -36,6 +36,9 @@ pub async fn follow(n: usize) {
     let mut etcd = Client::connect(endpoints.split(',').collect::<Vec<_>>(), None).await.expect("etcd");
     let prefix = rotor::names::endpoint_key_prefix("bench.scale", "pinger", "ping");
     let mut stream = etcd.watch(prefix, Some(WatchOptions::new().with_prefix())).await.expect("a watch");
+    // The first answer says the watch exists: from then on no write is missed.
+    let created = stream.message().await.expect("the watch runs").expect("the watch runs");
+    assert!(created.created(), "etcd's first watch answer confirms the watch");
     let mut commands = Commands::start();
     println!("watching");
     assert_eq!(commands.next().await.as_deref(), Some("start"));
@@ -44,6 +47,7 @@ pub async fn follow(n: usize) {
     let mut seen = std::collections::HashMap::new();
     while seen.len() < n {
         let resp = stream.message().await.expect("the watch runs").expect("the watch runs");
+        assert!(!resp.canceled(), "etcd cancelled the watch");
         for event in resp.events() {
             let Some(kv) = event.kv() else { continue };
             match event.event_type() {
@@ -94,6 +98,8 @@ struct Load {
     /// Calls answered with their payload, and the others.
     ok: Arc<AtomicU64>,
     failed: Arc<AtomicU64>,
+    /// The first errors, printed when the load stops.
+    errors: Arc<Mutex<Vec<String>>>,
     started: Instant,
 }
 
@@ -101,33 +107,47 @@ impl Load {
     fn start(client: &async_nats::Client, subjects: &Arc<Vec<String>>, in_flight: usize) -> Load {
         let (stop, next) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
         let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let errors = Arc::new(Mutex::new(Vec::new()));
         let tasks = (0..in_flight)
             .map(|task| {
                 let (client, subjects, stop, next) =
                     (client.clone(), subjects.clone(), stop.clone(), next.clone());
-                let (ok, failed) = (ok.clone(), failed.clone());
+                let (ok, failed, errors) = (ok.clone(), failed.clone(), errors.clone());
                 tokio::spawn(async move {
                     let mut n = task as u64;
                     while !stop.load(Ordering::Relaxed) {
                         let at = next.fetch_add(1, Ordering::Relaxed) % subjects.len();
                         let sent = n.to_string();
-                        let answered = match client.request(subjects[at].clone(), sent.clone().into()).await {
-                            Ok(reply) => reply.payload == sent.as_bytes(),
-                            Err(_) => false,
+                        let error = match client.request(subjects[at].clone(), sent.clone().into()).await {
+                            Ok(reply) if reply.payload == sent.as_bytes() => None,
+                            Ok(reply) => Some(format!("{n} was answered with {:?}", reply.payload)),
+                            Err(e) => Some(e.to_string()),
                         };
-                        if answered { &ok } else { &failed }.fetch_add(1, Ordering::Relaxed);
+                        match error {
+                            None => ok.fetch_add(1, Ordering::Relaxed),
+                            Some(e) => {
+                                let mut errors = errors.lock().unwrap();
+                                if errors.len() < ERRORS_KEPT {
+                                    errors.push(e);
+                                }
+                                failed.fetch_add(1, Ordering::Relaxed)
+                            }
+                        };
                         n += in_flight as u64;
                     }
                 })
             })
             .collect();
-        Load { stop, tasks, ok, failed, started: Instant::now() }
+        Load { stop, tasks, ok, failed, errors, started: Instant::now() }
     }
 
     async fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         for task in self.tasks {
             task.await.expect("a load task");
+        }
+        for e in self.errors.lock().unwrap().iter() {
+            println!("error {e}");
         }
         println!(
             "stopped calls={} failed={} secs={:.6}",

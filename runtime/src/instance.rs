@@ -51,6 +51,13 @@ impl serde::de::Visitor<'_> for HexOrNumber {
             .map_err(|_| E::custom(format!("instance id {n} is above the largest lease id")))
     }
 
+    fn visit_bytes<E: serde::de::Error>(self, hex: &[u8]) -> Result<InstanceId, E> {
+        match std::str::from_utf8(hex) {
+            Ok(hex) => self.visit_str(hex),
+            Err(_) => Err(E::invalid_value(serde::de::Unexpected::Bytes(hex), &self)),
+        }
+    }
+
     fn visit_str<E: serde::de::Error>(self, hex: &str) -> Result<InstanceId, E> {
         // As printed: the two's complement bits of a negative id.
         u64::from_str_radix(hex, 16)
