@@ -31,9 +31,13 @@ pub(crate) struct Listing {
 
 impl Listing {
     pub(crate) fn new(live: BTreeMap<String, InstanceRecord>) -> Self {
-        let live: HashMap<_, _> = live.into_iter().map(|(key, r)| (key, Arc::new(r))).collect();
-        let list = live.values().cloned().collect();
-        Listing { live, list, ..Listing::default() }
+        // The list is built in key order, so that of two records with the
+        // same place in it (records that contradict their keys) the same
+        // one stays in every process.
+        let live: Vec<(String, Arc<InstanceRecord>)> =
+            live.into_iter().map(|(key, r)| (key, Arc::new(r))).collect();
+        let list = live.iter().map(|(_, r)| r.clone()).collect();
+        Listing { live: live.into_iter().collect(), list, ..Listing::default() }
     }
 
     /// Replaces the records with a fresh read; what it lacks stays for
@@ -154,6 +158,17 @@ mod tests {
         listing.resync([record(7, "s.a"), record(8, "s.b")].into(), Duration::from_secs(3));
         assert_eq!(ids(&listing), [7, 8]);
         assert_eq!(listing.next_expiry(), None, "nothing is stale");
+    }
+
+    #[test]
+    fn of_two_records_that_contradict_their_keys_the_first_key_s_stays() {
+        for _ in 0..20 {
+            let (_, first) = record(1, "s.first");
+            let (_, second) = record(1, "s.second");
+            let listing = Listing::new([("k/a".to_string(), first), ("k/b".to_string(), second)].into());
+            let subjects: Vec<&str> = listing.list.iter().map(|r| r.transport.subject()).collect();
+            assert_eq!(subjects, ["s.first"], "the record under the first key, in every process");
+        }
     }
 
     #[test]
