@@ -20,7 +20,7 @@ use crate::{Never, Pinger, PingerClient};
 /// loopback round trip, far below the 30 s default that would stall a run.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// Errors a client prints, of all it saw.
-pub const ERRORS_KEPT: usize = 5;
+const ERRORS_KEPT: usize = 5;
 /// How long a process waits after dropping runtimes before it is measured:
 /// connections and watches close in background tasks.
 const SETTLE: Duration = Duration::from_secs(1);
@@ -177,11 +177,35 @@ fn router(name: &str) -> Router {
     }
 }
 
+/// What a load's calls did: answered, failed, and the first errors.
 #[derive(Default)]
-struct Counts {
-    ok: AtomicU64,
-    failed: AtomicU64,
+pub struct Counts {
+    pub ok: AtomicU64,
+    pub failed: AtomicU64,
     errors: Mutex<Vec<String>>,
+}
+
+impl Counts {
+    /// Counts one call, `None` when it was answered as asked.
+    pub fn count(&self, error: Option<String>) {
+        match error {
+            None => self.ok.fetch_add(1, Ordering::Relaxed),
+            Some(e) => {
+                let mut errors = self.errors.lock().unwrap();
+                if errors.len() < ERRORS_KEPT {
+                    errors.push(e);
+                }
+                self.failed.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+    }
+
+    /// Prints the errors kept, one an `error` line.
+    pub fn print_errors(&self) {
+        for e in self.errors.lock().unwrap().iter() {
+            println!("error {e}");
+        }
+    }
 }
 
 /// Calls in flight until stopped.
@@ -209,16 +233,7 @@ impl Load {
                             Ok(back) => Some(format!("call {n} was answered with {back}")),
                             Err(e) => Some(e.to_string()),
                         };
-                        match error {
-                            None => counts.ok.fetch_add(1, Ordering::Relaxed),
-                            Some(e) => {
-                                let mut errors = counts.errors.lock().unwrap();
-                                if errors.len() < ERRORS_KEPT {
-                                    errors.push(e);
-                                }
-                                counts.failed.fetch_add(1, Ordering::Relaxed)
-                            }
-                        };
+                        counts.count(error);
                         n += in_flight as u64;
                     }
                 })
@@ -235,9 +250,7 @@ impl Load {
         }
         let took = self.started.elapsed();
         let after = client.core().stats("ping").expect("a ping endpoint");
-        for e in self.counts.errors.lock().unwrap().iter() {
-            println!("error {e}");
-        }
+        self.counts.print_errors();
         println!(
             "stopped calls={} failed={} secs={:.6} retries={} evictions={}",
             self.counts.ok.load(Ordering::Relaxed),

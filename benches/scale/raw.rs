@@ -3,14 +3,14 @@
 //! benchmark can tell what grows with N in Rotor from what grows in the
 //! servers and their client libraries.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use futures::StreamExt;
 use tokio::task::JoinHandle;
 
-use crate::child::{CALL_TIMEOUT, Commands, ERRORS_KEPT, ms};
+use crate::child::{CALL_TIMEOUT, Commands, Counts, ms};
 use crate::probe::own_cpu;
 
 /// The subject of raw instance `i`, laid out as Rotor's instance subjects
@@ -95,24 +95,19 @@ pub async fn serve(n: usize) {
 struct Load {
     stop: Arc<AtomicBool>,
     tasks: Vec<JoinHandle<()>>,
-    /// Calls answered with their payload, and the others.
-    ok: Arc<AtomicU64>,
-    failed: Arc<AtomicU64>,
-    /// The first errors, printed when the load stops.
-    errors: Arc<Mutex<Vec<String>>>,
+    counts: Arc<Counts>,
     started: Instant,
 }
 
 impl Load {
     fn start(client: &async_nats::Client, subjects: &Arc<Vec<String>>, in_flight: usize) -> Load {
         let (stop, next) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
-        let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-        let errors = Arc::new(Mutex::new(Vec::new()));
+        let counts = Arc::new(Counts::default());
         let tasks = (0..in_flight)
             .map(|task| {
                 let (client, subjects, stop, next) =
                     (client.clone(), subjects.clone(), stop.clone(), next.clone());
-                let (ok, failed, errors) = (ok.clone(), failed.clone(), errors.clone());
+                let counts = counts.clone();
                 tokio::spawn(async move {
                     let mut n = task as u64;
                     while !stop.load(Ordering::Relaxed) {
@@ -123,22 +118,13 @@ impl Load {
                             Ok(reply) => Some(format!("{n} was answered with {:?}", reply.payload)),
                             Err(e) => Some(e.to_string()),
                         };
-                        match error {
-                            None => ok.fetch_add(1, Ordering::Relaxed),
-                            Some(e) => {
-                                let mut errors = errors.lock().unwrap();
-                                if errors.len() < ERRORS_KEPT {
-                                    errors.push(e);
-                                }
-                                failed.fetch_add(1, Ordering::Relaxed)
-                            }
-                        };
+                        counts.count(error);
                         n += in_flight as u64;
                     }
                 })
             })
             .collect();
-        Load { stop, tasks, ok, failed, errors, started: Instant::now() }
+        Load { stop, tasks, counts, started: Instant::now() }
     }
 
     async fn stop(self) {
@@ -146,13 +132,11 @@ impl Load {
         for task in self.tasks {
             task.await.expect("a load task");
         }
-        for e in self.errors.lock().unwrap().iter() {
-            println!("error {e}");
-        }
+        self.counts.print_errors();
         println!(
             "stopped calls={} failed={} secs={:.6}",
-            self.ok.load(Ordering::Relaxed),
-            self.failed.load(Ordering::Relaxed),
+            self.counts.ok.load(Ordering::Relaxed),
+            self.counts.failed.load(Ordering::Relaxed),
             self.started.elapsed().as_secs_f64()
         );
     }
